@@ -1,0 +1,73 @@
+"""What every ``aum`` command shares: settings, error handling and table output."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import AuryTasksError
+from ..logging import setup_logging
+from ..settings import TaskSettings
+
+
+class AumError(click.ClickException):
+    """A ``click`` error that exits with the code of the aury-tasks error behind it."""
+
+    def __init__(self, error: AuryTasksError) -> None:
+        super().__init__(error.message)
+        self.exit_code = error.exit_code
+
+
+class AumGroup(click.Group):
+    """A click group that turns :class:`AuryTasksError` into one line and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AuryTasksError as error:
+            raise AumError(error) from None
+
+
+@dataclass
+class AumContext:
+    """State shared by the commands of one ``aum`` run (``ctx.obj``)."""
+
+    env_file: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    _settings: TaskSettings | None = None
+
+    @property
+    def settings(self) -> TaskSettings:
+        """The settings, read on first use (so ``--help`` works with a broken ``.env``)."""
+        if self._settings is None:
+            extra: dict[str, Any] = {"_env_file": self.env_file} if self.env_file else {}
+            self._settings = TaskSettings.load(**extra, **self.overrides)
+        return self._settings
+
+    def setup_logging(self) -> None:
+        """Configure loguru from ``TASK_LOG_LEVEL`` and ``TASK_LOG_JSON``."""
+        setup_logging(self.settings.log_level, json=self.settings.log_json)
+
+
+pass_context = click.make_pass_decorator(AumContext, ensure=True)
+
+
+def echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print an aligned table: left-aligned text, right-aligned numbers."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    numeric = [all(isinstance(row[i], (int, float)) for row in rows) if rows else False
+               for i in range(len(headers))]  # fmt: skip
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        parts = [cell.rjust(w) if numeric[i] else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        return "  ".join(parts).rstrip()
+
+    click.echo(click.style(line(cells[0]), bold=sys.stdout.isatty()))
+    for row in cells[1:]:
+        click.echo(line(row))

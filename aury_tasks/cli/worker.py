@@ -1,0 +1,141 @@
+"""``aum worker``: run Dramatiq's worker and process supervisor on the discovered tasks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import click
+import dramatiq
+from dramatiq import cli as dramatiq_cli
+from loguru import logger
+
+from .. import __version__
+from ..discovery import import_task_modules
+from ..errors import ConfigError
+from ..manager import TaskManager
+from ..settings import RunMode, TaskSettings
+from .context import AumContext, pass_context
+
+#: Environment variable carrying the queues to the worker processes.
+_QUEUES_ENV = "AURY_TASKS_WORKER_QUEUES"
+
+
+def _split_queues(values: tuple[str, ...]) -> list[str]:
+    return [q.strip() for value in values for q in value.split(",") if q.strip()]
+
+
+@click.command(context_settings={"show_default": True})
+@click.option(
+    "-q", "--queues", multiple=True, metavar="QUEUE[,QUEUE…]",
+    help="Queues to consume, comma-separated or repeated.  [default: every queue of the discovered tasks]",
+)
+@click.option(
+    "-c", "--concurrency", type=click.IntRange(1, 1024), default=None,
+    help="Tasks one process runs at once (threads).  [default: TASK_MAX_WORKERS]",
+)
+@click.option("-p", "--processes", type=click.IntRange(1, 256), default=1, help="Worker processes.")
+@click.option(
+    "--modules", "modules_dir", type=click.Path(file_okay=False), default=None,
+    help="Directory of task modules.  [default: TASK_MODULES_DIR]",
+)
+@click.option(
+    "--shutdown-timeout", type=click.FloatRange(0), default=600.0,
+    help="Seconds running tasks get to finish after SIGTERM/SIGINT.",
+)
+@pass_context
+def worker(
+    aum: AumContext,
+    queues: tuple[str, ...],
+    concurrency: int | None,
+    processes: int,
+    modules_dir: str | None,
+    shutdown_timeout: float,
+) -> None:
+    """Run a worker that executes the tasks of the discovered modules.
+
+    Imports TASK_MODULES_DIR/<name>/tasks/ (a package) or tasks.py for every module, then runs
+    Dramatiq's worker: PROCESSES processes of CONCURRENCY threads each. Sync tasks run in the
+    threads, async tasks on an event loop; timeouts apply to both.
+
+    SIGTERM or SIGINT (Ctrl-C) stops it gracefully: running tasks get --shutdown-timeout seconds
+    to finish. A message is acknowledged only after its task ran, so the tasks of a worker that
+    is killed are delivered again (at-least-once: make tasks idempotent). If a worker process
+    dies, aum worker stops and exits non-zero, so a supervisor can restart it.
+
+    \b
+    Examples:
+      aum worker                      every queue, TASK_MAX_WORKERS threads
+      aum worker -q emails,default -c 16 -p 2
+    """
+    if modules_dir is not None:
+        aum.overrides["modules_dir"] = modules_dir
+    settings = aum.settings
+    aum.setup_logging()
+    queue_list = _split_queues(queues)
+    # Worker processes may be spawned rather than forked: they read their setup from here.
+    os.environ["TASK_RUN_MODE"] = RunMode.WORKER.value
+    os.environ["TASK_MODULES_DIR"] = os.path.abspath(settings.modules_dir)
+    os.environ[_QUEUES_ENV] = ",".join(queue_list)
+    if aum.env_file is not None:
+        os.environ["AURY_TASKS_ENV_FILE"] = str(aum.env_file)
+
+    tm = TaskManager.get_instance()
+    tm.initialize(run_mode=RunMode.WORKER, settings=settings)
+    modules = import_task_modules(settings.modules_dir)
+    declared = sorted({task.queue_name for task in tm.tasks.values()})
+    if not tm.tasks:
+        raise ConfigError(f"no tasks found under {settings.modules_dir}/ (looked for <name>/tasks/ or <name>/tasks.py)")
+    unknown = [q for q in queue_list if q not in declared]
+    if unknown:
+        logger.warning("no discovered task uses queue(s) {}; consuming them anyway", ", ".join(unknown))
+    consumed = queue_list or declared
+    threads = concurrency or settings.max_workers
+
+    logger.info("aury-tasks {} worker, broker: {}", __version__, tm.broker_info.describe())
+    logger.info(
+        "{} task(s) from {} ({}); queues: {}; {} process(es) x {} thread(s)",
+        len(tm.tasks), settings.modules_dir, ", ".join(m.name for m in modules),
+        ", ".join(consumed), processes, threads,
+    )  # fmt: skip
+    args = argparse.Namespace(
+        broker=f"{__name__}:boot_worker_process",
+        modules=[],
+        processes=processes,
+        threads=threads,
+        path=[],
+        queues=consumed,
+        pid_file=None,
+        log_file=None,
+        skip_logging=True,
+        use_spawn=False,
+        forks=[],
+        worker_fork_timeout=30_000,
+        worker_shutdown_timeout=int(shutdown_timeout * 1000),
+        watch=None,
+        watch_use_polling=False,
+        include_patterns=["**.py"],
+        exclude_patterns=None,
+        verbose=0,
+    )
+    sys.exit(dramatiq_cli.main(args))
+
+
+def boot_worker_process() -> dramatiq.Broker:
+    """Set up one worker process; Dramatiq's supervisor calls this in each child.
+
+    A forked child inherits the parent's imported tasks; a spawned one imports them again.
+    Either way its logs go to the pipe Dramatiq gives it in place of standard error.
+    """
+    env_file = os.environ.get("AURY_TASKS_ENV_FILE")
+    settings = TaskSettings.load(**({"_env_file": env_file} if env_file else {}))
+    from ..logging import setup_logging
+
+    setup_logging(settings.log_level, json=settings.log_json, stream=sys.stderr)
+    tm = TaskManager.get_instance()
+    if not tm.is_initialized:
+        tm.initialize(run_mode=RunMode.WORKER, settings=settings)
+        import_task_modules(settings.modules_dir)
+    dramatiq.set_broker(tm.broker)
+    return tm.broker

@@ -1,0 +1,75 @@
+"""Logging: loguru sinks, stdlib loggers (Dramatiq, APScheduler, pika) routed in, secrets masked.
+
+A library configures no sinks on import; the ``aum`` CLI (or your application) calls
+:func:`setup_logging` once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+from loguru import logger
+
+from .settings import redact_text
+
+_TEXT_FORMAT = (
+    "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <8}</level> "
+    "<cyan>{name}</cyan>{extra[task_context]} - <level>{message}</level>"
+)
+
+
+#: Dramatiq warns about this on every task that returns a value; aury-tasks keeps results itself.
+_RESULTS_WARNING = "Actor '%s' returned a value that is not None"
+
+
+class InterceptHandler(logging.Handler):
+    """Send records of stdlib loggers to loguru, keeping their level and origin."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, str) and record.msg.startswith(_RESULTS_WARNING):
+            return
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.patch(lambda r: r.update(name=record.name)).opt(exception=record.exc_info).log(
+            level, record.getMessage()
+        )
+
+
+def _patch_record(record: Any) -> None:
+    record["message"] = redact_text(record["message"])
+    extra = record["extra"]
+    if "task_id" in extra:
+        extra["task_context"] = f" [{extra['actor']} {extra['task_id']} attempt {extra['attempt']}]"
+    else:
+        extra["task_context"] = ""
+    exception = record["exception"]
+    if exception is not None and exception.value is not None:
+        # Exceptions can carry URLs too (a failed connection names its target).
+        exception.value.args = tuple(
+            redact_text(arg) if isinstance(arg, str) else arg for arg in exception.value.args
+        )
+
+
+def setup_logging(level: str = "INFO", *, json: bool = False, stream: TextIO | None = None) -> None:
+    """Configure loguru as the only log output of the process.
+
+    Parameters:
+      level: lowest level shown (``TASK_LOG_LEVEL``).
+      json: one JSON object a line (``TASK_LOG_JSON``).
+      stream: where to write; standard error by default.
+    """
+    logger.remove()
+    logger.configure(patcher=_patch_record)
+    sink = stream or sys.stderr
+    if json:
+        logger.add(sink, level=level, serialize=True, backtrace=False, diagnose=False)
+    else:
+        logger.add(sink, level=level, format=_TEXT_FORMAT, backtrace=False, diagnose=False, colorize=None)
+    stdlib_level = {"TRACE": "DEBUG", "SUCCESS": "INFO"}.get(level, level)
+    logging.basicConfig(handlers=[InterceptHandler()], level=stdlib_level, force=True)
+    for noisy in ("pika",):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

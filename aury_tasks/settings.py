@@ -1,0 +1,239 @@
+"""Settings: ``TaskSettings``, read from ``TASK_*`` environment variables and ``.env``.
+
+A wrong value raises :class:`~aury_tasks.errors.ConfigError` with one line that names
+the variable and the form it expects; URLs in settings are ``SecretStr`` and only ever
+shown with their password masked (:func:`redact_url`).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+#: Broker URL schemes aury-tasks understands.
+BROKER_SCHEMES = ("redis", "rediss", "unix", "amqp", "amqps", "memory")
+#: Result backend URL schemes (the ledger lives in Redis).
+RESULT_BACKEND_SCHEMES = ("redis", "rediss", "unix")
+
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)@")
+
+
+def redact_url(url: str | SecretStr | None) -> str:
+    """Return ``url`` with any password replaced by ``***``.
+
+    >>> redact_url("redis://:hunter2@cache:6379/0")
+    'redis://:***@cache:6379/0'
+    """
+    if url is None:
+        return ""
+    raw = url.get_secret_value() if isinstance(url, SecretStr) else url
+    return redact_text(raw)
+
+
+def redact_text(text: str) -> str:
+    """Mask every ``scheme://user:password@`` password found in ``text``."""
+    return _PASSWORD_IN_URL.sub(r"\g<head>***@", text)
+
+
+class RunMode(str, Enum):
+    """What ``@tm.conditional_task`` turns a function into."""
+
+    #: Register a Dramatiq actor (``aum worker`` sets this).
+    WORKER = "worker"
+    #: A light proxy that only sends messages (web apps, scripts; the default).
+    PRODUCER = "producer"
+    #: ``.send()`` runs the task inline (unit tests of module code).
+    EAGER = "eager"
+
+
+def _expected(form: str) -> Any:
+    return {"expected": form}
+
+
+class TaskSettings(BaseSettings):
+    """aury-tasks configuration, from ``TASK_*`` variables and ``.env`` in the working directory.
+
+    Every field maps to an environment variable: ``broker_url`` is ``TASK_BROKER_URL``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TASK_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    broker_url: SecretStr | None = Field(
+        default=None,
+        description="Broker URL; unset starts the embedded Redis under TASK_DATA_DIR.",
+        json_schema_extra=_expected("a URL starting with " + ", ".join(f"{s}://" for s in BROKER_SCHEMES)),
+    )
+    result_backend_url: SecretStr | None = Field(
+        default=None,
+        description="Redis URL for task state and results; unset uses the broker's Redis.",
+        json_schema_extra=_expected("a URL starting with redis://, rediss:// or unix://"),
+    )
+    queue_name: str = Field(
+        default="default",
+        description="Queue of tasks that name none.",
+        json_schema_extra=_expected("a queue name of letters, digits, '.', '_' or '-'"),
+    )
+    max_workers: int = Field(
+        default=8,
+        ge=1,
+        le=1024,
+        description="Tasks one worker process runs at once (threads); `aum worker -c` overrides.",
+        json_schema_extra=_expected("a whole number from 1 to 1024"),
+    )
+    timeout: float = Field(
+        default=600,
+        gt=0,
+        description="Default time limit of a task, in seconds.",
+        json_schema_extra=_expected("a number of seconds greater than 0, e.g. 600"),
+    )
+    max_retries: int = Field(
+        default=3,
+        ge=0,
+        description="Default number of retries after a failure.",
+        json_schema_extra=_expected("a whole number, 0 or more"),
+    )
+    retry_delay: float = Field(
+        default=30,
+        gt=0,
+        description="First retry delay in seconds; later ones double, with jitter.",
+        json_schema_extra=_expected("a number of seconds greater than 0, e.g. 30"),
+    )
+    max_retry_delay: float = Field(
+        default=3600,
+        gt=0,
+        le=7 * 86400,
+        description="Cap on the retry delay, in seconds (at most 7 days).",
+        json_schema_extra=_expected("a number of seconds from 0 to 604800, e.g. 3600"),
+    )
+    heartbeat_timeout: float = Field(
+        default=15,
+        ge=1,
+        description="Seconds without a heartbeat before a worker is taken for dead and its "
+        "unacknowledged messages are given to others.",
+        json_schema_extra=_expected("a number of seconds, 1 or more, e.g. 15"),
+    )
+    modules_dir: str = Field(
+        default="modules",
+        description="Directory whose <name>/tasks package or tasks.py files `aum` imports.",
+        json_schema_extra=_expected("a directory path"),
+    )
+    data_dir: str = Field(
+        default=".aum",
+        description="Where the embedded Redis keeps its socket, data and AOF.",
+        json_schema_extra=_expected("a directory path"),
+    )
+    log_level: str = Field(
+        default="INFO",
+        description="Lowest level logged.",
+        json_schema_extra=_expected("one of TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR, CRITICAL"),
+    )
+    log_json: bool = Field(
+        default=False,
+        description="Log one JSON object a line.",
+        json_schema_extra=_expected("true or false"),
+    )
+    run_mode: RunMode = Field(
+        default=RunMode.PRODUCER,
+        description="What decorated tasks become outside `aum worker`.",
+        json_schema_extra=_expected("one of worker, producer, eager"),
+    )
+
+    @field_validator("broker_url", "result_backend_url", mode="before")
+    @classmethod
+    def _empty_url_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_url(value, BROKER_SCHEMES)
+
+    @field_validator("result_backend_url")
+    @classmethod
+    def _check_result_backend_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_url(value, RESULT_BACKEND_SCHEMES)
+
+    @field_validator("queue_name")
+    @classmethod
+    def _check_queue_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9._-]*", value):
+            raise ValueError("invalid queue name")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _check_log_level(cls, value: Any) -> Any:
+        level = str(value).strip().upper()
+        if level not in {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("unknown log level")
+        return level
+
+    @classmethod
+    def load(cls, **overrides: Any) -> TaskSettings:
+        """Read the settings, turning a validation error into one-line :class:`ConfigError`.
+
+        Raises:
+          ConfigError: naming the first wrong variable and the form it expects.
+        """
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise _config_error(exc) from None
+
+    @property
+    def broker_url_value(self) -> str | None:
+        """The broker URL in clear, for building connections (never log it)."""
+        return self.broker_url.get_secret_value() if self.broker_url else None
+
+    @property
+    def result_backend_url_value(self) -> str | None:
+        """The result backend URL in clear, or ``None`` to use the broker's Redis."""
+        return self.result_backend_url.get_secret_value() if self.result_backend_url else None
+
+
+def _check_url(value: SecretStr | None, schemes: tuple[str, ...]) -> SecretStr | None:
+    if value is None:
+        return None
+    scheme = urlsplit(value.get_secret_value()).scheme.lower()
+    if scheme not in schemes:
+        raise ValueError(f"unsupported scheme {scheme!r}")
+    return value
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    info = TaskSettings.model_fields.get(field)
+    variable = f"TASK_{field.upper()}"
+    expected = ""
+    if info is not None and isinstance(info.json_schema_extra, dict):
+        expected = str(info.json_schema_extra.get("expected", ""))
+    got = error.get("input")
+    if field.endswith("_url") and isinstance(got, str):
+        shown = redact_url(got)
+    else:
+        shown = got
+    got_text = f", got {shown!r}" if isinstance(shown, (str, int, float)) else ""
+    return ConfigError(f"invalid setting {variable}: expected {expected or error['msg']}{got_text}")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> TaskSettings:
+    """Return the process-wide settings, read once (``get_settings.cache_clear()`` re-reads)."""
+    return TaskSettings.load()

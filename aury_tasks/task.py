@@ -1,0 +1,207 @@
+"""The decorated task: a callable function that can also be sent to a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+import dramatiq
+import redis
+
+from .errors import BrokerUnavailable, SerializationError
+from .handle import TaskHandle
+from .settings import RunMode
+
+if TYPE_CHECKING:
+    from .manager import TaskManager
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Task(Generic[P, R]):
+    """A function declared with ``@tm.conditional_task``.
+
+    Calling the task calls the function directly; :meth:`send` enqueues it for a worker (or,
+    in eager mode, runs it inline). In a worker process the task is also a Dramatiq actor
+    (:attr:`actor`); in a producer it only sends, in exactly the same message format.
+    """
+
+    def __init__(
+        self,
+        manager: TaskManager,
+        fn: Callable[P, R] | Callable[P, Awaitable[R]],
+        *,
+        name: str,
+        queue_name: str,
+        priority: int,
+        options: Mapping[str, Any],
+    ) -> None:
+        self.manager = manager
+        self.fn = fn
+        #: The registered name; the worker looks the function up by it.
+        self.name = name
+        #: The queue the task is sent to unless ``send_with_options(queue_name=…)`` says otherwise.
+        self.queue_name = queue_name
+        #: Dramatiq's actor priority: lower runs first among messages a worker holds.
+        self.priority = priority
+        #: Dramatiq actor options (``max_retries``, ``time_limit`` in ms, ``min_backoff`` …).
+        self.options = dict(options)
+        #: The Dramatiq actor, in worker mode once the broker is built; ``None`` otherwise.
+        self.actor: dramatiq.Actor[Any, Any] | None = None
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__module__ = getattr(fn, "__module__", __name__)
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.queue_name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Call the function itself, in this process."""
+        return self.fn(*args, **kwargs)
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the function is ``async def``."""
+        return inspect.iscoroutinefunction(self.fn)
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a failure is retried."""
+        return int(self.options.get("max_retries", 0))
+
+    @property
+    def timeout(self) -> float:
+        """The time limit, in seconds."""
+        return float(self.options.get("time_limit", 0)) / 1000
+
+    def send(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Enqueue the task with these arguments.
+
+        Returns:
+          TaskHandle: carrying the task id.
+
+        Raises:
+          SerializationError: (a ``TypeError``) naming an argument that is not JSON.
+          BrokerUnavailable: when the broker cannot be reached.
+        """
+        return self.send_with_options(args=args, kwargs=kwargs)
+
+    def send_with_options(
+        self,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        delay: float | None = None,
+        eta: datetime | None = None,
+        priority: int | None = None,
+        queue_name: str | None = None,
+        **options: Any,
+    ) -> TaskHandle:
+        """Enqueue the task with options.
+
+        Parameters:
+          args: positional arguments (JSON values).
+          kwargs: keyword arguments (JSON values).
+          delay: seconds to wait before the task may run.
+          eta: when the task may run (an aware ``datetime``; a naive one is local time).
+          priority: RabbitMQ message priority (``broker_priority``, 0 = lowest); ignored by Redis.
+          queue_name: send to this queue instead of the task's own.
+          **options: further Dramatiq message options (``max_retries``, ``time_limit`` …).
+
+        Returns:
+          TaskHandle: carrying the task id.
+        """
+        args = tuple(args)
+        kwargs = dict(kwargs or {})
+        _check_json_arguments(self.name, args, kwargs)
+        delay_ms = _delay_ms(delay, eta)
+        if self.manager.run_mode is RunMode.EAGER:
+            return self._run_eagerly(args, kwargs)
+
+        target_queue = queue_name or self.queue_name
+        if priority is not None:
+            options["broker_priority"] = priority
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=target_queue,
+            actor_name=self.name,
+            args=args,
+            kwargs=kwargs,
+            options=options,
+        )
+        broker = self.manager.broker
+        if target_queue not in broker.get_declared_queues():
+            broker.declare_queue(target_queue)
+        try:
+            broker.enqueue(message, delay=delay_ms)
+        except (redis.ConnectionError, redis.TimeoutError, dramatiq.errors.ConnectionError) as exc:
+            raise BrokerUnavailable(
+                f"cannot send {self.name}: broker {self.manager.broker_info.display_url} unreachable ({exc})"
+            ) from None
+        when = None
+        if delay_ms:
+            when = datetime.fromtimestamp(time.time() + delay_ms / 1000, tz=timezone.utc)
+        return TaskHandle(id=message.message_id, task_name=self.name, queue_name=target_queue, eta=when)
+
+    def _run_eagerly(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskHandle:
+        # Round-trip through JSON so the function sees what a worker would (tuples become lists).
+        args, kwargs = json.loads(json.dumps([list(args), kwargs]))
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=self.queue_name, actor_name=self.name, args=tuple(args), kwargs=kwargs, options={}
+        )
+        result = self.fn(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = run_coroutine_sync(result)
+        return TaskHandle(
+            id=message.message_id, task_name=self.name, queue_name=self.queue_name, _eager_result=result
+        )
+
+
+def run_coroutine_sync(awaitable: Awaitable[R]) -> R:
+    """Run ``awaitable`` to completion from synchronous code, even inside a running event loop."""
+
+    async def _await() -> R:
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_await())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _await()).result()
+
+
+def _delay_ms(delay: float | None, eta: datetime | None) -> int | None:
+    if delay is not None and eta is not None:
+        raise ValueError("give delay or eta, not both")
+    if eta is not None:
+        delay = eta.timestamp() - time.time()
+    if delay is None or delay <= 0:
+        return None
+    return int(delay * 1000)
+
+
+def _check_json_arguments(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Raise :class:`SerializationError` naming the first argument strict JSON cannot encode."""
+    try:
+        json.dumps([args, kwargs], allow_nan=False)
+        return
+    except (TypeError, ValueError):
+        pass
+    named: list[tuple[str, Any]] = [(f"argument {i}", value) for i, value in enumerate(args)]
+    named += [(f"argument {key!r}", value) for key, value in kwargs.items()]
+    for label, value in named:
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"{label} of {task_name} is not JSON-serializable ({type(value).__name__}): {exc}"
+            ) from None
+    raise SerializationError(f"the arguments of {task_name} are not JSON-serializable")

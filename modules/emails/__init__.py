@@ -1,0 +1,1 @@
+"""Example module: transactional emails sent by background tasks."""

@@ -1,0 +1,1 @@
+"""Example module: reports computed in the background."""

@@ -1,0 +1,53 @@
+"""Report tasks: compute statistics and write them as JSON to ``REPORTS_DIR`` (default ``.aum/reports``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+from pathlib import Path
+
+from loguru import logger
+
+from aury_tasks import TaskManager
+
+tm = TaskManager.get_instance()
+
+
+def _output_dir() -> Path:
+    directory = Path(os.environ.get("REPORTS_DIR", ".aum/reports"))
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@tm.conditional_task(queue_name="reports", max_retries=2, timeout=300)
+def build_report(day: str, orders: int = 1000) -> dict:
+    """Summarise a day of (generated) orders and write ``<REPORTS_DIR>/sales-<day>.json``."""
+    rng = random.Random(day)  # the same day gives the same report, so a retry is harmless
+    amounts = [round(rng.lognormvariate(3, 0.8), 2) for _ in range(orders)]
+    report = {
+        "day": day,
+        "orders": orders,
+        "revenue": round(sum(amounts), 2),
+        "mean": round(statistics.fmean(amounts), 2),
+        "median": round(statistics.median(amounts), 2),
+        "p95": round(statistics.quantiles(amounts, n=20)[-1], 2) if orders > 1 else amounts[0],
+    }
+    path = _output_dir() / f"sales-{day}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(path)  # atomic: a redelivered task never leaves a half-written file
+    logger.info("report for {} written to {}: revenue {}", day, path, report["revenue"])
+    return report
+
+
+@tm.conditional_task(queue_name="reports", max_retries=0, timeout=30)
+async def export_report(day: str) -> str:
+    """Copy a built report to ``<REPORTS_DIR>/exports/`` (an async task)."""
+    source = _output_dir() / f"sales-{day}.json"
+    target = _output_dir() / "exports" / source.name
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(source.read_text())
+    logger.info("exported {}", target)
+    return str(target)
