@@ -1,0 +1,156 @@
+"""Shared fixtures: a real Redis (the embedded server) on a private port, and real workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from aury_tasks import TaskManager
+from aury_tasks.embedded import EmbeddedServer, start_server
+from aury_tasks.settings import get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_MODULES = ROOT / "tests" / "fixtures" / "sample_modules"
+
+
+@pytest.fixture(autouse=True)
+def _clean_task_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts with no TASK_* variables, fresh settings and no TaskManager."""
+    for key in list(os.environ):
+        if key.startswith("TASK_"):
+            monkeypatch.delenv(key)
+    get_settings.cache_clear()
+    TaskManager.reset_instance()
+    yield
+    TaskManager.reset_instance()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """The embedded server, started on a private loopback port for this test session."""
+    server = start_server(tmp_path_factory.mktemp("redis"), port=_free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedServer) -> Iterator[str]:
+    """URL of the test Redis, flushed before and after the test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    yield redis_server.url
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@dataclass
+class WorkerProcess:
+    """An ``aum worker`` subprocess and the lines it logged so far."""
+
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            if self.process.poll() is not None and not (self._reader and self._reader.is_alive()):
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"worker never logged {text!r}; output:\n{self.output()}")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+@pytest.fixture
+def start_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``aum worker`` in a subprocess on the test Redis; it is stopped after the test.
+
+    ``start_worker("-q", "fixture", env={...}, modules=FIXTURE_MODULES)`` returns once the worker
+    process logged that it is ready.
+    """
+    workers: list[WorkerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, modules: Path = FIXTURE_MODULES,
+              ready: bool = True) -> WorkerProcess:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("TASK_")}
+        full_env.update({"TASK_BROKER_URL": redis_url, "TASK_DATA_DIR": str(tmp_path / ".aum"),
+                         "PYTHONUNBUFFERED": "1", **(env or {})})
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aury_tasks.cli", "worker", "--modules", str(modules), *args],
+            cwd=tmp_path, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        worker = WorkerProcess(process)
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                worker.lines.append(line.rstrip("\n"))
+
+        worker._reader = threading.Thread(target=read, daemon=True)
+        worker._reader.start()
+        workers.append(worker)
+        if ready:
+            worker.wait_for_line("Worker process is ready for action")
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def producer(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> TaskManager:
+    """The default TaskManager in producer mode, sending to the test Redis, with fixture tasks imported."""
+    monkeypatch.setenv("TASK_BROKER_URL", redis_url)
+    get_settings.cache_clear()
+    tm = TaskManager.get_instance()
+    import_fixture_modules()
+    return tm
+
+
+def import_fixture_modules() -> None:
+    """(Re-)import the fixture task modules so they register with the current TaskManager."""
+    from aury_tasks.discovery import import_task_modules
+
+    for name in [m for m in sys.modules if m == FIXTURE_MODULES.name or m.startswith(FIXTURE_MODULES.name + ".")]:
+        del sys.modules[name]
+    import_task_modules(FIXTURE_MODULES)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
