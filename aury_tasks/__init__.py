@@ -34,14 +34,6 @@ from .settings import RunMode, TaskSettings, get_settings
 from .task import Task
 
 __all__ = [
-    # Tasks
-    "Task",
-    "TaskHandle",
-    "TaskManager",
-    # Settings
-    "RunMode",
-    "TaskSettings",
-    "get_settings",
     # Errors
     "AuryTasksError",
     "BrokerUnavailable",
@@ -49,9 +41,17 @@ __all__ = [
     "DiscoveryError",
     "EmbeddedServerError",
     "PermanentError",
+    # Settings
+    "RunMode",
     "SerializationError",
+    # Tasks
+    "Task",
     "TaskFailed",
+    "TaskHandle",
+    "TaskManager",
     "TaskNotFound",
     "TaskOptionError",
+    "TaskSettings",
     "__version__",
+    "get_settings",
 ]

@@ -170,7 +170,7 @@ def start_server(data_dir: str | os.PathLike[str], *, port: int | None = None) -
         # Its own session: a Ctrl-C in the terminal must not stop the broker before the
         # worker has finished (and acknowledged) its tasks.
         start_new_session=True,
-        preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,  # noqa: PLW1509
+        preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
     )
     server = EmbeddedServer(url=url, pid=process.pid, data_dir=directory, process=process)
     _wait_until_ready(server, process)

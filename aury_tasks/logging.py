@@ -21,22 +21,24 @@ _TEXT_FORMAT = (
 
 
 #: Dramatiq warns about this on every task that returns a value; aury-tasks keeps results itself.
-_RESULTS_WARNING = "Actor '%s' returned a value that is not None"
+_RESULTS_WARNING = "you haven't added the Results middleware"
 
 
 class InterceptHandler(logging.Handler):
     """Send records of stdlib loggers to loguru, keeping their level and origin."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(record.msg, str) and record.msg.startswith(_RESULTS_WARNING):
+        if isinstance(record.msg, str) and _RESULTS_WARNING in record.msg:
             return
         try:
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        logger.patch(lambda r: r.update(name=record.name)).opt(exception=record.exc_info).log(
-            level, record.getMessage()
-        )
+
+        def origin(loguru_record: Any) -> None:
+            loguru_record["name"] = record.name
+
+        logger.patch(origin).opt(exception=record.exc_info).log(level, record.getMessage())
 
 
 def _patch_record(record: Any) -> None:

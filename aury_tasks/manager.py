@@ -262,7 +262,9 @@ class TaskManager:
         if retry_on is not None:
             actor_options["retry_when"] = _retry_only_on(retry_on, retries)
 
-        task: Task[Any, Any] = Task(self, fn, name=name, queue_name=queue, priority=priority, options=actor_options)
+        task: Task[Any, Any] = Task(
+            self, fn, name=name, queue_name=queue, priority=priority, options=actor_options
+        )
         with self._lock:
             existing = self._tasks.get(name)
             if existing is not None and existing.fn is not fn and _origin(existing.fn) != _origin(fn):
@@ -276,14 +278,14 @@ class TaskManager:
         broker = self.broker
         if task.actor is not None and task.actor.broker is broker:
             return
-        task.actor = dramatiq.actor(
-            task.fn,
+        declare = dramatiq.actor(
             broker=broker,
             actor_name=task.name,
             queue_name=task.queue_name,
             priority=task.priority,
             **task.options,
         )
+        task.actor = declare(task.fn)
 
     @property
     def tasks(self) -> dict[str, Task[Any, Any]]:
@@ -309,8 +311,11 @@ class TaskManager:
             choices = ", ".join(t.name for t in by_short_name)
             raise TaskNotFound(f"task name {name!r} is ambiguous: {choices}")
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else (
-            f"; known tasks: {', '.join(names)}" if names else "; no tasks are registered")
+        hint = (
+            f"; did you mean {', '.join(close)}?"
+            if close
+            else (f"; known tasks: {', '.join(names)}" if names else "; no tasks are registered")
+        )
         raise TaskNotFound(f"unknown task {name!r}{hint}")
 
 

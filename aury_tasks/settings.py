@@ -225,10 +225,7 @@ def _config_error(exc: ValidationError) -> ConfigError:
     if info is not None and isinstance(info.json_schema_extra, dict):
         expected = str(info.json_schema_extra.get("expected", ""))
     got = error.get("input")
-    if field.endswith("_url") and isinstance(got, str):
-        shown = redact_url(got)
-    else:
-        shown = got
+    shown = redact_url(got) if field.endswith("_url") and isinstance(got, str) else got
     got_text = f", got {shown!r}" if isinstance(shown, (str, int, float)) else ""
     return ConfigError(f"invalid setting {variable}: expected {expected or error['msg']}{got_text}")
 

@@ -20,7 +20,7 @@ class AumError(click.ClickException):
 
     def __init__(self, error: AuryTasksError) -> None:
         super().__init__(error.message)
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code  # type: ignore[misc]  # click reads it per instance
 
 
 class AumGroup(click.Group):
@@ -65,7 +65,10 @@ def echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
 
     def line(row: Sequence[str]) -> str:
-        parts = [cell.rjust(w) if numeric[i] else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        parts = [
+            cell.rjust(w) if numeric[i] else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
         return "  ".join(parts).rstrip()
 
     click.echo(click.style(line(cells[0]), bold=sys.stdout.isatty()))

@@ -27,11 +27,16 @@ def _parse_json(text: str, hint: str, what: str, expected: type, example: str) -
 @click.command()
 @click.argument("task_name", metavar="TASK")
 @click.argument("args_json", metavar="[ARGS_JSON]", required=False, default="[]")
-@click.option("--kwargs", "kwargs_json", default="{}", metavar="JSON", help="Keyword arguments as a JSON object.")
+@click.option(
+    "--kwargs", "kwargs_json", default="{}", metavar="JSON", help="Keyword arguments as a JSON object."
+)
 @click.option("--queue", default=None, help="Send to this queue instead of the task's own.")
 @click.option("--delay", type=click.FloatRange(0), default=None, help="Seconds before the task may run.")
 @click.option(
-    "--modules", "modules_dir", type=click.Path(file_okay=False), default=None,
+    "--modules",
+    "modules_dir",
+    type=click.Path(file_okay=False),
+    default=None,
     help="Directory of task modules.  [default: TASK_MODULES_DIR]",
 )
 @pass_context
@@ -53,7 +58,7 @@ def send(
       aum send send_welcome_email '["42"]'
       aum send modules.reports.tasks.build_report --kwargs '{"day": "2026-11-22"}' --delay 60
     """
-    args = _parse_json(args_json, "ARGS_JSON", "array", list, '\'["42", 3]\'')
+    args = _parse_json(args_json, "ARGS_JSON", "array", list, "'[\"42\", 3]'")
     kwargs = _parse_json(kwargs_json, "--kwargs", "object", dict, '\'{"user_id": "42"}\'')
     if modules_dir is not None:
         aum.overrides["modules_dir"] = modules_dir

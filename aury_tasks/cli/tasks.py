@@ -11,7 +11,10 @@ from .context import AumContext, echo_table, pass_context
 
 @click.command()
 @click.option(
-    "--modules", "modules_dir", type=click.Path(file_okay=False), default=None,
+    "--modules",
+    "modules_dir",
+    type=click.Path(file_okay=False),
+    default=None,
     help="Directory of task modules.  [default: TASK_MODULES_DIR]",
 )
 @click.option("-q", "--queue", default=None, help="Only tasks of this queue.")
@@ -30,8 +33,14 @@ def tasks(aum: AumContext, modules_dir: str | None, queue: str | None) -> None:
         click.echo(f"no tasks found under {settings.modules_dir}/", err=True)
         return
     rows = [
-        (task.name, task.queue_name, task.max_retries, f"{task.timeout:g}s", "async" if task.is_async else "sync",
-         task.fn.__module__)
+        (
+            task.name,
+            task.queue_name,
+            task.max_retries,
+            f"{task.timeout:g}s",
+            "async" if task.is_async else "sync",
+            task.fn.__module__,
+        )
         for task in sorted(found, key=lambda t: (t.queue_name, t.name))
-    ]  # fmt: skip
+    ]
     echo_table(("NAME", "QUEUE", "RETRIES", "TIMEOUT", "KIND", "MODULE"), rows)

@@ -28,20 +28,31 @@ def _split_queues(values: tuple[str, ...]) -> list[str]:
 
 @click.command(context_settings={"show_default": True})
 @click.option(
-    "-q", "--queues", multiple=True, metavar="QUEUE[,QUEUE…]",
+    "-q",
+    "--queues",
+    multiple=True,
+    metavar="QUEUE[,QUEUE…]",
     help="Queues to consume, comma-separated or repeated.  [default: every queue of the discovered tasks]",
 )
 @click.option(
-    "-c", "--concurrency", type=click.IntRange(1, 1024), default=None,
+    "-c",
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=None,
     help="Tasks one process runs at once (threads).  [default: TASK_MAX_WORKERS]",
 )
 @click.option("-p", "--processes", type=click.IntRange(1, 256), default=1, help="Worker processes.")
 @click.option(
-    "--modules", "modules_dir", type=click.Path(file_okay=False), default=None,
+    "--modules",
+    "modules_dir",
+    type=click.Path(file_okay=False),
+    default=None,
     help="Directory of task modules.  [default: TASK_MODULES_DIR]",
 )
 @click.option(
-    "--shutdown-timeout", type=click.FloatRange(0), default=600.0,
+    "--shutdown-timeout",
+    type=click.FloatRange(0),
+    default=600.0,
     help="Seconds running tasks get to finish after SIGTERM/SIGINT.",
 )
 @pass_context
@@ -86,7 +97,9 @@ def worker(
     modules = import_task_modules(settings.modules_dir)
     declared = sorted({task.queue_name for task in tm.tasks.values()})
     if not tm.tasks:
-        raise ConfigError(f"no tasks found under {settings.modules_dir}/ (looked for <name>/tasks/ or <name>/tasks.py)")
+        raise ConfigError(
+            f"no tasks found under {settings.modules_dir}/ (looked for <name>/tasks/ or <name>/tasks.py)"
+        )
     unknown = [q for q in queue_list if q not in declared]
     if unknown:
         logger.warning("no discovered task uses queue(s) {}; consuming them anyway", ", ".join(unknown))

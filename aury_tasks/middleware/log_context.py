@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 from loguru import logger
 
@@ -21,7 +22,7 @@ class LogContext(Middleware):
     def __init__(self) -> None:
         self._local = threading.local()
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         context: AbstractContextManager[None] = logger.contextualize(
             task_id=message.message_id,
             actor=message.actor_name,
@@ -33,7 +34,7 @@ class LogContext(Middleware):
     def after_process_message(
         self,
         broker: dramatiq.Broker,
-        message: dramatiq.Message[Any],
+        message: MessageProxy,
         *,
         result: Any = None,
         exception: BaseException | None = None,
@@ -43,4 +44,5 @@ class LogContext(Middleware):
             self._local.context = None
             context.__exit__(None, None, None)
 
-    after_skip_message = after_process_message
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        self.after_process_message(broker, message)
