@@ -54,6 +54,7 @@ class TaskManager:
         self._broker: dramatiq.Broker | None = None
         self._broker_info: BrokerInfo | None = None
         self._tasks: dict[str, Task[Any, Any]] = {}
+        self._declared_queues: set[str] = set()
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -139,6 +140,15 @@ class TaskManager:
             return self.initialize()
         return self._broker
 
+    def broker_for_queue(self, queue_name: str) -> dramatiq.Broker:
+        """The broker, with ``queue_name`` declared on it (once per process, off the hot path)."""
+        broker = self.broker
+        if queue_name not in self._declared_queues:
+            with self._lock:
+                broker.declare_queue(queue_name)
+                self._declared_queues.add(queue_name)
+        return broker
+
     @property
     def broker_info(self) -> BrokerInfo:
         """What the broker is (kind and masked URL)."""
@@ -150,6 +160,7 @@ class TaskManager:
         """Close the broker's connections; the manager can be initialized again."""
         with self._lock:
             broker, self._broker, self._broker_info = self._broker, None, None
+            self._declared_queues.clear()
             for task in self._tasks.values():
                 task.actor = None
         if broker is not None:

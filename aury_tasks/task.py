@@ -136,9 +136,7 @@ class Task(Generic[P, R]):
             kwargs=kwargs,
             options=options,
         )
-        broker = self.manager.broker
-        if target_queue not in broker.get_declared_queues():
-            broker.declare_queue(target_queue)
+        broker = self.manager.broker_for_queue(target_queue)
         try:
             broker.enqueue(message, delay=delay_ms)
         except (redis.ConnectionError, redis.TimeoutError, dramatiq.errors.ConnectionError) as exc:

@@ -103,6 +103,8 @@ def worker(
     unknown = [q for q in queue_list if q not in declared]
     if unknown:
         logger.warning("no discovered task uses queue(s) {}; consuming them anyway", ", ".join(unknown))
+    for queue_name in queue_list:
+        tm.broker_for_queue(queue_name)
     consumed = queue_list or declared
     threads = concurrency or settings.max_workers
 
@@ -150,5 +152,7 @@ def boot_worker_process() -> dramatiq.Broker:
     if not tm.is_initialized:
         tm.initialize(run_mode=RunMode.WORKER, settings=settings)
         import_task_modules(settings.modules_dir)
+    for queue_name in filter(None, os.environ.get(_QUEUES_ENV, "").split(",")):
+        tm.broker_for_queue(queue_name)  # queues no task declares, given with -q
     dramatiq.set_broker(tm.broker)
     return tm.broker
