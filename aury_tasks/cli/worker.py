@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import time
+from types import FrameType
 
 import click
 import dramatiq
@@ -20,6 +23,8 @@ from .context import AumContext, pass_context
 
 #: Environment variable carrying the queues to the worker processes.
 _QUEUES_ENV = "AURY_TASKS_WORKER_QUEUES"
+#: A repeated stop signal within this many seconds is the same stop request.
+_REPEAT_WINDOW = 2.0
 
 
 def _split_queues(values: tuple[str, ...]) -> list[str]:
@@ -152,7 +157,37 @@ def boot_worker_process() -> dramatiq.Broker:
     if not tm.is_initialized:
         tm.initialize(run_mode=RunMode.WORKER, settings=settings)
         import_task_modules(settings.modules_dir)
+    _install_stop_handler()
     for queue_name in filter(None, os.environ.get(_QUEUES_ENV, "").split(",")):
         tm.broker_for_queue(queue_name)  # queues no task declares, given with -q
     dramatiq.set_broker(tm.broker)
     return tm.broker
+
+
+def _install_stop_handler() -> None:
+    """Make a worker process stop gracefully on SIGTERM even when the signal arrives twice.
+
+    ``timeout``, ``kill -- -PGID`` and systemd's default ``KillMode=control-group`` signal the
+    whole process group, so a worker process gets SIGTERM from there and again from the
+    supervisor that forwards it. Dramatiq takes the second one for "kill now" and calls
+    ``sys.exit`` in the main thread, which then waits forever for the worker threads. Here a
+    repeat within a short window is ignored, and a later one (a second Ctrl-C, an operator who
+    insists) ends the process at once: its unacknowledged messages are delivered again.
+    """
+    graceful = signal.getsignal(signal.SIGTERM)
+    if not callable(graceful):
+        return
+    first_at: float | None = None
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal first_at
+        now = time.monotonic()
+        if first_at is None:
+            first_at = now
+            graceful(signum, frame)
+        elif now - first_at >= _REPEAT_WINDOW:
+            logger.warning("stopping now: unfinished tasks will be delivered again")
+            os._exit(dramatiq_cli.RET_KILLED)
+
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, on_stop)
