@@ -7,8 +7,11 @@ at all the embedded Redis (:mod:`aury_tasks.embedded`).
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import dramatiq
@@ -57,20 +60,34 @@ class AuryRedisBroker(RedisBroker):
     Dramatiq runs maintenance (giving a dead worker's unacknowledged messages back to the
     queue) on a 0.1 % chance per broker call, so with little traffic a killed worker's tasks
     can wait for hours (Dramatiq issue #527). Here every process also runs it at least once per
-    ``maintenance_interval``, which bounds recovery at about heartbeat timeout + interval + 1 s.
+    ``maintenance_interval`` *for each queue* it fetches from or sends to (maintenance only
+    recovers the messages of the queue of the call that runs it), which bounds recovery at
+    about heartbeat timeout + interval + 1 s.
     """
 
     def __init__(self, *, maintenance_interval: float, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.maintenance_interval = maintenance_interval
-        self._next_maintenance = 0.0
+        self._next_maintenance: dict[str, float] = {}
+        # The queue of the call in progress on this thread, for _should_do_maintenance.
+        self._call = threading.local()
+
+    def _dispatch(self, command: str) -> Callable[..., Any]:
+        dispatch = super()._dispatch(command)
+
+        def do_dispatch(queue_name: str, *args: Any) -> Any:
+            self._call.queue_name = queue_name
+            return dispatch(queue_name, *args)
+
+        return do_dispatch
 
     def _should_do_maintenance(self, command: str) -> int:
         due = super()._should_do_maintenance(command)
         if not due and command in ("fetch", "enqueue"):
+            queue_name = getattr(self._call, "queue_name", "")
             now = time.monotonic()
-            if now >= self._next_maintenance:
-                self._next_maintenance = now + self.maintenance_interval
+            if now >= self._next_maintenance.get(queue_name, 0.0):
+                self._next_maintenance[queue_name] = now + self.maintenance_interval
                 return 1
         return due
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -82,14 +84,26 @@ class WorkerProcess:
             time.sleep(0.02)
         raise AssertionError(f"worker never logged {text!r}; output:\n{self.output()}")
 
+    def wait(self, timeout: float = 20.0) -> int:
+        """Wait for the worker to exit on its own; return its exit code once all output is read."""
+        code = self.process.wait(timeout)
+        if self._reader is not None:
+            self._reader.join(timeout)
+        return code
+
+    def signal_group(self, signum: int) -> None:
+        """Send ``signum`` to the whole process group: ``aum worker`` and its worker processes."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+
     def stop(self, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
             self.process.terminate()
         try:
-            return self.process.wait(timeout)
+            return self.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+            self.signal_group(signal.SIGKILL)
+            return self.wait()
 
 
 @pytest.fixture
@@ -97,18 +111,34 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Worke
     """Start ``aum worker`` in a subprocess on the test Redis; it is stopped after the test.
 
     ``start_worker("-q", "fixture", env={...}, modules=FIXTURE_MODULES)`` returns once the worker
-    process logged that it is ready.
+    process logged that it is ready. A ``None`` in ``env`` unsets that variable. The worker leads
+    its own process group (session), so a test can signal it and its worker processes together.
     """
     workers: list[WorkerProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, modules: Path = FIXTURE_MODULES,
-              ready: bool = True) -> WorkerProcess:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("TASK_")}
-        full_env.update({"TASK_BROKER_URL": redis_url, "TASK_DATA_DIR": str(tmp_path / ".aum"),
-                         "PYTHONUNBUFFERED": "1", **(env or {})})
+    def start(
+        *args: str,
+        env: dict[str, str | None] | None = None,
+        modules: Path = FIXTURE_MODULES,
+        ready: bool = True,
+    ) -> WorkerProcess:
+        full_env: dict[str, str | None] = {k: v for k, v in os.environ.items() if not k.startswith("TASK_")}
+        full_env.update(
+            {
+                "TASK_BROKER_URL": redis_url,
+                "TASK_DATA_DIR": str(tmp_path / ".aum"),
+                "PYTHONUNBUFFERED": "1",
+                **(env or {}),
+            }
+        )
         process = subprocess.Popen(
             [sys.executable, "-m", "aury_tasks.cli", "worker", "--modules", str(modules), *args],
-            cwd=tmp_path, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=tmp_path,
+            env={k: v for k, v in full_env.items() if v is not None},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         worker = WorkerProcess(process)
 
@@ -125,8 +155,12 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Worke
         return worker
 
     yield start
+    for worker in workers:  # signal all first: each takes seconds to stop gracefully
+        if worker.process.poll() is None:
+            worker.process.terminate()
     for worker in workers:
         worker.stop()
+        worker.signal_group(signal.SIGKILL)  # a worker process left behind by a killed parent
 
 
 @pytest.fixture
@@ -143,7 +177,8 @@ def import_fixture_modules() -> None:
     """(Re-)import the fixture task modules so they register with the current TaskManager."""
     from aury_tasks.discovery import import_task_modules
 
-    for name in [m for m in sys.modules if m == FIXTURE_MODULES.name or m.startswith(FIXTURE_MODULES.name + ".")]:
+    package = FIXTURE_MODULES.name
+    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
         del sys.modules[name]
     import_task_modules(FIXTURE_MODULES)
 

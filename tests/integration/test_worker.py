@@ -1,0 +1,104 @@
+"""A real ``aum worker`` subprocess runs what a producer in this process sends."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+from aury_tasks import RunMode, TaskManager
+from aury_tasks.broker import AuryRedisBroker
+
+from .events import EventLog, queued_ids
+
+
+def test_worker_runs_sync_and_async_tasks(start_worker, producer: TaskManager, events: EventLog) -> None:
+    # Given a worker on the fixture tasks
+    start_worker()
+    from sample_modules.jobs.tasks import async_add
+
+    # When a sync task is sent by name and an async one through the imported task object
+    producer.get_task("add").send(2, 3)
+    async_add.send(x=4, y=5)
+
+    # Then the worker runs both, in its own process, with their arguments
+    (added,) = events.wait_for(1, "add")
+    (async_added,) = events.wait_for(1, "async_add")
+    assert added["result"] == 5
+    assert async_added["result"] == 9
+    assert added["pid"] != os.getpid()
+    assert async_added["pid"] == added["pid"]
+
+
+def test_a_producer_sends_to_a_worker_in_another_process(
+    start_worker, producer: TaskManager, events: EventLog
+) -> None:
+    # Given this process in the default mode (no TASK_RUN_MODE): a producer without actors
+    assert "TASK_RUN_MODE" not in os.environ
+    assert producer.run_mode is RunMode.PRODUCER
+    add = producer.get_task("add")
+    assert add.actor is None
+    worker = start_worker()
+
+    # When it sends a task
+    handle = add.send(20, 22)
+
+    # Then the task only went through the broker: still no actor here, yet the worker ran it
+    assert isinstance(producer.broker, AuryRedisBroker)
+    (added,) = events.wait_for(1, "add")
+    assert added["result"] == 42
+    assert added["pid"] != os.getpid()
+    assert add.actor is None
+    assert handle.task_name == "sample_modules.jobs.tasks.add"
+    assert handle.queue_name == "fixture"
+    assert worker.process.poll() is None
+
+
+def test_a_delayed_task_does_not_run_before_its_delay(
+    start_worker, producer: TaskManager, events: EventLog
+) -> None:
+    # Given a worker
+    start_worker()
+
+    # When a task is sent with a delay of 1 s
+    sent_at = time.time()
+    handle = producer.get_task("add").send_with_options(args=(1, 1), delay=1)
+
+    # Then it runs, but not before the delay has passed
+    assert handle.eta is not None
+    (added,) = events.wait_for(1, "add")
+    assert added["at"] - sent_at >= 0.99
+
+
+def test_workers_consume_only_their_queues(
+    start_worker, producer: TaskManager, events: EventLog, redis_client: redis.Redis
+) -> None:
+    # Given a worker on queue "fixture" only
+    fixture_worker = start_worker("-q", "fixture")
+    add = producer.get_task("add")
+
+    # When tasks go to queue "other" (its own queue, and one redirected with send_with_options)
+    on_other = producer.get_task("on_other_queue").send("declared")
+    redirected = add.send_with_options(args=(2, 3), queue_name="other")
+    # ... and a marker task to the worker's own queue, sent last
+    add.send(1, 1)
+
+    # Then the worker runs the marker but leaves both "other" tasks waiting in their queue
+    (marker,) = events.wait_for(1, "add")
+    assert marker["result"] == 2
+    assert redirected.queue_name == "other"
+    assert sorted(queued_ids(redis_client, "other")) == sorted([on_other.id, redirected.id])
+    assert events.all("other") == []
+
+    # When a worker on queue "other" starts
+    start_worker("-q", "other")
+
+    # Then it runs both, the redirected task included
+    (other,) = events.wait_for(1, "other")
+    assert other["tag"] == "declared"
+    added = events.wait_for(2, "add")
+    assert added[1]["result"] == 5
+    assert other["pid"] == added[1]["pid"] != marker["pid"]
+    assert queued_ids(redis_client, "other") == []
+    assert fixture_worker.process.poll() is None
