@@ -104,6 +104,33 @@ class TaskManager:
         """Whether the broker has been built."""
         return self._broker is not None
 
+    def configure(
+        self,
+        *,
+        broker_url: str | None = None,
+        run_mode: RunMode | str | None = None,
+        settings: TaskSettings | None = None,
+    ) -> None:
+        """Set the broker URL, run mode or settings without building the broker yet.
+
+        Settings given here also supply the defaults of tasks declared afterwards.
+
+        Raises:
+          RuntimeError: when the broker is already built with another URL or settings.
+        """
+        with self._lock:
+            if self._broker is not None and (
+                (broker_url is not None and broker_url != self._broker_url)
+                or (settings is not None and settings is not self._settings)
+            ):
+                raise RuntimeError(f"TaskManager {self.name!r} is already initialized; close() it first")
+            if settings is not None:
+                self._settings = settings
+            if run_mode is not None:
+                self._run_mode = RunMode(run_mode)
+            if broker_url is not None:
+                self._broker_url = broker_url
+
     def initialize(
         self,
         *,
@@ -120,12 +147,7 @@ class TaskManager:
           dramatiq.Broker: the broker tasks are sent through.
         """
         with self._lock:
-            if settings is not None:
-                self._settings = settings
-            if run_mode is not None:
-                self._run_mode = RunMode(run_mode)
-            if broker_url is not None:
-                self._broker_url = broker_url
+            self.configure(broker_url=broker_url, run_mode=run_mode, settings=settings)
             if self._broker is None:
                 self._broker, self._broker_info = build_broker(self.settings, self._broker_url)
             if self.run_mode is RunMode.WORKER:
@@ -321,7 +343,14 @@ class TaskManager:
         if len(by_short_name) > 1:
             choices = ", ".join(t.name for t in by_short_name)
             raise TaskNotFound(f"task name {name!r} is ambiguous: {choices}")
+        # A misspelt bare function name is far from every full name: match it to the short ones.
+        full_names_by_short: dict[str, list[str]] = {}
+        for full_name in names:
+            full_names_by_short.setdefault(full_name.rsplit(".", 1)[-1], []).append(full_name)
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        if not close:
+            shorts = difflib.get_close_matches(name, list(full_names_by_short), n=3, cutoff=0.6)
+            close = [full_name for short in shorts for full_name in full_names_by_short[short]][:3]
         hint = (
             f"; did you mean {', '.join(close)}?"
             if close

@@ -23,7 +23,11 @@ BROKER_SCHEMES = ("redis", "rediss", "unix", "amqp", "amqps", "memory")
 #: Result backend URL schemes (the ledger lives in Redis).
 RESULT_BACKEND_SCHEMES = ("redis", "rediss", "unix")
 
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)@")
+# The password runs to the last "@" of the URL's authority, as urllib and redis-py read it, so
+# an unencoded "@" in it is masked too; "[^@\s]+" catches the rest (a "/" in a password).
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^\s/?#]+|[^@\s]+)@")
+# redis-py also takes the password as a query parameter (unix:///run/redis.sock?password=...).
+_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)(?P<secret>[^&#\s]+)", re.IGNORECASE)
 
 
 def redact_url(url: str | SecretStr | None) -> str:
@@ -39,8 +43,8 @@ def redact_url(url: str | SecretStr | None) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Mask every ``scheme://user:password@`` password found in ``text``."""
-    return _PASSWORD_IN_URL.sub(r"\g<head>***@", text)
+    """Mask every ``scheme://user:password@`` and ``?password=`` password found in ``text``."""
+    return _PASSWORD_IN_QUERY.sub(r"\g<head>***", _PASSWORD_IN_URL.sub(r"\g<head>***@", text))
 
 
 class RunMode(str, Enum):

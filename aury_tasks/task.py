@@ -139,7 +139,7 @@ class Task(Generic[P, R]):
         broker = self.manager.broker_for_queue(target_queue)
         try:
             broker.enqueue(message, delay=delay_ms)
-        except (redis.ConnectionError, redis.TimeoutError, dramatiq.errors.ConnectionError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, dramatiq.errors.BrokerConnectionError) as exc:
             raise BrokerUnavailable(
                 f"cannot send {self.name}: broker {self.manager.broker_info.display_url} unreachable ({exc})"
             ) from None

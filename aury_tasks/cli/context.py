@@ -12,6 +12,7 @@ import click
 
 from ..errors import AuryTasksError
 from ..logging import setup_logging
+from ..manager import TaskManager
 from ..settings import TaskSettings
 
 
@@ -48,6 +49,16 @@ class AumContext:
             extra: dict[str, Any] = {"_env_file": self.env_file} if self.env_file else {}
             self._settings = TaskSettings.load(**extra, **self.overrides)
         return self._settings
+
+    def task_manager(self) -> TaskManager:
+        """The default TaskManager, on these settings (so ``--env-file`` reaches the broker).
+
+        Call it before importing task modules: their task defaults come from these settings.
+        """
+        manager = TaskManager.get_instance()
+        if not manager.is_initialized:
+            manager.configure(settings=self.settings)
+        return manager
 
     def setup_logging(self) -> None:
         """Configure loguru from ``TASK_LOG_LEVEL`` and ``TASK_LOG_JSON``."""

@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from ..discovery import import_task_modules
-from ..manager import TaskManager
 from .context import AumContext, pass_context
 
 
@@ -64,8 +63,8 @@ def send(
         aum.overrides["modules_dir"] = modules_dir
     settings = aum.settings
     aum.setup_logging()
+    tm = aum.task_manager()
     import_task_modules(settings.modules_dir)
-    tm = TaskManager.get_instance()
     task = tm.get_task(task_name)
     handle = task.send_with_options(args=args, kwargs=kwargs, queue_name=queue, delay=delay)
     where = f"queue {handle.queue_name}" + (f", due {handle.eta:%Y-%m-%d %H:%M:%S} UTC" if handle.eta else "")

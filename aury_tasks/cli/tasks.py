@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from ..discovery import import_task_modules
-from ..manager import TaskManager
 from .context import AumContext, echo_table, pass_context
 
 
@@ -27,8 +26,9 @@ def tasks(aum: AumContext, modules_dir: str | None, queue: str | None) -> None:
     if modules_dir is not None:
         aum.overrides["modules_dir"] = modules_dir
     settings = aum.settings
+    tm = aum.task_manager()
     import_task_modules(settings.modules_dir)
-    found = [t for t in TaskManager.get_instance().tasks.values() if queue is None or t.queue_name == queue]
+    found = [t for t in tm.tasks.values() if queue is None or t.queue_name == queue]
     if not found:
         click.echo(f"no tasks found under {settings.modules_dir}/", err=True)
         return

@@ -1,0 +1,91 @@
+"""Arguments that are not JSON are refused at ``send``, naming the argument; nothing is enqueued."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from dramatiq.brokers.stub import StubBroker
+
+from aury_tasks import SerializationError, TaskManager
+
+
+@pytest.fixture
+def job(memory_tm: TaskManager) -> Any:
+    """A task on queue ``q`` of the stub broker, with the queue already declared (and empty)."""
+
+    @memory_tm.conditional_task(queue_name="q", actor_name="jobs.process")
+    def process(*args: Any, **kwargs: Any) -> None: ...
+
+    memory_tm.broker_for_queue("q")
+    return process
+
+
+def queue_size(tm: TaskManager) -> int:
+    broker = tm.broker
+    assert isinstance(broker, StubBroker)
+    return broker.queues["q"].qsize() + broker.queues["q.DQ"].qsize()
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "named", "type_name"),
+    [
+        ((object(),), {}, "argument 0", "object"),
+        (("fine", {1, 2}), {}, "argument 1", "set"),
+        ((), {"x": float("nan")}, "argument 'x'", "float"),
+        ((), {"ok": 1, "big": float("inf")}, "argument 'big'", "float"),
+        ((1,), {"when": datetime(2026, 1, 1, tzinfo=timezone.utc)}, "argument 'when'", "datetime"),
+        ((Decimal("1.5"),), {}, "argument 0", "Decimal"),
+        (([1, [2, b"bytes"]],), {}, "argument 0", "list"),
+    ],
+)
+def test_a_non_json_argument_is_refused_by_name(
+    job: Any, memory_tm: TaskManager, args: tuple, kwargs: dict, named: str, type_name: str
+) -> None:
+    # Given a task on the stub broker with an empty queue
+    # When it is sent an argument strict JSON cannot encode
+    with pytest.raises(SerializationError) as caught:
+        job.send(*args, **kwargs)
+
+    # Then the error (a TypeError) names that argument, its type and the task
+    message = str(caught.value)
+    assert message.startswith(f"{named} of jobs.process is not JSON-serializable ({type_name})")
+    assert "\n" not in message
+    assert isinstance(caught.value, TypeError)
+    assert caught.value.exit_code == 2
+    # and nothing was enqueued
+    assert queue_size(memory_tm) == 0
+
+
+def test_send_with_options_checks_arguments_too(job: Any, memory_tm: TaskManager) -> None:
+    with pytest.raises(SerializationError, match="argument 'when'"):
+        job.send_with_options(kwargs={"when": datetime.now(timezone.utc)}, delay=10)
+    assert queue_size(memory_tm) == 0
+
+
+def test_eager_mode_refuses_them_before_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a task in eager mode
+    monkeypatch.setenv("TASK_RUN_MODE", "eager")
+    tm = TaskManager.get_instance()
+    calls = []
+
+    @tm.conditional_task
+    def record(value: Any) -> None:
+        calls.append(value)
+
+    # When it is sent a set
+    # Then it fails as it would with a broker, without running
+    with pytest.raises(SerializationError, match="argument 0"):
+        record.send({1})
+    assert calls == []
+
+
+def test_json_values_are_accepted(job: Any, memory_tm: TaskManager) -> None:
+    # Given a task on the stub broker
+    # When it is sent every kind of JSON value
+    job.send("text", 1, 2.5, True, None, [1, "two"], {"nested": {"list": []}}, key="value")
+
+    # Then one message is enqueued
+    assert queue_size(memory_tm) == 1
