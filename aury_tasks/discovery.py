@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DiscoveryError
+from .errors import ConfigError, DiscoveryError
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,11 @@ def find_task_modules(modules_dir: str | Path) -> list[TaskModule]:
     """List the task modules under ``modules_dir``, sorted by name.
 
     Raises:
-      DiscoveryError: when ``modules_dir`` is not a directory.
+      ConfigError: when ``modules_dir`` is not a directory.
     """
     root = Path(modules_dir)
     if not root.is_dir():
-        raise DiscoveryError(f"modules directory {str(root)!r} does not exist (TASK_MODULES_DIR / --modules)")
+        raise ConfigError(f"modules directory {str(root)!r} does not exist (TASK_MODULES_DIR / --modules)")
     root = root.resolve()
     found = []
     for child in sorted(root.iterdir()):

@@ -6,6 +6,7 @@ A library configures no sinks on import; the ``aum`` CLI (or your application) c
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 from typing import Any, TextIO
@@ -50,10 +51,14 @@ def _patch_record(record: Any) -> None:
         extra["task_context"] = ""
     exception = record["exception"]
     if exception is not None and exception.value is not None:
-        # Exceptions can carry URLs too (a failed connection names its target).
-        exception.value.args = tuple(
-            redact_text(arg) if isinstance(arg, str) else arg for arg in exception.value.args
-        )
+        # Exceptions can carry URLs too (a failed connection names its target). Log a masked
+        # copy: the exception itself may still be raised on to the caller, unchanged.
+        args = exception.value.args
+        masked = tuple(redact_text(arg) if isinstance(arg, str) else arg for arg in args)
+        if masked != args:
+            value = copy.copy(exception.value)
+            value.args = masked
+            record["exception"] = exception._replace(value=value)
 
 
 def setup_logging(level: str = "INFO", *, json: bool = False, stream: TextIO | None = None) -> None:
@@ -73,5 +78,5 @@ def setup_logging(level: str = "INFO", *, json: bool = False, stream: TextIO | N
         logger.add(sink, level=level, format=_TEXT_FORMAT, backtrace=False, diagnose=False, colorize=None)
     stdlib_level = {"TRACE": "DEBUG", "SUCCESS": "INFO"}.get(level, level)
     logging.basicConfig(handlers=[InterceptHandler()], level=stdlib_level, force=True)
-    for noisy in ("pika",):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pika logs every failed connection attempt with a traceback; the broker error says it once.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)

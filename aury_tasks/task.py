@@ -123,10 +123,10 @@ class Task(Generic[P, R]):
         kwargs = dict(kwargs or {})
         _check_json_arguments(self.name, args, kwargs)
         delay_ms = _delay_ms(delay, eta)
-        if self.manager.run_mode is RunMode.EAGER:
-            return self._run_eagerly(args, kwargs)
-
         target_queue = queue_name or self.queue_name
+        if self.manager.run_mode is RunMode.EAGER:
+            return self._run_eagerly(target_queue, args, kwargs)
+
         if priority is not None:
             options["broker_priority"] = priority
         message: dramatiq.Message[Any] = dramatiq.Message(
@@ -148,17 +148,17 @@ class Task(Generic[P, R]):
             when = datetime.fromtimestamp(time.time() + delay_ms / 1000, tz=timezone.utc)
         return TaskHandle(id=message.message_id, task_name=self.name, queue_name=target_queue, eta=when)
 
-    def _run_eagerly(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskHandle:
+    def _run_eagerly(self, queue_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskHandle:
         # Round-trip through JSON so the function sees what a worker would (tuples become lists).
         args, kwargs = json.loads(json.dumps([list(args), kwargs]))
         message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=self.queue_name, actor_name=self.name, args=tuple(args), kwargs=kwargs, options={}
+            queue_name=queue_name, actor_name=self.name, args=tuple(args), kwargs=kwargs, options={}
         )
         result = self.fn(*args, **kwargs)
         if inspect.isawaitable(result):
             result = run_coroutine_sync(result)
         return TaskHandle(
-            id=message.message_id, task_name=self.name, queue_name=self.queue_name, _eager_result=result
+            id=message.message_id, task_name=self.name, queue_name=queue_name, _eager_result=result
         )
 
 

@@ -192,6 +192,6 @@ def test_a_broken_module_in_a_subprocess_exits_3_without_traceback(run_aum: RunA
 def test_a_missing_modules_dir_exits_with_one_line(invoke: Invoke) -> None:
     result = invoke("tasks", "--modules", "nowhere")
 
-    assert result.exit_code == 3
+    assert result.exit_code == 2
     assert result.stderr.startswith("Error: modules directory 'nowhere' does not exist")
     assert result.stderr.count("\n") == 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aury_tasks import DiscoveryError, TaskManager
+from aury_tasks import ConfigError, DiscoveryError, TaskManager
 from aury_tasks.discovery import find_task_modules, import_task_modules
 
 pytestmark = pytest.mark.usefixtures("forget_task_modules")
@@ -100,12 +100,10 @@ def test_an_empty_modules_dir_has_no_task_modules(tmp_path: Path) -> None:
     assert import_task_modules(empty) == []
 
 
-def test_a_missing_modules_dir_is_a_discovery_error(tmp_path: Path) -> None:
+def test_a_missing_modules_dir_is_a_config_error(tmp_path: Path) -> None:
     # Given a path that does not exist
     # When / Then it cannot be searched, and the error says which setting names it
-    with pytest.raises(
-        DiscoveryError, match=r"modules directory '.*nowhere' does not exist \(TASK_MODULES_DIR"
-    ):
+    with pytest.raises(ConfigError, match=r"modules directory '.*nowhere' does not exist \(TASK_MODULES_DIR"):
         find_task_modules(tmp_path / "nowhere")
 
 

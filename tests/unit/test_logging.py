@@ -44,14 +44,17 @@ def test_a_password_in_a_logged_exception_is_masked() -> None:
     url = "redis://:" + "hunter2" + "@cache:6379/0"  # not in the source line the traceback shows
     try:
         raise RuntimeError(f"cannot reach {url}")
-    except RuntimeError:
+    except RuntimeError as exc:
         logger.exception("send failed")
+        raised = exc
 
     # Then its traceback is shown with the password masked
     output = stream.getvalue()
     assert "Traceback" in output
     assert "RuntimeError: cannot reach redis://:***@cache:6379/0" in output
     assert "hunter2" not in output
+    # ... and the exception itself, which the caller may still handle, is left as it was
+    assert raised.args == (f"cannot reach {url}",)
 
 
 def test_json_mode_writes_one_object_per_line() -> None:
