@@ -21,7 +21,6 @@ from dramatiq.middleware import (
     AgeLimit,
     AsyncIO,
     Callbacks,
-    CurrentMessage,
     Middleware,
     Pipelines,
     Retries,
@@ -31,6 +30,7 @@ from dramatiq.middleware import (
 
 from . import keys
 from .embedded import EmbeddedServer, ensure_embedded_server
+from .encoding import install_strict_encoder
 from .errors import ConfigError
 from .middleware.log_context import LogContext
 from .settings import TaskSettings, redact_url
@@ -82,18 +82,17 @@ class AuryRedisBroker(RedisBroker):
         return do_dispatch
 
     def _should_do_maintenance(self, command: str) -> int:
-        due = super()._should_do_maintenance(command)
-        if not due and command in ("fetch", "enqueue"):
+        if command == "fetch" or command == "enqueue":
             queue_name = getattr(self._call, "queue_name", "")
             now = time.monotonic()
             if now >= self._next_maintenance.get(queue_name, 0.0):
                 self._next_maintenance[queue_name] = now + self.maintenance_interval
                 return 1
-        return due
+        return super()._should_do_maintenance(command)
 
 
 def default_middleware(settings: TaskSettings) -> list[Middleware]:
-    """Dramatiq's default middleware with our defaults, plus asyncio, current message and log context."""
+    """Dramatiq's default middleware with our defaults, plus asyncio and the log context."""
     return [
         AgeLimit(),
         TimeLimit(time_limit=settings.timeout * 1000),
@@ -106,7 +105,6 @@ def default_middleware(settings: TaskSettings) -> list[Middleware]:
             max_backoff=int(settings.max_retry_delay * 1000),
         ),
         AsyncIO(),
-        CurrentMessage(),
         LogContext(),
     ]
 
@@ -119,6 +117,7 @@ def build_broker(settings: TaskSettings, url: str | None = None) -> tuple[dramat
       EmbeddedServerError: when the embedded server cannot start.
     """
     url = url or settings.broker_url_value
+    install_strict_encoder()
     middleware = default_middleware(settings)
     server = None
     if url is None:

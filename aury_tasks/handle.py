@@ -15,7 +15,7 @@ class _Unset:
 _UNSET: Any = _Unset()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TaskHandle:
     """A sent task: its message id, name and queue.
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 import dramatiq
 import redis
 
-from .errors import BrokerUnavailable, SerializationError
+from .encoding import check_json_arguments, unserializable_argument
+from .errors import BrokerUnavailable
 from .handle import TaskHandle
 from .settings import RunMode
 
@@ -121,10 +122,10 @@ class Task(Generic[P, R]):
         """
         args = tuple(args)
         kwargs = dict(kwargs or {})
-        _check_json_arguments(self.name, args, kwargs)
         delay_ms = _delay_ms(delay, eta)
         target_queue = queue_name or self.queue_name
         if self.manager.run_mode is RunMode.EAGER:
+            check_json_arguments(self.name, args, kwargs)
             return self._run_eagerly(target_queue, args, kwargs)
 
         if priority is not None:
@@ -139,6 +140,9 @@ class Task(Generic[P, R]):
         broker = self.manager.broker_for_queue(target_queue)
         try:
             broker.enqueue(message, delay=delay_ms)
+        except (TypeError, ValueError) as exc:
+            # The broker encodes (strict JSON) before it writes anything: name the bad argument.
+            raise unserializable_argument(self.name, args, kwargs) or exc from None
         except (redis.ConnectionError, redis.TimeoutError, dramatiq.errors.BrokerConnectionError) as exc:
             raise BrokerUnavailable(
                 f"cannot send {self.name}: broker {self.manager.broker_info.display_url} unreachable ({exc})"
@@ -184,22 +188,3 @@ def _delay_ms(delay: float | None, eta: datetime | None) -> int | None:
     if delay is None or delay <= 0:
         return None
     return int(delay * 1000)
-
-
-def _check_json_arguments(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Raise :class:`SerializationError` naming the first argument strict JSON cannot encode."""
-    try:
-        json.dumps([args, kwargs], allow_nan=False)
-        return
-    except (TypeError, ValueError):
-        pass
-    named: list[tuple[str, Any]] = [(f"argument {i}", value) for i, value in enumerate(args)]
-    named += [(f"argument {key!r}", value) for key, value in kwargs.items()]
-    for label, value in named:
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise SerializationError(
-                f"{label} of {task_name} is not JSON-serializable ({type(value).__name__}): {exc}"
-            ) from None
-    raise SerializationError(f"the arguments of {task_name} are not JSON-serializable")

@@ -1,0 +1,58 @@
+"""Message encoding: strict JSON, and errors that name the argument JSON cannot carry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dramatiq
+
+from .errors import SerializationError
+
+#: One encoder for every message: compact, and refusing NaN and Infinity (not JSON).
+_STRICT = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
+class StrictJSONEncoder(dramatiq.JSONEncoder):
+    """Dramatiq's JSON message encoder, refusing ``NaN`` and ``Infinity``.
+
+    The bytes are the same as Dramatiq's for every valid message; a message that strict JSON
+    cannot carry raises ``TypeError`` or ``ValueError`` inside ``broker.enqueue``, before the
+    broker writes anything.
+    """
+
+    def encode(self, data: Any) -> bytes:
+        return _STRICT.encode(data).encode("utf-8")
+
+
+def install_strict_encoder() -> None:
+    """Make Dramatiq encode messages with :class:`StrictJSONEncoder` (once per process)."""
+    if not isinstance(dramatiq.get_encoder(), StrictJSONEncoder):
+        dramatiq.set_encoder(StrictJSONEncoder())
+
+
+def unserializable_argument(
+    task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> SerializationError | None:
+    """Return an error naming the first argument strict JSON cannot encode, or ``None``."""
+    named: list[tuple[str, Any]] = [(f"argument {i}", value) for i, value in enumerate(args)]
+    named += [(f"argument {key!r}", value) for key, value in kwargs.items()]
+    for label, value in named:
+        try:
+            _STRICT.encode(value)
+        except (TypeError, ValueError) as exc:
+            return SerializationError(
+                f"{label} of {task_name} is not JSON-serializable ({type(value).__name__}): {exc}"
+            )
+    return None
+
+
+def check_json_arguments(task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """Raise :class:`SerializationError` naming the first argument strict JSON cannot encode."""
+    try:
+        _STRICT.encode([args, kwargs])
+    except (TypeError, ValueError):
+        raise unserializable_argument(task_name, args, kwargs) or SerializationError(
+            f"the arguments of {task_name} are not JSON-serializable"
+        ) from None
