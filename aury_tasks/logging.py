@@ -23,6 +23,8 @@ _TEXT_FORMAT = (
 
 #: Dramatiq warns about this on every task that returns a value; aury-tasks keeps results itself.
 _RESULTS_WARNING = "you haven't added the Results middleware"
+#: Dramatiq records that say all there is to say in one line: their traceback is dropped.
+_ONE_LINE_RECORDS = ("Received message for undefined actor",)
 
 
 class InterceptHandler(logging.Handler):
@@ -39,7 +41,10 @@ class InterceptHandler(logging.Handler):
         def origin(loguru_record: Any) -> None:
             loguru_record["name"] = record.name
 
-        logger.patch(origin).opt(exception=record.exc_info).log(level, record.getMessage())
+        exc_info = record.exc_info
+        if exc_info and isinstance(record.msg, str) and record.msg.startswith(_ONE_LINE_RECORDS):
+            exc_info = None
+        logger.patch(origin).opt(exception=exc_info).log(level, record.getMessage())
 
 
 def _patch_record(record: Any) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import time
 
+import dramatiq
 import redis
 
-from aury_tasks import RunMode, TaskManager
+from aury_tasks import RunMode, TaskHandle, TaskManager
 from aury_tasks.broker import AuryRedisBroker
 
-from .events import EventLog, queued_ids
+from .events import EventLog, queued_ids, wait_dead_lettered
 
 
 def test_worker_runs_sync_and_async_tasks(start_worker, producer: TaskManager, events: EventLog) -> None:
@@ -102,3 +103,25 @@ def test_workers_consume_only_their_queues(
     assert other["pid"] == added[1]["pid"] != marker["pid"]
     assert queued_ids(redis_client, "other") == []
     assert fixture_worker.process.poll() is None
+
+
+def test_a_message_for_an_unknown_task_is_dead_lettered_with_one_log_line(
+    start_worker, producer: TaskManager, redis_client: redis.Redis
+) -> None:
+    # Given a worker, and a message for a task no module declares (an older or newer producer)
+    worker = start_worker()
+    broker = producer.broker_for_queue("fixture")
+    message = broker.enqueue(
+        dramatiq.Message(
+            queue_name="fixture", actor_name="gone.tasks.removed", args=(), kwargs={}, options={}
+        )
+    )
+    handle = TaskHandle(id=message.message_id, task_name="gone.tasks.removed", queue_name="fixture")
+
+    # When the worker receives it
+    wait_dead_lettered(redis_client, handle)
+
+    # Then it is dead-lettered, and the worker says so in one line, without a traceback
+    line = worker.wait_for_line("undefined actor")
+    assert "gone.tasks.removed" in line
+    assert "Traceback" not in worker.output()
