@@ -173,14 +173,20 @@ def producer(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> TaskManager:
     return tm
 
 
-def import_fixture_modules() -> None:
-    """(Re-)import the fixture task modules so they register with the current TaskManager."""
+@pytest.fixture
+def import_modules() -> Callable[[Path], None]:
+    """A function that (re-)imports the task modules of a directory into the current TaskManager."""
+    return import_fixture_modules
+
+
+def import_fixture_modules(modules_dir: Path = FIXTURE_MODULES) -> None:
+    """(Re-)import the task modules of ``modules_dir`` so they register with the current TaskManager."""
     from aury_tasks.discovery import import_task_modules
 
-    package = FIXTURE_MODULES.name
+    package = modules_dir.name
     for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
         del sys.modules[name]
-    import_task_modules(FIXTURE_MODULES)
+    import_task_modules(modules_dir)
 
 
 def _free_port() -> int:
