@@ -7,6 +7,7 @@ import concurrent.futures
 import inspect
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -17,7 +18,7 @@ import redis
 from .encoding import check_json_arguments, unserializable_argument
 from .errors import BrokerUnavailable
 from .handle import TaskHandle
-from .settings import RunMode
+from .settings import RunMode, redact_text
 
 if TYPE_CHECKING:
     from .manager import TaskManager
@@ -145,7 +146,8 @@ class Task(Generic[P, R]):
             raise unserializable_argument(self.name, args, kwargs) or exc from None
         except (redis.ConnectionError, redis.TimeoutError, dramatiq.errors.BrokerConnectionError) as exc:
             raise BrokerUnavailable(
-                f"cannot send {self.name}: broker {self.manager.broker_info.display_url} unreachable ({exc})"
+                f"cannot send {self.name}: broker {self.manager.broker_info.display_url} unreachable"
+                f" ({redact_text(str(exc))})"
             ) from None
         when = None
         if delay_ms:
@@ -155,14 +157,11 @@ class Task(Generic[P, R]):
     def _run_eagerly(self, queue_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskHandle:
         # Round-trip through JSON so the function sees what a worker would (tuples become lists).
         args, kwargs = json.loads(json.dumps([list(args), kwargs]))
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=queue_name, actor_name=self.name, args=tuple(args), kwargs=kwargs, options={}
-        )
         result = self.fn(*args, **kwargs)
         if inspect.isawaitable(result):
             result = run_coroutine_sync(result)
         return TaskHandle(
-            id=message.message_id, task_name=self.name, queue_name=queue_name, _eager_result=result
+            id=str(uuid.uuid4()), task_name=self.name, queue_name=queue_name, _eager_result=result
         )
 
 
