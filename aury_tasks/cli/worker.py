@@ -17,6 +17,7 @@ from loguru import logger
 from .. import __version__
 from ..discovery import import_task_modules
 from ..errors import ConfigError
+from ..logging import setup_logging
 from ..manager import TaskManager
 from ..settings import RunMode, TaskSettings
 from .context import AumContext, pass_context
@@ -108,8 +109,6 @@ def worker(
     unknown = [q for q in queue_list if q not in declared]
     if unknown:
         logger.warning("no discovered task uses queue(s) {}; consuming them anyway", ", ".join(unknown))
-    for queue_name in queue_list:
-        tm.broker_for_queue(queue_name)
     consumed = queue_list or declared
     threads = concurrency or settings.max_workers
 
@@ -150,8 +149,6 @@ def boot_worker_process() -> dramatiq.Broker:
     """
     env_file = os.environ.get("AURY_TASKS_ENV_FILE")
     settings = TaskSettings.load(**({"_env_file": env_file} if env_file else {}))
-    from ..logging import setup_logging
-
     setup_logging(settings.log_level, json=settings.log_json, stream=sys.stderr)
     tm = TaskManager.get_instance()
     if not tm.is_initialized:
