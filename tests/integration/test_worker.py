@@ -125,3 +125,21 @@ def test_a_message_for_an_unknown_task_is_dead_lettered_with_one_log_line(
     line = worker.wait_for_line("undefined actor")
     assert "gone.tasks.removed" in line
     assert "Traceback" not in worker.output()
+
+
+def test_a_worker_with_two_processes_runs_tasks_in_both(
+    start_worker, producer: TaskManager, events: EventLog
+) -> None:
+    # Given a worker with two processes of two threads each
+    worker = start_worker("-p", "2", "-c", "2")
+    worker.wait_for_line("WorkerProcess(1) - Worker process is ready")
+    add = producer.get_task("add")
+
+    # When tasks keep arriving while earlier ones are still being fetched
+    for i in range(40):
+        add.send(i, 1)
+
+    # Then all of them run, each once, in worker processes of that worker
+    done = events.wait_for(40, "add")
+    assert sorted(event["result"] for event in done) == [i + 1 for i in range(40)]
+    assert worker.process.pid not in {event["pid"] for event in done}
