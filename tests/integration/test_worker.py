@@ -6,9 +6,10 @@ import os
 import time
 
 import dramatiq
+import pytest
 import redis
 
-from aury_tasks import RunMode, TaskHandle, TaskManager
+from aury_tasks import RunMode, SerializationError, TaskHandle, TaskManager
 from aury_tasks.broker import AuryRedisBroker
 
 from .events import EventLog, queued_ids, wait_dead_lettered
@@ -143,3 +144,21 @@ def test_a_worker_with_two_processes_runs_tasks_in_both(
     done = events.wait_for(40, "add")
     assert sorted(event["result"] for event in done) == [i + 1 for i in range(40)]
     assert worker.process.pid not in {event["pid"] for event in done}
+
+
+def test_non_json_arguments_are_refused_before_anything_reaches_redis(
+    producer: TaskManager, redis_client: redis.Redis
+) -> None:
+    # Given a producer on the real broker
+    add = producer.get_task("add")
+    add.send(1, 2)  # a valid send, so the queue exists
+    before = redis_client.llen("aury:fixture")
+
+    # When a task is sent with an argument JSON cannot carry
+    with pytest.raises(TypeError, match=r"argument 'y' of .*add is not JSON-serializable \(float\)"):
+        add.send(1, y=float("nan"))
+    with pytest.raises(SerializationError, match=r"argument 0 of .*add .*\(object\)"):
+        add.send(object(), 2)
+
+    # Then nothing more was enqueued
+    assert redis_client.llen("aury:fixture") == before
