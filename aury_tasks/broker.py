@@ -15,25 +15,37 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import _scripts as _dramatiq_scripts
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import current_millis, q_name
+from dramatiq.errors import DecodeError
 from dramatiq.middleware import (
     AgeLimit,
     AsyncIO,
     Callbacks,
     Middleware,
     Pipelines,
-    Retries,
     ShutdownNotifications,
     TimeLimit,
 )
+from loguru import logger
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from . import keys
+from .consumer import PoisonSafeRedisConsumer
 from .embedded import EmbeddedServer, ensure_embedded_server
 from .encoding import install_strict_encoder
 from .errors import ConfigError
-from .middleware.log_context import LogContext
+from .middleware import CancelAwareRetries, LedgerWriter, LogContext
+from .recovery import REDELIVERY_LIMIT, recover_dead_workers_messages
+from .riders import Riders, fill_message
 from .settings import TaskSettings, redact_url
+from .status import TaskStatus
+from .store.redis import RedisTaskStore
+from .store.scripts import LuaScript, Write, run_pipelined
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,8 @@ class BrokerInfo:
     display_url: str
     #: The embedded server, when the broker runs on one.
     server: EmbeddedServer | None = None
+    #: Where task state is kept (password masked), or ``None`` when it is not kept.
+    ledger_display_url: str | None = None
 
     def describe(self) -> str:
         """One line such as ``embedded valkey 8.1.8 at unix:///app/.aum/redis.sock``."""
@@ -55,7 +69,7 @@ class BrokerInfo:
 
 
 class AuryRedisBroker(RedisBroker):
-    """Dramatiq's Redis broker with time-based queue maintenance.
+    """Dramatiq's Redis broker with time-based queue maintenance and ledger writes riding along.
 
     Dramatiq runs maintenance (giving a dead worker's unacknowledged messages back to the
     queue) on a 0.1 % chance per broker call, so with little traffic a killed worker's tasks
@@ -63,23 +77,59 @@ class AuryRedisBroker(RedisBroker):
     ``maintenance_interval`` *for each queue* it fetches from or sends to (maintenance only
     recovers the messages of the queue of the call that runs it), which bounds recovery at
     about heartbeat timeout + interval + 1 s.
+
+    Ledger writes parked in :attr:`riders` for an enqueue, ack or nack are sent in the same
+    pipeline as Dramatiq's script call (see :mod:`aury_tasks.riders`).
+
+    This overrides Dramatiq's private ``_dispatch`` (the argument list of its Lua dispatch
+    script) and ``_should_do_maintenance``: Dramatiq is pinned to its minor version, and
+    ``tests/unit/test_dramatiq_internals.py`` fails, naming what changed, if they differ.
     """
 
-    def __init__(self, *, maintenance_interval: float, **kwargs: object) -> None:
+    def __init__(self, *, maintenance_interval: float, max_deliveries: int = 5, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.maintenance_interval = maintenance_interval
+        #: Deliveries of a message that may end with their worker dead before it is dead-lettered.
+        self.max_deliveries = max_deliveries
         self._next_maintenance: dict[str, float] = {}
         # The queue of the call in progress on this thread, for _should_do_maintenance.
         self._call = threading.local()
+        #: Ledger writes waiting for their enqueue/ack/nack (set when the ledger shares this Redis).
+        self.riders: Riders | None = None
+        self._dispatch_script = LuaScript(_dramatiq_scripts["dispatch"].decode())
 
     def _dispatch(self, command: str) -> Callable[..., Any]:
-        dispatch = super()._dispatch(command)
+        keys_ = [self.namespace]
+        script = self.scripts["dispatch"]
+        rides = command in ("enqueue", "ack", "nack")
 
         def do_dispatch(queue_name: str, *args: Any) -> Any:
             self._call.queue_name = queue_name
-            return dispatch(queue_name, *args)
+            script_args = [
+                command,
+                current_millis(),
+                queue_name,
+                self.broker_id,
+                self.heartbeat_timeout,
+                self.dead_message_ttl,
+                self._should_do_maintenance(command),
+                self._max_unpack_size(),
+                *args,
+            ]
+            riders = self.riders.take(args[0]) if rides and self.riders is not None else None
+            if not riders:
+                return script(args=script_args, keys=keys_)
+            if command == "enqueue":
+                for write in riders:
+                    fill_message(write, args[1])
+            return run_pipelined(self.client, riders, Write(self._dispatch_script, keys_, script_args))
 
         return do_dispatch
+
+    @property
+    def consumer_class(self) -> type:
+        """Dramatiq's consumer, dead-lettering what it cannot decode (:mod:`aury_tasks.consumer`)."""
+        return PoisonSafeRedisConsumer
 
     def _should_do_maintenance(self, command: str) -> int:
         if command == "fetch" or command == "enqueue":
@@ -87,19 +137,67 @@ class AuryRedisBroker(RedisBroker):
             now = time.monotonic()
             if now >= self._next_maintenance.get(queue_name, 0.0):
                 self._next_maintenance[queue_name] = now + self.maintenance_interval
+                self._recover(queue_name)
                 return 1
         return super()._should_do_maintenance(command)
 
+    def _recover(self, queue_name: str) -> None:
+        """Give dead workers' messages of ``queue_name`` back, dead-lettering those past the limit.
+
+        Runs just before Dramatiq's maintenance of that queue, which then has nothing to give back.
+        """
+        for delivery_id in recover_dead_workers_messages(self, queue_name, self.max_deliveries):
+            body = self.client.hget(keys.dead_letter_messages(q_name(queue_name)), delivery_id)
+            try:
+                message = dramatiq.Message.decode(body)
+            except DecodeError:
+                continue  # cannot say which task: the dead letter is there all the same
+            logger.error("task {} ({}) dead-lettered: delivered {} times, and each time its worker died",
+                         message.message_id, message.actor_name, self.max_deliveries)  # fmt: skip
+            writer = next((m for m in self.middleware if isinstance(m, LedgerWriter)), None)
+            if writer is not None and writer.store is not None:
+                writer.store.transition(
+                    message.message_id, TaskStatus.DEAD, attempt=message.options.get("retries", 0) + 1,
+                    queue_name=q_name(queue_name), task_name=message.actor_name, finished_at=time.time(),
+                    reason=f"{REDELIVERY_LIMIT}: {self.max_deliveries} deliveries all killed their worker",
+                    dead_letter_id=delivery_id,
+                )  # fmt: skip
+
+
+#: A command that fails to reach Redis is tried again this many times, waiting 0.2, 0.4, 0.8 and
+#: 1 s (about 2.5 s in all) before the error reaches the caller: a Redis restart or a dropped
+#: connection delays a send or a fetch, it does not fail it.
+CONNECTION_RETRIES = 4
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A client for the broker's Redis that rides out a restart or a dropped connection.
+
+    Each command is retried on a connection error or a timeout with an exponential backoff
+    (:data:`CONNECTION_RETRIES`); then the error is raised (a producer's send raises
+    :class:`~aury_tasks.errors.BrokerUnavailable`, a worker's consumer restarts and tries again).
+    A retried enqueue whose reply was lost may store the message twice: at-least-once.
+    """
+    retry = Retry(ExponentialBackoff(cap=1.0, base=0.1), CONNECTION_RETRIES)
+    errors = [redis.ConnectionError, redis.TimeoutError]
+    pool = redis.ConnectionPool.from_url(url, retry=retry, retry_on_error=errors)
+    return redis.Redis(connection_pool=pool)
+
 
 def default_middleware(settings: TaskSettings) -> list[Middleware]:
-    """Dramatiq's default middleware with our defaults, plus asyncio and the log context."""
+    """Dramatiq's default middleware with our defaults, plus the ledger, asyncio and the log context.
+
+    The ledger middleware sits before Retries so that its ``after_process_message`` runs after
+    Retries' (Dramatiq runs after-hooks in reverse) and sees whether the message failed for good.
+    """
     return [
         AgeLimit(),
         TimeLimit(time_limit=settings.timeout * 1000),
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
-        Retries(
+        LedgerWriter(),
+        CancelAwareRetries(
             max_retries=settings.max_retries,
             min_backoff=int(settings.retry_delay * 1000),
             max_backoff=int(settings.max_retry_delay * 1000),
@@ -128,12 +226,13 @@ def build_broker(settings: TaskSettings, url: str | None = None) -> tuple[dramat
     if scheme in ("redis", "rediss", "unix"):
         heartbeat_ms = int(settings.heartbeat_timeout * 1000)
         broker = AuryRedisBroker(
-            url=url,
+            client=redis_client(url),
             middleware=middleware,
             namespace=keys.BROKER_NAMESPACE,
             heartbeat_timeout=heartbeat_ms,
             dead_message_ttl=keys.DEAD_MESSAGE_TTL_MS,
             maintenance_interval=max(1.0, settings.heartbeat_timeout / 3),
+            max_deliveries=settings.max_deliveries,
         )
         kind = "redis"
     elif scheme in ("amqp", "amqps"):
@@ -152,5 +251,43 @@ def build_broker(settings: TaskSettings, url: str | None = None) -> tuple[dramat
         kind = "memory"
     else:
         raise ConfigError(f"invalid setting TASK_BROKER_URL: unsupported scheme {scheme!r}")
-    info = BrokerInfo(kind="embedded" if server else kind, display_url=redact_url(url), server=server)
+    ledger_url = _ledger_url(settings, url, scheme)
+    if ledger_url is not None:
+        _attach_ledger(
+            broker, settings, ledger_url, riding=ledger_url == url and isinstance(broker, AuryRedisBroker)
+        )
+    info = BrokerInfo(
+        kind="embedded" if server else kind,
+        display_url=redact_url(url),
+        server=server,
+        ledger_display_url=redact_url(ledger_url) if ledger_url else None,
+    )
     return broker, info
+
+
+def _ledger_url(settings: TaskSettings, broker_url: str, scheme: str) -> str | None:
+    """Where task state is kept: the result backend, else the broker's own Redis, else nowhere."""
+    if not settings.track_state:
+        return None
+    if settings.result_backend_url_value:
+        return settings.result_backend_url_value
+    return broker_url if scheme in ("redis", "rediss", "unix") else None
+
+
+def _attach_ledger(broker: dramatiq.Broker, settings: TaskSettings, url: str, *, riding: bool) -> None:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    store = RedisTaskStore(client, ttl=settings.result_ttl, url=url)
+    riders = Riders(client, riding=riding)
+    if riding:
+        assert isinstance(broker, AuryRedisBroker)
+        broker.riders = riders
+    writer = ledger_writer(broker)
+    writer.store, writer.riders = store, riders
+
+
+def ledger_writer(broker: dramatiq.Broker) -> LedgerWriter:
+    """The ledger middleware of a broker built by :func:`build_broker`."""
+    for middleware in broker.middleware:
+        if isinstance(middleware, LedgerWriter):
+            return middleware
+    raise LookupError("the broker has no ledger middleware")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import dramatiq
 
-from .errors import SerializationError
+from .errors import PayloadTooLarge, SerializationError
 
 #: One encoder for every message: compact, and refusing NaN and Infinity (not JSON).
 _STRICT = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+#: The size limit of the send being encoded in this context (``None``: not a producer's send).
+_LIMIT: ContextVar[tuple[int, str] | None] = ContextVar("aury_tasks_payload_limit", default=None)
 
 
 class StrictJSONEncoder(dramatiq.JSONEncoder):
@@ -23,7 +27,29 @@ class StrictJSONEncoder(dramatiq.JSONEncoder):
     """
 
     def encode(self, data: Any) -> bytes:
-        return _STRICT.encode(data).encode("utf-8")
+        encoded = _STRICT.encode(data).encode("utf-8")
+        limit = _LIMIT.get()
+        if limit is not None and len(encoded) > limit[0]:
+            raise PayloadTooLarge(
+                f"message of {limit[1]} is {len(encoded):,} bytes, over TASK_MAX_MESSAGE_BYTES"
+                f" ({limit[0]:,}); pass a reference to the data (a path, a key, an id) instead"
+            )
+        return encoded
+
+
+@contextlib.contextmanager
+def payload_limit(max_bytes: int, task_name: str) -> Iterator[None]:
+    """Hold the messages encoded in this block to ``max_bytes``: a producer's send.
+
+    The check is made where the message is encoded, inside ``broker.enqueue`` and before the
+    broker writes anything, so a message is encoded once. A worker's re-enqueue (a retry, whose
+    message grows by its traceback) is outside any such block and is never refused.
+    """
+    token = _LIMIT.set((max_bytes, task_name))
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
 
 
 def install_strict_encoder() -> None:

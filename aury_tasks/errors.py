@@ -12,6 +12,8 @@ exit carry an ``exit_code``:
 
 from __future__ import annotations
 
+from dramatiq.threading import Interrupt
+
 
 class AuryTasksError(Exception):
     """An aury-tasks error occurred."""
@@ -62,6 +64,12 @@ class SerializationError(AuryTasksError, TypeError):
     exit_code = 2
 
 
+class PayloadTooLarge(AuryTasksError, ValueError):
+    """A message is larger than ``TASK_MAX_MESSAGE_BYTES``; nothing was sent."""
+
+    exit_code = 2
+
+
 class TaskOptionError(AuryTasksError, TypeError):
     """A task was declared with an invalid option."""
 
@@ -89,3 +97,41 @@ class TaskFailed(AuryTasksError):
         self.error_type = error_type
         #: The remote exception's message.
         self.error_message = error_message
+
+
+class TaskCancelled(TaskFailed):
+    """The task was cancelled before it finished."""
+
+
+class TaskExpired(TaskFailed):
+    """The task was dequeued after its ``expires`` moment and not run."""
+
+
+class TaskRecordNotFound(AuryTasksError, LookupError):
+    """No task with that id is known (never sent, or its record expired)."""
+
+    @classmethod
+    def for_id(cls, task_id: str) -> TaskRecordNotFound:
+        """The error for an unknown ``task_id``, in the words every caller uses."""
+        return cls(f"no task with id {task_id} (never sent, or its record expired)")
+
+
+class SchedulerError(ConfigError):
+    """A scheduled job is invalid: its trigger, its task or its options (exit code 2)."""
+
+
+class LedgerUnavailable(ConfigError):
+    """Task state is not kept: it needs a Redis (``TASK_RESULT_BACKEND_URL``) and ``TASK_TRACK_STATE``."""
+
+
+class TaskInterrupted(Interrupt):
+    """Raised inside a running task that was cancelled with ``tm.cancel``.
+
+    A sync task sees it at once, the way Dramatiq interrupts a task over its time limit; an
+    async task gets ``asyncio.CancelledError`` at its next ``await``. Catch it only to clean up,
+    then re-raise it.
+    """
+
+
+class TaskStateError(AuryTasksError):
+    """The task is not in a state that allows this."""

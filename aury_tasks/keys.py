@@ -1,6 +1,8 @@
 """Every Redis key prefix aury-tasks uses, and their lifetimes.
 
 The only module that spells key strings: a change of layout happens here and nowhere else.
+The ledger's Lua scripts receive :data:`LEDGER_PREFIX` and build the per-task index keys with
+the same suffixes as the functions below.
 """
 
 from __future__ import annotations
@@ -12,23 +14,163 @@ BROKER_NAMESPACE = "aury"
 #: How long dead-lettered messages are kept (Dramatiq's ``dead_message_ttl``), in ms.
 DEAD_MESSAGE_TTL_MS = 7 * 86_400_000
 
-#: Prefix of the task ledger's keys: records, status indexes.
-LEDGER_PREFIX = "aury:ledger"
+#: Prefix of the task ledger's keys (records, indexes, counters), with its trailing colon.
+LEDGER_PREFIX = "aury:ledger:"
 
 #: How long a task record (and its result) is kept, in seconds (7 days).
 DEFAULT_RESULT_TTL = 7 * 86_400
 
+#: How long per-minute statistics buckets are kept, in seconds (older windows use hour buckets).
+MINUTE_BUCKET_TTL = 2 * 86_400
+
 
 def task_record(task_id: str) -> str:
     """Hash holding one task's record."""
-    return f"{LEDGER_PREFIX}:task:{task_id}"
+    return f"{LEDGER_PREFIX}task:{task_id}"
 
 
-def status_index_prefix() -> str:
-    """Prefix of the sorted sets indexing task ids by status (score: time of the change, ms)."""
-    return f"{LEDGER_PREFIX}:status:"
+def all_index() -> str:
+    """Sorted set of every task id (score: enqueue time, ms)."""
+    return f"{LEDGER_PREFIX}idx:all"
 
 
-def status_index(status: str) -> str:
-    """Sorted set of the ids of tasks now in ``status``."""
-    return status_index_prefix() + status
+def queue_index(queue_name: str) -> str:
+    """Sorted set of the task ids sent to ``queue_name``."""
+    return f"{LEDGER_PREFIX}idx:queue:{queue_name}"
+
+
+def task_name_index(task_name: str) -> str:
+    """Sorted set of the ids of tasks of ``task_name``."""
+    return f"{LEDGER_PREFIX}idx:task:{task_name}"
+
+
+def task_queue_index(task_name: str, queue_name: str) -> str:
+    """Sorted set of the ids of tasks of ``task_name`` sent to ``queue_name``."""
+    return f"{LEDGER_PREFIX}idx:task:{task_name}:queue:{queue_name}"
+
+
+def status_index(status: str, *, queue_name: str | None = None, task_name: str | None = None) -> str:
+    """Sorted set of the ids of tasks now in ``status`` (optionally of one queue or one task)."""
+    if queue_name is not None:
+        return f"{LEDGER_PREFIX}idx:status:{status}:queue:{queue_name}"
+    if task_name is not None:
+        return f"{LEDGER_PREFIX}idx:status:{status}:task:{task_name}"
+    return f"{LEDGER_PREFIX}idx:status:{status}"
+
+
+def known_queues() -> str:
+    """Set of every queue name the ledger has seen."""
+    return f"{LEDGER_PREFIX}queues"
+
+
+def known_task_names() -> str:
+    """Set of every task name the ledger has seen."""
+    return f"{LEDGER_PREFIX}tasks"
+
+
+def idempotency_done(key: str) -> str:
+    """Set once the task run for idempotency ``key`` succeeded; its value is that task's id."""
+    return f"{LEDGER_PREFIX}done:{key}"
+
+
+def task_events(task_id: str) -> str:
+    """Pub/sub channel announcing a task's status and progress changes."""
+    return f"{LEDGER_PREFIX}events:{task_id}"
+
+
+def cancel_channel() -> str:
+    """Pub/sub channel on which cancelled task ids are announced to workers."""
+    return f"{LEDGER_PREFIX}cancel"
+
+
+def cancelled_ids() -> str:
+    """Sorted set of cancelled task ids (score: cancel time, ms): what makes cancel durable."""
+    return f"{LEDGER_PREFIX}cancelled"
+
+
+def stats_bucket(granularity: str, bucket: int, dimension: str = "") -> str:
+    """Hash of counters for one minute (``m``) or hour (``h``) bucket.
+
+    ``dimension`` is ``""`` for all tasks, ``q:<queue>`` or ``t:<task name>``.
+    """
+    suffix = f":{dimension}" if dimension else ""
+    return f"{LEDGER_PREFIX}stats:{granularity}:{bucket}{suffix}"
+
+
+def workers() -> str:
+    """Hash of live workers: worker id -> JSON (host, pid, queues, started)."""
+    return f"{LEDGER_PREFIX}workers"
+
+
+def workers_seen() -> str:
+    """Sorted set of worker ids by last heartbeat (ms)."""
+    return f"{LEDGER_PREFIX}workers:seen"
+
+
+def maintenance_lock() -> str:
+    """Lock taken by the one worker that trims the indexes in a given minute."""
+    return f"{LEDGER_PREFIX}maintenance"
+
+
+def broker_queue(queue_name: str) -> str:
+    """Dramatiq's list of message ids waiting in ``queue_name``."""
+    return f"{BROKER_NAMESPACE}:{queue_name}"
+
+
+def broker_messages(queue_name: str) -> str:
+    """Dramatiq's hash of the messages of ``queue_name`` not yet acknowledged."""
+    return f"{BROKER_NAMESPACE}:{queue_name}.msgs"
+
+
+def broker_fetched(broker_id: str, queue_name: str) -> str:
+    """Dramatiq's set of the message ids one broker instance fetched from ``queue_name``, not yet acked."""
+    return f"{BROKER_NAMESPACE}:__acks__.{broker_id}.{queue_name}"
+
+
+def delivery_count(redis_message_id: str) -> str:
+    """How many deliveries of a message ended with their worker dead (see :mod:`aury_tasks.recovery`)."""
+    return f"{BROKER_NAMESPACE}:deliveries:{redis_message_id}"
+
+
+def delay_queue_name(queue_name: str) -> str:
+    """Name of the delay queue Dramatiq keeps beside ``queue_name``."""
+    return f"{queue_name}.DQ"
+
+
+def dead_letters(queue_name: str) -> str:
+    """Dramatiq's dead-letter sorted set of ``queue_name`` (score: time of death, ms)."""
+    return f"{BROKER_NAMESPACE}:{queue_name}.XQ"
+
+
+def dead_letter_messages(queue_name: str) -> str:
+    """Dramatiq's hash of the dead-lettered messages of ``queue_name``."""
+    return f"{BROKER_NAMESPACE}:{queue_name}.XQ.msgs"
+
+
+#: Prefix of the scheduler's keys (job definitions, leader lease, fire claims), with its colon.
+SCHEDULER_PREFIX = "aury:scheduler:"
+
+
+def scheduler_jobs() -> str:
+    """Hash of the scheduled jobs: job id -> its definition as JSON."""
+    return f"{SCHEDULER_PREFIX}jobs"
+
+
+def scheduler_runs() -> str:
+    """Hash of each job's last fire: job id -> JSON (when, planned time, task id)."""
+    return f"{SCHEDULER_PREFIX}runs"
+
+
+def scheduler_changes() -> str:
+    """Channel announcing a changed or removed job (message: ``put:<id>``, ``remove:<id>``, ``clear``)."""
+    return f"{SCHEDULER_PREFIX}changes"
+
+
+def scheduler_leader() -> str:
+    """The leader lease: the id of the scheduler process that fires, expiring unless renewed."""
+    return f"{SCHEDULER_PREFIX}leader"
+
+
+def scheduler_fire(job_id: str, fire_time_ms: int) -> str:
+    """Claim of one planned fire of one job (``SET NX``): whoever sets it enqueues the tick."""
+    return f"{SCHEDULER_PREFIX}fire:{job_id}:{fire_time_ms}"

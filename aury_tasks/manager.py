@@ -12,9 +12,10 @@ from typing import Any, ClassVar, TypeVar, overload
 import dramatiq
 
 from .broker import BrokerInfo, build_broker, default_middleware
-from .errors import PermanentError, TaskNotFound, TaskOptionError
+from .errors import PermanentError, TaskInterrupted, TaskNotFound, TaskOptionError
 from .settings import RunMode, TaskSettings, get_settings
 from .task import P, R, Task
+from .tracking import TaskTracking
 
 _QUEUE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
 #: Options ``conditional_task`` handles itself; everything else goes to Dramatiq as is.
@@ -31,7 +32,7 @@ def _dramatiq_actor_options() -> frozenset[str]:
     return frozenset(option for mw in default_middleware(settings) for option in mw.actor_options)
 
 
-class TaskManager:
+class TaskManager(TaskTracking):
     """Registry of tasks plus the broker they are sent through.
 
     Get one with :meth:`get_instance`; the default instance builds its broker from settings on
@@ -289,7 +290,7 @@ class TaskManager:
             "time_limit": int(limit * 1000),
             "min_backoff": int(first_delay * 1000),
             "max_backoff": int(delay_cap * 1000),
-            "throws": (PermanentError, *throws),
+            "throws": (PermanentError, TaskInterrupted, *throws),
             **options,
         }
         if retry_on is not None:

@@ -12,6 +12,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -130,6 +131,53 @@ class TaskSettings(BaseSettings):
         "unacknowledged messages are given to others.",
         json_schema_extra=_expected("a number of seconds, 1 or more, e.g. 15"),
     )
+    max_message_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest message a send may write, in bytes (its arguments encoded as JSON, with "
+        "the message's envelope); a larger one raises PayloadTooLarge before anything is written.",
+        json_schema_extra=_expected("a number of bytes, 1024 or more, e.g. 1048576"),
+    )
+    max_deliveries: int = Field(
+        default=5,
+        ge=1,
+        description="Deliveries of a message that may end with their worker dead (killed, out of "
+        "memory) before the message is dead-lettered with the reason redelivery_limit.",
+        json_schema_extra=_expected("a whole number, 1 or more, e.g. 5"),
+    )
+    track_state: bool = Field(
+        default=True,
+        description="Keep a record of every task (status, result, progress) in Redis.",
+        json_schema_extra=_expected("true or false"),
+    )
+    result_ttl: float = Field(
+        default=7 * 86400,
+        gt=0,
+        description="Seconds a task's record and result are kept after its last change.",
+        json_schema_extra=_expected("a number of seconds greater than 0, e.g. 604800"),
+    )
+    scheduler_timezone: str = Field(
+        default="UTC",
+        description="Timezone of scheduled jobs that name none (an IANA name).",
+        json_schema_extra=_expected("an IANA timezone name, e.g. UTC or Europe/Paris"),
+    )
+    scheduler_misfire_grace_time: float = Field(
+        default=30,
+        gt=0,
+        description="Seconds after its planned time a scheduled fire may still happen.",
+        json_schema_extra=_expected("a number of seconds greater than 0, e.g. 30"),
+    )
+    scheduler_coalesce: bool = Field(
+        default=True,
+        description="Fire a job that missed several runs once, not once per missed run.",
+        json_schema_extra=_expected("true or false"),
+    )
+    scheduler_max_instances: int = Field(
+        default=1,
+        ge=1,
+        description="Fires of one job that may be in flight at once.",
+        json_schema_extra=_expected("a whole number, 1 or more"),
+    )
     modules_dir: str = Field(
         default="modules",
         description="Directory whose <name>/tasks package or tasks.py files `aum` imports.",
@@ -178,6 +226,15 @@ class TaskSettings(BaseSettings):
     def _check_queue_name(cls, value: str) -> str:
         if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9._-]*", value):
             raise ValueError("invalid queue name")
+        return value
+
+    @field_validator("scheduler_timezone")
+    @classmethod
+    def _check_scheduler_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
         return value
 
     @field_validator("log_level", mode="before")

@@ -4,7 +4,8 @@ A task's record only ever moves forward. Each status write carries the attempt i
 and a write is applied only when its ``(attempt, phase)`` comes after the record's, or when it
 ends the task; once a task has ended, nothing changes it. So a late ``pending`` (its enqueue
 write delayed behind the worker's) never overwrites ``success``, and a ``started`` of attempt 1
-never overwrites the ``retrying`` that closed that attempt, while attempt 2 can start again.
+never overwrites the ``retrying`` that closed that attempt, while attempt 2 can start again. A
+delayed task moves from ``scheduled`` to ``pending`` when it becomes due.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class TaskStatus(str, Enum):
 
     @property
     def phase(self) -> int:
-        """Order of this status within one attempt: waiting, running, retrying, ended."""
+        """Order of this status within one attempt: scheduled, pending, running, retrying, ended."""
         return _PHASES[self]
 
     @property
@@ -63,13 +64,13 @@ FINAL_STATUSES = frozenset(
 )
 
 _PHASES = {
-    TaskStatus.PENDING: 0,
     TaskStatus.SCHEDULED: 0,
-    TaskStatus.STARTED: 1,
-    TaskStatus.RETRYING: 2,
-    TaskStatus.SUCCESS: 3,
-    TaskStatus.FAILURE: 3,
-    TaskStatus.CANCELLED: 3,
-    TaskStatus.EXPIRED: 3,
-    TaskStatus.DEAD: 3,
+    TaskStatus.PENDING: 1,
+    TaskStatus.STARTED: 2,
+    TaskStatus.RETRYING: 3,
+    TaskStatus.SUCCESS: 4,
+    TaskStatus.FAILURE: 4,
+    TaskStatus.CANCELLED: 4,
+    TaskStatus.EXPIRED: 4,
+    TaskStatus.DEAD: 4,
 }

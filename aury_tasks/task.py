@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 import dramatiq
 import redis
 
-from .encoding import check_json_arguments, unserializable_argument
-from .errors import BrokerUnavailable
+from .encoding import StrictJSONEncoder, check_json_arguments, payload_limit, unserializable_argument
+from .errors import BrokerUnavailable, PayloadTooLarge, TaskOptionError
 from .handle import TaskHandle
+from .middleware.ledger import TaskRun, current_run
 from .settings import RunMode, redact_text
 
 if TYPE_CHECKING:
@@ -103,8 +104,11 @@ class Task(Generic[P, R]):
         kwargs: Mapping[str, Any] | None = None,
         delay: float | None = None,
         eta: datetime | None = None,
+        expires: float | datetime | None = None,
         priority: int | None = None,
         queue_name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
         **options: Any,
     ) -> TaskHandle:
         """Enqueue the task with options.
@@ -114,8 +118,14 @@ class Task(Generic[P, R]):
           kwargs: keyword arguments (JSON values).
           delay: seconds to wait before the task may run.
           eta: when the task may run (an aware ``datetime``; a naive one is local time).
+          expires: seconds from now, or a ``datetime``, after which the task is not run any more
+            (status ``expired``).
           priority: RabbitMQ message priority (``broker_priority``, 0 = lowest); ignored by Redis.
           queue_name: send to this queue instead of the task's own.
+          metadata: JSON values kept on the task's record, e.g. ``{"user_id": "42"}``.
+          idempotency_key: once a task sent with this key has succeeded, a message with the same
+            key (a redelivery, or another send of the same work) is acknowledged without running;
+            its record says why. Kept for ``TASK_RESULT_TTL``.
           **options: further Dramatiq message options (``max_retries``, ``time_limit`` …).
 
         Returns:
@@ -125,12 +135,18 @@ class Task(Generic[P, R]):
         kwargs = dict(kwargs or {})
         delay_ms = _delay_ms(delay, eta)
         target_queue = queue_name or self.queue_name
-        if self.manager.run_mode is RunMode.EAGER:
-            check_json_arguments(self.name, args, kwargs)
-            return self._run_eagerly(target_queue, args, kwargs)
-
         if priority is not None:
             options["broker_priority"] = priority
+        if expires is not None:
+            options["expires_at"] = _expires_at_ms(expires)
+        if metadata:
+            options["metadata"] = dict(metadata)
+        if idempotency_key is not None:
+            if not isinstance(idempotency_key, str) or not idempotency_key or len(idempotency_key) > 256:
+                raise TaskOptionError(
+                    f"idempotency_key is text of 1 to 256 characters, got {idempotency_key!r}"
+                )
+            options["idempotency_key"] = idempotency_key
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=target_queue,
             actor_name=self.name,
@@ -138,31 +154,56 @@ class Task(Generic[P, R]):
             kwargs=kwargs,
             options=options,
         )
-        broker = self.manager.broker_for_queue(target_queue)
-        try:
-            broker.enqueue(message, delay=delay_ms)
-        except (TypeError, ValueError) as exc:
-            # The broker encodes (strict JSON) before it writes anything: name the bad argument.
-            raise unserializable_argument(self.name, args, kwargs) or exc from None
-        except (redis.ConnectionError, redis.TimeoutError, dramatiq.errors.BrokerConnectionError) as exc:
-            raise BrokerUnavailable(
-                f"cannot send {self.name}: broker {self.manager.broker_info.display_url} unreachable"
-                f" ({redact_text(str(exc))})"
-            ) from None
-        when = None
-        if delay_ms:
-            when = datetime.fromtimestamp(time.time() + delay_ms / 1000, tz=timezone.utc)
-        return TaskHandle(id=message.message_id, task_name=self.name, queue_name=target_queue, eta=when)
+        if self.manager.run_mode is RunMode.EAGER:
+            check_json_arguments(self.name, args, kwargs)
+            with payload_limit(self.manager.settings.max_message_bytes, self.name):
+                StrictJSONEncoder().encode(message.asdict())  # refused as a real send would be
+            return self._run_eagerly(target_queue, args, kwargs)
+        return enqueue(self.manager, message, delay_ms)
 
     def _run_eagerly(self, queue_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskHandle:
         # Round-trip through JSON so the function sees what a worker would (tuples become lists).
         args, kwargs = json.loads(json.dumps([list(args), kwargs]))
-        result = self.fn(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = run_coroutine_sync(result)
-        return TaskHandle(
-            id=str(uuid.uuid4()), task_name=self.name, queue_name=queue_name, _eager_result=result
-        )
+        task_id = str(uuid.uuid4())
+        token = current_run.set(TaskRun(task_id, 1, time.time()))
+        try:
+            result = self.fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = run_coroutine_sync(result)
+        finally:
+            current_run.reset(token)
+        return TaskHandle(id=task_id, task_name=self.name, queue_name=queue_name, _eager_result=result)
+
+
+def enqueue(manager: TaskManager, message: dramatiq.Message[Any], delay_ms: int | None = None) -> TaskHandle:
+    """Send ``message`` through ``manager``'s broker; the one path every send takes.
+
+    Raises:
+      SerializationError: (a ``TypeError``) naming an argument that is not JSON.
+      PayloadTooLarge: (a ``ValueError``) when the message is over ``TASK_MAX_MESSAGE_BYTES``.
+      BrokerUnavailable: when the broker cannot be reached.
+    """
+    broker = manager.broker_for_queue(message.queue_name)
+    try:
+        with payload_limit(manager.settings.max_message_bytes, message.actor_name):
+            broker.enqueue(message, delay=delay_ms)
+    except PayloadTooLarge:
+        raise
+    except (TypeError, ValueError) as exc:
+        # The message is encoded (strict JSON) before anything is written: name the bad argument.
+        raise unserializable_argument(message.actor_name, message.args, message.kwargs) or exc from None
+    except (redis.ConnectionError, redis.TimeoutError, dramatiq.errors.BrokerConnectionError) as exc:
+        raise BrokerUnavailable(
+            f"cannot send {message.actor_name}: broker {manager.broker_info.display_url} unreachable"
+            f" ({redact_text(str(exc))})"
+        ) from None
+    when = None
+    if delay_ms:
+        when = datetime.fromtimestamp(time.time() + delay_ms / 1000, tz=timezone.utc)
+    return TaskHandle(
+        id=message.message_id, task_name=message.actor_name, queue_name=message.queue_name, eta=when,
+        _manager=manager,
+    )  # fmt: skip
 
 
 def run_coroutine_sync(awaitable: Awaitable[R]) -> R:
@@ -177,6 +218,11 @@ def run_coroutine_sync(awaitable: Awaitable[R]) -> R:
         return asyncio.run(_await())
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, _await()).result()
+
+
+def _expires_at_ms(expires: float | datetime) -> int:
+    moment = expires.timestamp() if isinstance(expires, datetime) else time.time() + expires
+    return int(moment * 1000)
 
 
 def _delay_ms(delay: float | None, eta: datetime | None) -> int | None:

@@ -64,7 +64,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 @dataclass
 class WorkerProcess:
-    """An ``aum worker`` subprocess and the lines it logged so far."""
+    """An ``aum`` subprocess (a worker, a scheduler) and the lines it logged so far."""
 
     process: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
@@ -82,7 +82,7 @@ class WorkerProcess:
             if self.process.poll() is not None and not (self._reader and self._reader.is_alive()):
                 break
             time.sleep(0.02)
-        raise AssertionError(f"worker never logged {text!r}; output:\n{self.output()}")
+        raise AssertionError(f"process never logged {text!r}; output:\n{self.output()}")
 
     def wait(self, timeout: float = 20.0) -> int:
         """Wait for the worker to exit on its own; return its exit code once all output is read."""
@@ -106,6 +106,53 @@ class WorkerProcess:
             return self.wait()
 
 
+def spawn_aum(
+    redis_url: str, cwd: Path, *args: str, env: dict[str, str | None] | None = None
+) -> WorkerProcess:
+    """Start ``python -m aury_tasks.cli ARGS`` on the test Redis in its own process group (session).
+
+    Output (stdout and stderr) is collected line by line. A ``None`` in ``env`` unsets that variable.
+    """
+    full_env: dict[str, str | None] = {k: v for k, v in os.environ.items() if not k.startswith("TASK_")}
+    full_env.update(
+        {
+            "TASK_BROKER_URL": redis_url,
+            "TASK_DATA_DIR": str(cwd / ".aum"),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aury_tasks.cli", *args],
+        cwd=cwd,
+        env={k: v for k, v in full_env.items() if v is not None},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    spawned = WorkerProcess(process)
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            spawned.lines.append(line.rstrip("\n"))
+
+    spawned._reader = threading.Thread(target=read, daemon=True)
+    spawned._reader.start()
+    return spawned
+
+
+def stop_all(processes: list[WorkerProcess]) -> None:
+    """Stop every process: signal all first (each takes seconds to stop gracefully), then wait."""
+    for spawned in processes:
+        if spawned.process.poll() is None:
+            spawned.process.terminate()
+    for spawned in processes:
+        spawned.stop()
+        spawned.signal_group(signal.SIGKILL)  # a child left behind by a killed parent
+
+
 @pytest.fixture
 def start_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start ``aum worker`` in a subprocess on the test Redis; it is stopped after the test.
@@ -122,45 +169,48 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Worke
         modules: Path = FIXTURE_MODULES,
         ready: bool = True,
     ) -> WorkerProcess:
-        full_env: dict[str, str | None] = {k: v for k, v in os.environ.items() if not k.startswith("TASK_")}
-        full_env.update(
-            {
-                "TASK_BROKER_URL": redis_url,
-                "TASK_DATA_DIR": str(tmp_path / ".aum"),
-                "PYTHONUNBUFFERED": "1",
-                **(env or {}),
-            }
-        )
-        process = subprocess.Popen(
-            [sys.executable, "-m", "aury_tasks.cli", "worker", "--modules", str(modules), *args],
-            cwd=tmp_path,
-            env={k: v for k, v in full_env.items() if v is not None},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        worker = WorkerProcess(process)
-
-        def read() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                worker.lines.append(line.rstrip("\n"))
-
-        worker._reader = threading.Thread(target=read, daemon=True)
-        worker._reader.start()
+        worker = spawn_aum(redis_url, tmp_path, "worker", "--modules", str(modules), *args, env=env)
         workers.append(worker)
         if ready:
             worker.wait_for_line("Worker process is ready for action")
         return worker
 
     yield start
-    for worker in workers:  # signal all first: each takes seconds to stop gracefully
-        if worker.process.poll() is None:
-            worker.process.terminate()
-    for worker in workers:
-        worker.stop()
-        worker.signal_group(signal.SIGKILL)  # a worker process left behind by a killed parent
+    stop_all(workers)
+
+
+@pytest.fixture
+def start_aum(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``aum ARGS`` (any command) in a subprocess on the test Redis; it is stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, env: dict[str, str | None] | None = None) -> WorkerProcess:
+        spawned = spawn_aum(redis_url, tmp_path, *args, env=env)
+        started.append(spawned)
+        return spawned
+
+    yield start
+    stop_all(started)
+
+
+@pytest.fixture
+def start_scheduler(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``aum scheduler`` in a subprocess on the test Redis; it is stopped after the test.
+
+    ``start_scheduler("--lease-ttl", "2", modules=FIXTURE_MODULES)`` returns once it has started.
+    """
+    schedulers: list[WorkerProcess] = []
+
+    def start(
+        *args: str, env: dict[str, str | None] | None = None, modules: Path = FIXTURE_MODULES
+    ) -> WorkerProcess:
+        scheduler = spawn_aum(redis_url, tmp_path, "scheduler", "--modules", str(modules), *args, env=env)
+        schedulers.append(scheduler)
+        scheduler.wait_for_line("scheduler ready")
+        return scheduler
+
+    yield start
+    stop_all(schedulers)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ..discovery import import_task_modules
 from ..errors import AuryTasksError
 from ..logging import setup_logging
 from ..manager import TaskManager
@@ -60,12 +61,35 @@ class AumContext:
             manager.configure(settings=self.settings)
         return manager
 
+    def with_task_modules(self, modules_dir: str | None, *, logs: bool = True) -> TaskManager:
+        """The TaskManager once the task modules (of ``--modules``, else TASK_MODULES_DIR) are imported.
+
+        ``logs``: configure logging first (commands that print only tables leave it).
+        """
+        if modules_dir is not None:
+            self.overrides["modules_dir"] = modules_dir
+        settings = self.settings
+        if logs:
+            self.setup_logging()
+        manager = self.task_manager()
+        import_task_modules(settings.modules_dir)
+        return manager
+
     def setup_logging(self) -> None:
         """Configure loguru from ``TASK_LOG_LEVEL`` and ``TASK_LOG_JSON``."""
         setup_logging(self.settings.log_level, json=self.settings.log_json)
 
 
 pass_context = click.make_pass_decorator(AumContext, ensure=True)
+
+#: ``--modules DIR``: where the task modules are, for the commands that import them.
+modules_option = click.option(
+    "--modules",
+    "modules_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory of task modules.  [default: TASK_MODULES_DIR]",
+)
 
 
 def echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -8,7 +8,13 @@ import click
 
 from .. import __version__
 from .context import AumContext, AumGroup
+from .dlq import dlq
+from .listing import cleanup, list_tasks, queues, stats
+from .run import run
+from .schedule import schedule
+from .scheduler import scheduler
 from .send import send
+from .state import cancel, result, retry, status
 from .tasks import tasks
 from .worker import worker
 
@@ -30,19 +36,25 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
 
     \b
     Examples:
+      aum run                        a worker and the scheduler: the whole system
       aum worker                     run a worker on every queue
       aum worker -q emails -c 8      8 threads on the emails queue
       aum tasks                      list the discovered tasks
       aum send send_welcome_email '["42"]'
+      aum status ID --follow         a task's record, its progress as it happens
+      aum list --status failure      what failed, newest first
+      aum queues                     every queue: pending, running, dead, workers
+      aum schedule list              the scheduled jobs, their next and last runs
 
     \b
     Exit codes:
-      0 success   1 failure   2 bad setting or input   3 a task module failed to import
-      4 broker unreachable
+      0 success   1 failure (a task failed, an unknown task id …)   2 bad setting or input
+      3 a task module failed to import   4 broker unreachable
     """
     ctx.obj = AumContext(env_file=env_file)
 
 
-main.add_command(worker)
-main.add_command(tasks)
-main.add_command(send)
+COMMANDS = (run, worker, scheduler, schedule, tasks, send, status, result, cancel, retry, list_tasks, stats,
+            queues, dlq, cleanup)  # fmt: skip
+for command in COMMANDS:
+    main.add_command(command)

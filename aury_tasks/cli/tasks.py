@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ..discovery import import_task_modules
-from .context import AumContext, echo_table, pass_context
+from .context import AumContext, echo_table, modules_option, pass_context
 
 
-@click.command()
-@click.option(
-    "--modules",
-    "modules_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Directory of task modules.  [default: TASK_MODULES_DIR]",
-)
+@click.command(short_help="List the discovered tasks and their options.")
+@modules_option
 @click.option("-q", "--queue", default=None, help="Only tasks of this queue.")
 @pass_context
 def tasks(aum: AumContext, modules_dir: str | None, queue: str | None) -> None:
@@ -23,14 +16,10 @@ def tasks(aum: AumContext, modules_dir: str | None, queue: str | None) -> None:
 
     Nothing is sent and no broker is contacted.
     """
-    if modules_dir is not None:
-        aum.overrides["modules_dir"] = modules_dir
-    settings = aum.settings
-    tm = aum.task_manager()
-    import_task_modules(settings.modules_dir)
+    tm = aum.with_task_modules(modules_dir, logs=False)
     found = [t for t in tm.tasks.values() if queue is None or t.queue_name == queue]
     if not found:
-        click.echo(f"no tasks found under {settings.modules_dir}/", err=True)
+        click.echo(f"no tasks found under {aum.settings.modules_dir}/", err=True)
         return
     rows = [
         (

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any, NoReturn
 
 import click
 import dramatiq
+import redis
 from dramatiq import cli as dramatiq_cli
+from dramatiq.brokers.redis import RedisBroker
 from loguru import logger
+from redis.exceptions import AuthorizationError
 
 from .. import __version__
 from ..discovery import import_task_modules
-from ..errors import ConfigError
+from ..errors import BrokerUnavailable, ConfigError, LedgerUnavailable
 from ..logging import setup_logging
 from ..manager import TaskManager
-from ..settings import RunMode, TaskSettings
-from .context import AumContext, pass_context
+from ..redis_checks import redis_warnings
+from ..settings import RunMode, TaskSettings, redact_text
+from .context import AumContext, modules_option, pass_context
 
 #: Environment variable carrying the queues to the worker processes.
 _QUEUES_ENV = "AURY_TASKS_WORKER_QUEUES"
@@ -32,35 +39,40 @@ def _split_queues(values: tuple[str, ...]) -> list[str]:
     return [q.strip() for value in values for q in value.split(",") if q.strip()]
 
 
+def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of ``aum worker``, shared with ``aum run``."""
+    options = [
+        click.option(
+            "-q",
+            "--queues",
+            multiple=True,
+            metavar="QUEUE[,QUEUE…]",
+            help="Queues to consume, comma-separated or repeated.  "
+            "[default: every queue of the discovered tasks]",
+        ),
+        click.option(
+            "-c",
+            "--concurrency",
+            type=click.IntRange(1, 1024),
+            default=None,
+            help="Tasks one process runs at once (threads).  [default: TASK_MAX_WORKERS]",
+        ),
+        click.option("-p", "--processes", type=click.IntRange(1, 256), default=1, help="Worker processes."),
+        modules_option,
+        click.option(
+            "--shutdown-timeout",
+            type=click.FloatRange(0),
+            default=600.0,
+            help="Seconds running tasks get to finish after SIGTERM/SIGINT.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command(context_settings={"show_default": True})
-@click.option(
-    "-q",
-    "--queues",
-    multiple=True,
-    metavar="QUEUE[,QUEUE…]",
-    help="Queues to consume, comma-separated or repeated.  [default: every queue of the discovered tasks]",
-)
-@click.option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(1, 1024),
-    default=None,
-    help="Tasks one process runs at once (threads).  [default: TASK_MAX_WORKERS]",
-)
-@click.option("-p", "--processes", type=click.IntRange(1, 256), default=1, help="Worker processes.")
-@click.option(
-    "--modules",
-    "modules_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Directory of task modules.  [default: TASK_MODULES_DIR]",
-)
-@click.option(
-    "--shutdown-timeout",
-    type=click.FloatRange(0),
-    default=600.0,
-    help="Seconds running tasks get to finish after SIGTERM/SIGINT.",
-)
+@worker_options
 @pass_context
 def worker(
     aum: AumContext,
@@ -85,6 +97,27 @@ def worker(
     Examples:
       aum worker                      every queue, TASK_MAX_WORKERS threads
       aum worker -q emails,default -c 16 -p 2
+    """
+    run_worker(aum, queues, concurrency, processes, modules_dir, shutdown_timeout)
+
+
+def run_worker(
+    aum: AumContext,
+    queues: tuple[str, ...],
+    concurrency: int | None,
+    processes: int,
+    modules_dir: str | None,
+    shutdown_timeout: float,
+    *,
+    forks: Sequence[str] = (),
+    role: str = "worker",
+    check: Callable[[TaskManager], None] | None = None,
+) -> NoReturn:
+    """Import the task modules and hand over to Dramatiq's supervisor; exit with its code.
+
+    ``forks``: import paths of functions Dramatiq runs in processes of their own next to the
+    worker processes (``aum run``'s scheduler). ``check``: called with the TaskManager once the
+    modules are imported, before any process starts; it raises to stop with one line.
     """
     if modules_dir is not None:
         aum.overrides["modules_dir"] = modules_dir
@@ -111,8 +144,12 @@ def worker(
         logger.warning("no discovered task uses queue(s) {}; consuming them anyway", ", ".join(unknown))
     consumed = queue_list or declared
     threads = concurrency or settings.max_workers
+    reach_broker(tm)
+    if check is not None:
+        check(tm)
+    warn_about_redis(tm)
 
-    logger.info("aury-tasks {} worker, broker: {}", __version__, tm.broker_info.describe())
+    logger.info("aury-tasks {} {}, broker: {}", __version__, role, tm.broker_info.describe())
     logger.info(
         "{} task(s) from {} ({}); queues: {}; {} process(es) x {} thread(s)",
         len(tm.tasks), settings.modules_dir, ", ".join(m.name for m in modules),
@@ -129,7 +166,7 @@ def worker(
         log_file=None,
         skip_logging=True,
         use_spawn=False,
-        forks=[],
+        forks=list(forks),
         worker_fork_timeout=30_000,
         worker_shutdown_timeout=int(shutdown_timeout * 1000),
         watch=None,
@@ -141,8 +178,57 @@ def worker(
     sys.exit(dramatiq_cli.main(args))
 
 
-def boot_worker_process() -> dramatiq.Broker:
-    """Set up one worker process; Dramatiq's supervisor calls this in each child.
+def reach_broker(tm: TaskManager) -> None:
+    """Make sure the broker's Redis answers and takes the credentials, before any process starts.
+
+    A worker that cannot log in would otherwise restart its consumers every few seconds for
+    ever. Once running, a worker rides out a Redis restart by itself.
+
+    Raises:
+      ConfigError: the server refused the URL's credentials (a wrong or missing password).
+      BrokerUnavailable: the server could not be reached (after the client's bounded retries).
+    """
+    if not isinstance(tm.broker, RedisBroker):
+        return
+    shown = tm.broker_info.display_url
+    try:
+        tm.broker.client.ping()
+    except (redis.AuthenticationError, AuthorizationError, redis.ResponseError) as exc:
+        text = str(exc)
+        if isinstance(exc, redis.ResponseError) and not ("NOAUTH" in text or "WRONGPASS" in text):
+            raise
+        if not tm.broker.client.connection_pool.connection_kwargs.get("password"):
+            raise ConfigError(f"invalid setting TASK_BROKER_URL: {shown} wants a password") from None
+        raise ConfigError(
+            f"invalid setting TASK_BROKER_URL: {shown} refused its credentials ({redact_text(text)[:120]})"
+        ) from None
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise BrokerUnavailable(f"broker {shown} unreachable ({redact_text(str(exc))})") from None
+
+
+def warn_about_redis(tm: TaskManager) -> None:
+    """Say once, at start, what is risky about the Redis servers the worker uses (none: nothing).
+
+    The ledger is checked apart only when ``TASK_RESULT_BACKEND_URL`` puts it on its own server.
+    An unreachable server is skipped here: the worker's own connection errors say so.
+    """
+    servers: list[tuple[str, redis.Redis]] = []
+    if isinstance(tm.broker, RedisBroker):
+        servers.append(("broker", tm.broker.client))
+    if tm.settings.result_backend_url_value:
+        with contextlib.suppress(LedgerUnavailable):
+            servers.append(("ledger", tm.store.client))
+    for role, client in servers:
+        try:
+            warnings = redis_warnings(client, role=role)
+        except redis.RedisError:
+            continue
+        for warning in warnings:
+            logger.warning(warning)
+
+
+def boot_process() -> TaskManager:
+    """Settings, logging, TaskManager and task modules in a process Dramatiq's supervisor started.
 
     A forked child inherits the parent's imported tasks; a spawned one imports them again.
     Either way its logs go to the pipe Dramatiq gives it in place of standard error.
@@ -154,6 +240,12 @@ def boot_worker_process() -> dramatiq.Broker:
     if not tm.is_initialized:
         tm.initialize(run_mode=RunMode.WORKER, settings=settings)
         import_task_modules(settings.modules_dir)
+    return tm
+
+
+def boot_worker_process() -> dramatiq.Broker:
+    """Set up one worker process; Dramatiq's supervisor calls this in each child."""
+    tm = boot_process()
     _install_stop_handler()
     for queue_name in filter(None, os.environ.get(_QUEUES_ENV, "").split(",")):
         tm.broker_for_queue(queue_name)  # queues no task declares, given with -q

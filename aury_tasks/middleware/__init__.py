@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .ledger import LedgerWriter, current_run
 from .log_context import LogContext
+from .retries import CancelAwareRetries
 
-__all__ = ["LogContext"]
+__all__ = ["CancelAwareRetries", "LedgerWriter", "LogContext", "current_run"]

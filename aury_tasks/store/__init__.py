@@ -1,12 +1,19 @@
-"""The task ledger's storage: one record per task, written forward-only.
-
-Not wired into the worker yet: the middleware that writes records (and folds its writes into
-the broker's own round trips) comes with the task-state issue.
-"""
+"""The task ledger's storage: one record per task, written forward-only, plus its indexes."""
 
 from __future__ import annotations
 
-from .base import TaskRecord, TaskStore
+from .base import Progress, QueueStats, Statistics, TaskPage, TaskRecord, TaskStore, WorkerInfo
 from .redis import RedisTaskStore
+from .scripts import Write
 
-__all__ = ["RedisTaskStore", "TaskRecord", "TaskStore"]
+__all__ = [
+    "Progress",
+    "QueueStats",
+    "RedisTaskStore",
+    "Statistics",
+    "TaskPage",
+    "TaskRecord",
+    "TaskStore",
+    "WorkerInfo",
+    "Write",
+]

@@ -1,55 +1,127 @@
-"""The ledger in Redis: a hash per task, a sorted set per status, TTL on every record."""
+"""The ledger in Redis: a hash per task, sorted-set indexes, bucketed counters, TTL everywhere.
+
+Layout (names in :mod:`aury_tasks.keys`):
+
+* ``task:<id>``: the record (a hash); it expires ``ttl`` after its last change.
+* ``idx:all``, ``idx:queue:<q>``, ``idx:task:<name>``: every task id, scored by enqueue time.
+* ``idx:status:<s>`` and ``idx:status:<s>:queue:<q>`` / ``:task:<name>``: ids by current status.
+  So every filter of :meth:`RedisTaskStore.list_tasks` but queue *and* task name together is one
+  ``ZREVRANGEBYSCORE`` and its total one ``ZCOUNT``; nothing ever scans keys.
+* ``stats:{m|h}:<bucket>[:q:<q>|:t:<name>]``: counters of :mod:`aury_tasks.store.stats`.
+
+Index entries outlive expired records until :meth:`RedisTaskStore.trim_indexes` (run by workers
+every few minutes) drops them; readers skip ids whose record is gone.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import redis
 
 from .. import keys
 from ..status import TaskStatus
-from .base import TaskRecord
+from . import stats
+from .base import Progress, Statistics, TaskPage, TaskRecord, WorkerInfo
+from .scripts import CLEANUP, PROGRESS, TRANSITION, TRIM_INDEX, Write
 
-#: Fields whose values are JSON in the hash.
-_JSON_FIELDS = ("result", "metadata")
-_FLOAT_FIELDS = ("enqueued_at", "started_at", "finished_at")
-
-# One atomic step: read the record's position, compare, write and re-index, or do nothing.
-# KEYS[1] record hash
-# ARGV: id, status, attempt, phase, final (1/0), ttl ms, now ms, status index prefix, field, value…
-_TRANSITION = """
-local current = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'phase', 'final')
-if current[4] == '1' then return 0 end
-if current[1] and ARGV[5] ~= '1' then
-    local attempt, phase = tonumber(ARGV[3]), tonumber(ARGV[4])
-    local current_attempt, current_phase = tonumber(current[2]), tonumber(current[3])
-    if attempt < current_attempt or (attempt == current_attempt and phase <= current_phase) then
-        return 0
-    end
-end
-if current[1] then redis.call('ZREM', ARGV[8] .. current[1], ARGV[1]) end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'attempt', ARGV[3], 'phase', ARGV[4], 'final', ARGV[5])
-if #ARGV > 8 then redis.call('HSET', KEYS[1], unpack(ARGV, 9)) end
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('ZADD', ARGV[8] .. ARGV[2], ARGV[7], ARGV[1])
-return 1
-"""
+#: Fields stored as JSON.
+_JSON_FIELDS = frozenset({"result", "metadata", "errors"})
+_FLOAT_FIELDS = ("enqueued_at", "eta", "expires_at", "started_at", "finished_at")
+_TEXT_FIELDS = (
+    "task_name",
+    "queue_name",
+    "worker",
+    "error_type",
+    "error_message",
+    "traceback",
+    "reason",
+    "retry_of",
+    "retried_by",
+)
+#: Ids looked at per script call when trimming or cleaning up.
+_BATCH = 500
 
 
 class RedisTaskStore:
     """Task records in Redis, each status change one atomic, conditional script call.
 
     Parameters:
-      client: a redis-py client (``decode_responses`` either way).
+      client: a redis-py client with ``decode_responses=True``.
       ttl: seconds a record is kept after its last change (default 7 days).
+      url: the client's URL, for asyncio clients made from it (never logged).
     """
 
-    def __init__(self, client: redis.Redis, *, ttl: float = keys.DEFAULT_RESULT_TTL) -> None:
+    def __init__(self, client: redis.Redis, *, ttl: float = keys.DEFAULT_RESULT_TTL, url: str = "") -> None:
         self.client = client
+        self.url = url
+        self.ttl = ttl
         self.ttl_ms = int(ttl * 1000)
-        self._transition = client.register_script(_TRANSITION)
+
+    # Writes
+
+    def transition_write(
+        self,
+        task_id: str,
+        status: TaskStatus,
+        *,
+        attempt: int = 1,
+        queue_name: str = "",
+        task_name: str = "",
+        duration: float | None = None,
+        error: dict[str, Any] | None = None,
+        cancel: bool = False,
+        now: float | None = None,
+        **fields: Any,
+    ) -> Write:
+        """The script call that moves ``task_id`` to ``status``, ready to send or to pipeline.
+
+        Parameters:
+          attempt: the attempt the write belongs to; ``0`` keeps the record's.
+          queue_name, task_name: used when the record does not exist yet.
+          duration: seconds the run took (counted in the statistics of a final write).
+          error: appended to the record's list of errors.
+          cancel: also announce the id on the cancel channel and keep it in the cancelled set.
+          **fields: further record fields; ``None`` values are left out.
+        """
+        pairs: list[Any] = []
+        for name, value in fields.items():
+            if value is None:
+                continue
+            if name in _JSON_FIELDS:
+                value = json.dumps(value, separators=(",", ":"), allow_nan=False)
+            elif isinstance(value, float):
+                value = repr(value)
+            pairs += [name, value]
+        duration_us = bucket = ""
+        if duration is not None:
+            micros = max(1, int(duration * 1_000_000))
+            duration_us, bucket = str(micros), str(stats.duration_bucket(micros))
+        return Write(
+            TRANSITION,
+            [keys.task_record(task_id)],
+            [
+                task_id,
+                status.value,
+                attempt,
+                status.phase,
+                int(status.is_final),
+                self.ttl_ms,
+                int((now or time.time()) * 1000),
+                keys.LEDGER_PREFIX,
+                queue_name,
+                task_name,
+                duration_us,
+                bucket,
+                json.dumps(error, separators=(",", ":")) if error else "",
+                "cancel" if cancel else "",
+                keys.MINUTE_BUCKET_TTL,
+                *pairs,
+            ],
+        )
 
     def transition(self, task_id: str, status: TaskStatus, *, attempt: int = 1, **fields: Any) -> bool:
         """Move ``task_id`` to ``status`` for ``attempt`` if that is forward; set ``fields`` with it.
@@ -57,43 +129,301 @@ class RedisTaskStore:
         Returns:
           bool: whether the write was applied (``False``: the record is already further on).
         """
-        pairs: list[Any] = []
-        for name, value in fields.items():
-            pairs += [name, json.dumps(value) if name in _JSON_FIELDS else value]
-        applied = self._transition(
-            keys=[keys.task_record(task_id)],
-            args=[
-                task_id,
-                status.value,
-                attempt,
-                status.phase,
-                int(status.is_final),
-                self.ttl_ms,
-                int(time.time() * 1000),
-                keys.status_index_prefix(),
-                *pairs,
-            ],
-        )
-        return bool(applied)
+        return bool(self.transition_write(task_id, status, attempt=attempt, **fields).run(self.client))
+
+    def progress_write(self, task_id: str, progress: Progress) -> Write:
+        """The script call that stores and publishes a progress report (ignored once ended)."""
+        return Write(PROGRESS, [keys.task_record(task_id)], [task_id, keys.LEDGER_PREFIX, progress.to_json()])
+
+    def set_fields(self, task_id: str, **fields: str) -> None:
+        """Set descriptive fields on an existing record (never its status)."""
+        record_key = keys.task_record(task_id)
+        if self.client.exists(record_key):
+            self.client.hset(record_key, mapping=fields)
+
+    # Reads by id
 
     def get(self, task_id: str) -> TaskRecord | None:
         """The record of ``task_id``, or ``None``."""
-        raw = self.client.hgetall(keys.task_record(task_id))
-        if not raw:
+        return record_from_hash(task_id, self.client.hgetall(keys.task_record(task_id)))
+
+    def get_many(self, task_ids: Iterable[str]) -> list[TaskRecord]:
+        """The records of ``task_ids`` that still exist, in the same order (one round trip)."""
+        ids = list(task_ids)
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hgetall(keys.task_record(task_id))
+        records = (record_from_hash(task_id, raw) for task_id, raw in zip(ids, pipe.execute(), strict=True))
+        return [record for record in records if record is not None]
+
+    def status(self, task_id: str) -> TaskStatus | None:
+        """Only the status of ``task_id`` (one ``HGET``), or ``None`` without a record."""
+        value = self.client.hget(keys.task_record(task_id), "status")
+        return TaskStatus(value) if value else None
+
+    def progress(self, task_id: str) -> tuple[TaskStatus, Progress | None] | None:
+        """The status and last progress report of ``task_id``, or ``None`` without a record."""
+        status, progress = self.client.hmget(keys.task_record(task_id), ["status", "progress"])
+        if not status:
             return None
-        data = {_text(k): _text(v) for k, v in raw.items()}
-        record = TaskRecord(id=task_id, status=TaskStatus(data["status"]), attempt=int(data["attempt"]))
-        for name in ("task_name", "queue_name", "worker", "error_type", "error_message", "traceback"):
-            if name in data:
-                setattr(record, name, data[name])
-        for name in _FLOAT_FIELDS:
-            if name in data:
-                setattr(record, name, float(data[name]))
-        for name in _JSON_FIELDS:
-            if name in data:
-                setattr(record, name, json.loads(data[name]))
-        return record
+        return TaskStatus(status), Progress.from_json(progress) if progress else None
+
+    # Queries
+
+    def list_tasks(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        queue_name: str | None = None,
+        task_name: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> TaskPage:
+        """Records matching every filter given, newest (by enqueue time) first."""
+        if page < 1 or page_size < 1:
+            raise ValueError("page and page_size start at 1")
+        status_value = TaskStatus(status).value if status is not None else None
+        low = f"{since * 1000:.0f}" if since is not None else "-inf"
+        high = f"{until * 1000:.0f}" if until is not None else "+inf"
+        offset = (page - 1) * page_size
+        if status_value is not None and queue_name is not None and task_name is not None:
+            matching = self._ids_walked(status_value, queue_name, task_name, low, high)
+            total, ids = len(matching), matching[offset : offset + page_size]
+        else:
+            if status_value is not None:
+                index = keys.status_index(status_value, queue_name=queue_name, task_name=task_name)
+            elif task_name is not None and queue_name is not None:
+                index = keys.task_queue_index(task_name, queue_name)
+            elif task_name is not None:
+                index = keys.task_name_index(task_name)
+            elif queue_name is not None:
+                index = keys.queue_index(queue_name)
+            else:
+                index = keys.all_index()
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zcount(index, low, high)
+            pipe.zrevrangebyscore(index, high, low, start=offset, num=page_size)
+            total, ids = pipe.execute()
+        return TaskPage(items=self.get_many(ids), total=total, page=page, page_size=page_size)
+
+    def _ids_walked(self, status: str, queue_name: str, task_name: str, low: str, high: str) -> list[str]:
+        # Status, queue and task name together have no index of their own: walk the smaller of
+        # (the task's ids in this status) and (the task's ids on this queue), newest first, and
+        # keep the ids that match the other filter.
+        by_status = keys.status_index(status, task_name=task_name)
+        by_queue = keys.task_queue_index(task_name, queue_name)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zcount(by_status, low, high)
+        pipe.zcount(by_queue, low, high)
+        in_status, on_queue = pipe.execute()
+        index, field, wanted = (
+            (by_status, "queue_name", queue_name) if in_status <= on_queue else (by_queue, "status", status)
+        )
+        matching: list[str] = []
+        upper = high
+        while True:
+            # By score, not offset, so each batch costs the same however deep the walk is.
+            batch = self.client.zrevrangebyscore(index, upper, low, start=0, num=_BATCH, withscores=True)
+            if not batch:
+                return matching
+            pipe = self.client.pipeline(transaction=False)
+            for task_id, _ in batch:
+                pipe.hget(keys.task_record(task_id), field)
+            matching += [task_id for (task_id, _), value in zip(batch, pipe.execute(), strict=True)
+                         if value == wanted]  # fmt: skip
+            if len(batch) < _BATCH:
+                return matching
+            last_score = batch[-1][1]
+            upper = f"({last_score:.0f}"
+            # Ids sharing the last score are read again from the next batch's start: take them now.
+            ties = self.client.zrangebyscore(index, last_score, last_score)
+            seen = {task_id for task_id, score in batch if score == last_score}
+            extra = [task_id for task_id in reversed(ties) if task_id not in seen]
+            if extra:
+                pipe = self.client.pipeline(transaction=False)
+                for task_id in extra:
+                    pipe.hget(keys.task_record(task_id), field)
+                matching += [task_id for task_id, value in zip(extra, pipe.execute(), strict=True)
+                             if value == wanted]  # fmt: skip
+
+    def statistics(
+        self, start: float, end: float, *, queue_name: str | None = None, task_name: str | None = None
+    ) -> Statistics:
+        """Counts and durations of the tasks that ended in ``[start, end)`` (UNIX seconds).
+
+        With both ``queue_name`` and ``task_name``, the task name's counters are used.
+        """
+        dimension = f"t:{task_name}" if task_name else (f"q:{queue_name}" if queue_name else "")
+        pipe = self.client.pipeline(transaction=False)
+        for granularity, bucket in stats.window_buckets(start, end, time.time()):
+            pipe.hgetall(keys.stats_bucket(granularity, bucket, dimension))
+        counters, histogram = stats.merge_buckets(pipe.execute())
+        total = counters["total"]
+        return Statistics(
+            start=start,
+            end=end,
+            total=total,
+            succeeded=counters[TaskStatus.SUCCESS.value],
+            failed=counters[TaskStatus.FAILURE.value],
+            cancelled=counters[TaskStatus.CANCELLED.value],
+            expired=counters[TaskStatus.EXPIRED.value],
+            dead=counters[TaskStatus.DEAD.value],
+            success_rate=counters[TaskStatus.SUCCESS.value] / total if total else 0.0,
+            average_duration=counters["dsum"] / counters["dcount"] / 1_000_000
+            if counters["dcount"]
+            else None,
+            p50_duration=stats.percentile(histogram, 0.50),
+            p95_duration=stats.percentile(histogram, 0.95),
+        )
+
+    def count_by_status(self, queue_name: str, statuses: Iterable[TaskStatus]) -> dict[TaskStatus, int]:
+        """How many kept records of ``queue_name`` are in each of ``statuses``."""
+        wanted = list(statuses)
+        pipe = self.client.pipeline(transaction=False)
+        for status in wanted:
+            pipe.zcard(keys.status_index(status.value, queue_name=queue_name))
+        return dict(zip(wanted, pipe.execute(), strict=True))
+
+    def queues(self) -> set[str]:
+        """Every queue the ledger has seen a task on."""
+        return set(self.client.smembers(keys.known_queues()))
+
+    def task_names(self) -> set[str]:
+        """Every task name the ledger has seen."""
+        return set(self.client.smembers(keys.known_task_names()))
+
+    # Cancellation
+
+    def cancelled_since(self, since: float) -> set[str]:
+        """Ids cancelled since ``since`` (UNIX seconds)."""
+        return set(self.client.zrangebyscore(keys.cancelled_ids(), int(since * 1000), "+inf"))
+
+    # Workers
+
+    def heartbeat(self, worker: WorkerInfo) -> None:
+        """Announce a live worker (called every few seconds by each worker process)."""
+        info = {
+            "host": worker.host,
+            "pid": worker.pid,
+            "queues": worker.queues,
+            "started_at": worker.started_at,
+        }
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(keys.workers(), worker.id, json.dumps(info))
+        pipe.zadd(keys.workers_seen(), {worker.id: int(time.time() * 1000)})
+        pipe.execute()
+
+    def forget_worker(self, worker_id: str) -> None:
+        """Remove a worker that stopped."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hdel(keys.workers(), worker_id)
+        pipe.zrem(keys.workers_seen(), worker_id)
+        pipe.execute()
+
+    def workers(self, *, seen_within: float = 30.0) -> list[WorkerInfo]:
+        """Workers that announced themselves in the last ``seen_within`` seconds."""
+        seen = self.client.zrangebyscore(
+            keys.workers_seen(), int((time.time() - seen_within) * 1000), "+inf", withscores=True
+        )
+        if not seen:
+            return []
+        infos = self.client.hmget(keys.workers(), [worker_id for worker_id, _ in seen])
+        workers = []
+        for (worker_id, last_seen), info in zip(seen, infos, strict=True):
+            if info:
+                data = json.loads(info)
+                workers.append(
+                    WorkerInfo(
+                        id=worker_id,
+                        host=data["host"],
+                        pid=data["pid"],
+                        queues=data["queues"],
+                        started_at=data["started_at"],
+                        last_seen=last_seen / 1000,
+                    )
+                )
+        return workers
+
+    # Housekeeping
+
+    def cleanup(self, older_than: float) -> int:
+        """Delete the records of tasks that ended more than ``older_than`` seconds ago.
+
+        Returns:
+          int: how many records were deleted.
+        """
+        cutoff = time.time() - older_than
+        deleted = offset = 0
+        while True:
+            looked, removed = CLEANUP(
+                self.client, [], [keys.LEDGER_PREFIX, int(cutoff * 1000), repr(cutoff), offset, _BATCH]
+            )
+            deleted += removed
+            if looked < _BATCH:
+                return deleted
+            offset += looked - removed
+
+    def trim_indexes(self) -> int:
+        """Drop index entries of expired records, stale workers and old cancel marks.
+
+        Returns:
+          int: how many index entries were removed.
+        """
+        now = time.time()
+        cutoff = int((now - self.ttl) * 1000)
+        queues, task_names = self.queues(), self.task_names()
+        indexes = [keys.all_index()]
+        indexes += [keys.queue_index(queue) for queue in queues]
+        indexes += [keys.task_name_index(name) for name in task_names]
+        pairs = [keys.task_queue_index(name, queue) for name in task_names for queue in queues]
+        if pairs:
+            pipe = self.client.pipeline(transaction=False)
+            for pair in pairs:
+                pipe.exists(pair)
+            indexes += [pair for pair, exists in zip(pairs, pipe.execute(), strict=True) if exists]
+        for status in TaskStatus:
+            indexes.append(keys.status_index(status.value))
+            indexes += [keys.status_index(status.value, queue_name=queue) for queue in queues]
+            indexes += [keys.status_index(status.value, task_name=name) for name in task_names]
+        removed = 0
+        for index in indexes:
+            offset = 0
+            while True:
+                looked, dropped = TRIM_INDEX(
+                    self.client, [index], [keys.task_record(""), cutoff, offset, _BATCH]
+                )
+                removed += dropped
+                if looked < _BATCH:
+                    break
+                offset += looked - dropped
+        self.client.zremrangebyscore(keys.cancelled_ids(), "-inf", cutoff)
+        stale = self.client.zrangebyscore(keys.workers_seen(), "-inf", int((now - 86_400) * 1000))
+        for worker_id in stale:
+            self.forget_worker(worker_id)
+        return removed
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def record_from_hash(task_id: str, raw: dict[str, str]) -> TaskRecord | None:
+    """A record from the hash ``HGETALL`` returned (``None`` for an empty one)."""
+    if not raw or "status" not in raw:
+        return None
+    record = TaskRecord(id=task_id, status=TaskStatus(raw["status"]), attempt=int(raw.get("attempt") or 1))
+    for name in _TEXT_FIELDS:
+        if name in raw:
+            setattr(record, name, raw[name])
+    for name in _FLOAT_FIELDS:
+        if raw.get(name):
+            setattr(record, name, float(raw[name]))
+    if "result" in raw:
+        record.result = json.loads(raw["result"])
+    if "metadata" in raw:
+        record.metadata = json.loads(raw["metadata"])
+    if "errors" in raw:
+        record.errors = json.loads(raw["errors"])
+    if raw.get("progress"):
+        record.progress = Progress.from_json(raw["progress"])
+    if raw.get("message"):
+        record.message = json.loads(raw["message"])
+    return record

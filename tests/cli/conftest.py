@@ -61,7 +61,7 @@ def invoke() -> Invoke:
         result = runner.invoke(main, list(args), env=env, prog_name="aum")
         print(f"$ aum {' '.join(args)}  -> exit {result.exit_code}")
         print(f"--- stdout ---\n{result.stdout}--- stderr ---\n{result.stderr}")
-        if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
             print("".join(traceback.format_exception(*result.exc_info)))
         return result
 

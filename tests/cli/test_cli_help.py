@@ -8,7 +8,14 @@ from aury_tasks import __version__
 
 from .conftest import Invoke, RunAum
 
-COMMANDS = [[], ["worker"], ["tasks"], ["send"]]
+COMMANDS = [
+    [], ["run"], ["worker"], ["scheduler"], ["tasks"], ["send"], ["status"], ["result"], ["cancel"],
+    ["retry"], ["list"], ["stats"], ["queues"], ["cleanup"], ["dlq"],
+    *[["dlq", sub] for sub in ("list", "show", "requeue", "purge")],
+    ["schedule"],
+    *[["schedule", sub]
+      for sub in ("list", "show", "add", "update", "pause", "resume", "run", "remove", "validate")],
+]  # fmt: skip
 SECRET_URL = "redis://:secret@h:1/0"
 
 

@@ -151,6 +151,25 @@ def test_sends_to_redis_in_a_subprocess(run_aum: RunAum, redis_url: str, redis_c
     assert message["args"] == ["42"]
 
 
+def test_a_message_over_the_size_limit_exits_2_and_sends_nothing(
+    run_aum: RunAum, redis_url: str, redis_client: redis.Redis
+) -> None:
+    # Given a limit of 2,000 bytes
+    env = {"TASK_BROKER_URL": redis_url, "TASK_MAX_MESSAGE_BYTES": "2000"}
+
+    # When the real aum sends 3,000 bytes of arguments
+    completed = run_aum("send", "send_welcome_email", json.dumps(["4" * 3000]), *MODULES, env=env)
+
+    # Then it exits 2 with one line, and nothing is in Redis
+    assert completed.returncode == 2
+    assert completed.stderr.splitlines()[-1].startswith(
+        "Error: message of modules.emails.tasks.send_welcome_email is 3,"
+    )
+    assert "over TASK_MAX_MESSAGE_BYTES (2,000)" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert queued(redis_client, "emails") == []
+
+
 def test_the_broker_url_can_come_from_an_env_file(
     invoke: Invoke, tmp_path: Path, redis_url: str, redis_client: redis.Redis
 ) -> None:

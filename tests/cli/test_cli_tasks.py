@@ -15,6 +15,7 @@ EXAMPLE_ROWS = [
     ["modules.emails.tasks.send_welcome_email", "emails", "3", "60s", "async", "modules.emails.tasks"],
     ["modules.reports.tasks.build_report", "reports", "2", "300s", "sync", "modules.reports.tasks"],
     ["modules.reports.tasks.export_report", "reports", "0", "30s", "async", "modules.reports.tasks"],
+    ["modules.reports.tasks.refresh_todays_report", "reports", "2", "300s", "sync", "modules.reports.tasks"],
 ]
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from aury_tasks import RunMode, TaskManager
+from aury_tasks import RunMode, TaskFailed, TaskManager, TaskStatus
 from aury_tasks.discovery import import_task_modules
 from aury_tasks.settings import get_settings
 
@@ -120,3 +120,41 @@ def test_a_worker_on_rabbitmq_runs_what_a_producer_sends(
     banner = worker.wait_for_line("broker: rabbitmq at ")
     assert "amqp://guest:***@127.0.0.1:5672" in banner
     assert "guest:guest" not in worker.output()
+
+
+@pytest.fixture
+def ledger_on_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """TASK_RESULT_BACKEND_URL pointing at the test Redis: where a RabbitMQ setup keeps its ledger."""
+    monkeypatch.setenv("TASK_RESULT_BACKEND_URL", redis_url)
+    return redis_url
+
+
+def test_tasks_on_rabbitmq_are_followed_in_a_redis_ledger(
+    start_worker: Callable[..., Any],
+    ledger_on_redis: str,
+    rabbit_producer: TaskManager,
+    queue_name: str,
+    amqp_url: str,
+) -> None:
+    # Given a worker on RabbitMQ whose ledger is the test Redis
+    start_worker(
+        "-q",
+        queue_name,
+        env={"TASK_BROKER_URL": amqp_url, "TASK_RESULT_BACKEND_URL": ledger_on_redis},
+        modules=RABBIT_MODULES,
+    )
+
+    # When a task that returns and one that fails are sent over AMQP
+    added = rabbit_producer.get_task("add").send_with_options(args=(2, 40), queue_name=queue_name)
+    refused = rabbit_producer.get_task("refuses").send_with_options(args=("no way",), queue_name=queue_name)
+
+    # Then their records say how they went, with the result and the remote error
+    assert added.get_result(timeout=30) == 42
+    record = added.record()
+    assert (record.status, record.queue_name) == (TaskStatus.SUCCESS, queue_name)
+    assert record.worker and record.finished_at is not None
+    with pytest.raises(TaskFailed) as caught:
+        refused.get_result(timeout=30)
+    assert (caught.value.error_type, caught.value.error_message) == ("ValueError", "no way")
+    assert refused.status() is TaskStatus.FAILURE
+    assert {r.id for r in rabbit_producer.list_tasks(queue=queue_name).items} == {added.id, refused.id}

@@ -8,7 +8,7 @@ import time
 import dramatiq
 import redis
 
-from aury_tasks import TaskManager, keys
+from aury_tasks import TaskManager, TaskStatus, keys
 from aury_tasks.broker import AuryRedisBroker
 
 from .events import EventLog, wait_until
@@ -42,7 +42,7 @@ def test_the_task_of_a_killed_worker_is_redelivered_to_another(
     assert redis_client.llen(f"{keys.BROKER_NAMESPACE}:fixture") == 0
 
 
-def _broker(redis_url: str) -> AuryRedisBroker:
+def _broker(redis_url: str, max_deliveries: int = 5) -> AuryRedisBroker:
     """A broker that takes a worker silent for 0.1 s for dead, and runs maintenance once a minute."""
     return AuryRedisBroker(
         url=redis_url,
@@ -50,6 +50,7 @@ def _broker(redis_url: str) -> AuryRedisBroker:
         namespace=keys.BROKER_NAMESPACE,
         heartbeat_timeout=100,
         maintenance_interval=60,
+        max_deliveries=max_deliveries,
     )
 
 
@@ -82,3 +83,55 @@ def test_maintenance_gives_back_a_dead_workers_messages_on_every_queue(
     assert received is not None
     assert received.message_id == sent.message_id
     live.close()
+
+
+def test_a_message_whose_deliveries_keep_killing_their_worker_is_dead_lettered(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    # Given a message, and workers that each fetch it and die (a limit of 3 deliveries)
+    sent = _broker(redis_url, 3).enqueue(
+        dramatiq.Message(queue_name="first", actor_name="noop", args=(), kwargs={}, options={})
+    )
+    heartbeats = f"{keys.BROKER_NAMESPACE}:__heartbeats__"
+    received = []
+    for _ in range(4):
+        worker = _broker(redis_url, 3)  # a new worker process: its first fetch runs the maintenance
+        message = next(worker.consume("first", timeout=100))
+        received.append(message.message_id if message is not None else None)
+        worker.close()
+        last_beat = redis_client.zscore(heartbeats, worker.broker_id) or 0
+        wait_until(lambda b=last_beat: time.time() * 1000 - b > 100, timeout=5, what="a stale heartbeat")
+
+    # Then it was delivered 3 times, and at the 4th fetch it was a dead letter instead
+    assert received == [sent.message_id] * 3 + [None]
+    delivery_id = sent.options["redis_message_id"]
+    assert redis_client.zscore(keys.dead_letters("first"), delivery_id) is not None
+    assert redis_client.hexists(keys.dead_letter_messages("first"), delivery_id)
+    assert redis_client.hlen(keys.broker_messages("first")) == 0
+    assert not redis_client.exists(keys.delivery_count(delivery_id))
+
+
+def test_a_task_that_kills_its_worker_is_dead_lettered_after_max_deliveries(
+    start_worker, producer: TaskManager, events: EventLog
+) -> None:
+    # Given a task that kills its worker process every time, and a limit of 3 deliveries
+    env = {"TASK_HEARTBEAT_TIMEOUT": "1", "TASK_MAX_DELIVERIES": "3"}
+    handle = producer.get_task("kills_itself").send("oom")
+
+    # When workers keep being started (as a supervisor would restart them)
+    def dead() -> bool:
+        return handle.status() is TaskStatus.DEAD
+
+    deaths = 0
+    while not dead() and deaths < 6:
+        worker = start_worker("-q", "fixture", env=env, ready=False)
+        while worker.process.poll() is None and not dead():
+            time.sleep(0.05)
+        deaths += worker.process.poll() is not None
+
+    # Then it ran 3 times, and its record says why it is dead; it is a dead letter
+    assert dead()
+    assert len(events.all("kills_itself", tag="oom")) == 3
+    record = producer.task_record(handle.id)
+    assert record.reason == "redelivery_limit: 3 deliveries all killed their worker"
+    assert [letter.task_id for letter in producer.dead_letters("fixture").list()] == [handle.id]

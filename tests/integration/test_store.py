@@ -15,7 +15,7 @@ from aury_tasks.store import RedisTaskStore
 
 @pytest.fixture
 def store(redis_url: str) -> RedisTaskStore:
-    return RedisTaskStore(redis.Redis.from_url(redis_url), ttl=60)
+    return RedisTaskStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=60)
 
 
 def test_a_record_follows_a_task_and_keeps_its_fields(store: RedisTaskStore) -> None:
@@ -103,3 +103,43 @@ def test_racing_writes_end_in_the_final_status(store: RedisTaskStore) -> None:
 
     # Then whatever the order, every record says success
     assert {store.get(task_id).status for task_id in ids} == {TaskStatus.SUCCESS}  # type: ignore[union-attr]
+
+
+def test_status_queue_and_task_together_list_exactly_their_records(store: RedisTaskStore) -> None:
+    # Given 1,300 records of one task on two queues in three statuses, enqueued in only three
+    # distinct milliseconds (so equal scores straddle the store's batches), and another task
+    from aury_tasks.store.scripts import run_pipelined
+
+    writes, expected = [], {}
+    for n in range(1300):
+        task_id = f"id-{n:04d}"
+        queue = "a" if n % 2 else "b"
+        status = (TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.PENDING)[n % 7 % 3]
+        now = 1_700_000_000.0 + n % 3 / 1000
+        writes.append(store.transition_write(task_id, TaskStatus.PENDING, task_name="m.t", queue_name=queue,
+                                             enqueued_at=now, now=now))  # fmt: skip
+        if status is not TaskStatus.PENDING:
+            writes.append(store.transition_write(task_id, status, finished_at=now))
+        expected[task_id] = (queue, status.value, now)
+    writes += [store.transition_write("other", TaskStatus.PENDING, task_name="m.u", queue_name="a")]
+    for start in range(0, len(writes), 500):
+        run_pipelined(store.client, writes[start : start + 500])
+
+    # When each combination is listed whole, then page by page
+    for queue, status in itertools.product("ab", ("success", "failure", "pending")):
+        want = {task_id for task_id, (q, s, _) in expected.items() if (q, s) == (queue, status)}
+        whole = store.list_tasks(status=status, queue_name=queue, task_name="m.t", page_size=2000)
+        paged = [store.list_tasks(status=status, queue_name=queue, task_name="m.t", page=page, page_size=100)
+                 for page in range(1, 4)]  # fmt: skip
+
+        # Then exactly those records come, each once, newest first, and the pages split the whole
+        ids = [record.id for record in whole.items]
+        assert (whole.total, len(ids), set(ids)) == (len(want), len(want), want)
+        scores = [expected[task_id][2] for task_id in ids]
+        assert scores == sorted(scores, reverse=True)
+        assert [record.id for page in paged for record in page.items] == ids[:300]
+
+    # And queue with task name (an index of their own) agrees
+    pair = store.list_tasks(queue_name="b", task_name="m.t", page_size=2000)
+    assert {r.id for r in pair.items} == {t for t, (q, _, _) in expected.items() if q == "b"}
+    assert pair.total == len(pair.items)

@@ -9,7 +9,15 @@ import dramatiq
 import pytest
 import redis
 
-from aury_tasks import RunMode, SerializationError, TaskHandle, TaskManager
+from aury_tasks import (
+    PayloadTooLarge,
+    RunMode,
+    SerializationError,
+    TaskFailed,
+    TaskHandle,
+    TaskManager,
+    TaskSettings,
+)
 from aury_tasks.broker import AuryRedisBroker
 
 from .events import EventLog, queued_ids, wait_dead_lettered
@@ -162,3 +170,30 @@ def test_non_json_arguments_are_refused_before_anything_reaches_redis(
 
     # Then nothing more was enqueued
     assert redis_client.llen("aury:fixture") == before
+
+
+def test_a_message_over_the_size_limit_never_reaches_redis_but_a_retry_is_never_refused(
+    start_worker, producer: TaskManager, redis_client: redis.Redis, events: EventLog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # Given a producer and a worker limited to 4,000-byte messages
+    monkeypatch.setenv("TASK_MAX_MESSAGE_BYTES", "4000")
+    producer.configure(settings=TaskSettings.load())
+    start_worker("-q", "fixture", env={"TASK_MAX_MESSAGE_BYTES": "4000"})
+    always_fails = producer.get_task("always_fails")
+    keys_before = set(redis_client.scan_iter())
+
+    # When a message over the limit is sent
+    with pytest.raises(PayloadTooLarge, match=r"over TASK_MAX_MESSAGE_BYTES \(4,000\)"):
+        always_fails.send("x" * 5000)
+
+    # Then nothing was written: no message, no task record
+    assert set(redis_client.scan_iter()) == keys_before
+
+    # When one just under the limit fails, its retries (each message now carries a traceback
+    # that repeats the tag: over the limit) are re-enqueued by the worker all the same
+    tag = "y" * 3600
+    handle = always_fails.send(tag)
+    events.wait_for(3, "always_fails", tag=tag, timeout=20)
+    with pytest.raises(TaskFailed):
+        handle.get_result(timeout=20)

@@ -9,8 +9,9 @@ import pytest
 import redis
 
 from aury_tasks import TaskManager, keys
+from aury_tasks.redis_checks import redis_warnings
 
-from .events import EventLog
+from .events import EventLog, wait_until
 
 #: Task modules ``broken`` (fails to import) and ``fine``.
 BROKEN_MODULES = Path(__file__).resolve().parents[1] / "fixtures" / "broken_modules"
@@ -61,3 +62,61 @@ def test_sigterm_lets_the_running_task_finish_then_exits_0(
     assert worker.wait() == 0, worker.output()
     assert len(events.all("slow_once_end", tag="graceful")) == 1
     assert redis_client.keys(f"{keys.BROKER_NAMESPACE}:__acks__.*") == []
+
+
+def test_a_worker_warns_once_when_its_redis_may_lose_or_evict_messages(
+    start_worker, redis_client: redis.Redis
+) -> None:
+    # Given the test server with persistence off and eviction on (as many a default install is)
+    saved = {name: redis_client.config_get(name)[name] for name in ("appendonly", "maxmemory-policy")}
+    assert redis_warnings(redis_client) == []  # the embedded server is set up right
+    try:
+        redis_client.config_set("appendonly", "no")
+        redis_client.config_set("maxmemory-policy", "allkeys-lru")
+        assert len(redis_warnings(redis_client)) == 2
+
+        # When a worker with two processes starts
+        worker = start_worker("-q", "fixture", "-p", "2")
+        worker.wait_for_line("WorkerProcess(1)")
+
+        # Then it says so once each, with what to set
+        lines = worker.output().splitlines()
+        [aof] = [line for line in lines if "appendonly no" in line]
+        assert aof.endswith("since its last snapshot are lost; set appendonly yes")
+        assert len([line for line in lines if "maxmemory-policy allkeys-lru" in line]) == 1
+    finally:
+        for name, value in saved.items():
+            redis_client.config_set(name, value)
+
+
+def test_sigterm_gives_prefetched_and_delayed_messages_back_at_once_and_loses_none(
+    start_worker, producer: TaskManager, events: EventLog, redis_client: redis.Redis
+) -> None:
+    # Given a one-thread worker busy with a 1 s task, holding prefetched messages and a delayed one
+    runs = producer.get_task("runs")
+    worker = start_worker("-q", "fixture", "-c", "1")
+    runs.send("busy", 1.0)
+    events.wait_for(1, "runs", tag="busy")
+    waiting = [runs.send(f"waiting-{i}") for i in range(6)]
+    later = runs.send_with_options(args=("later",), delay=60_000)
+    held = f"{keys.BROKER_NAMESPACE}:__acks__.*"
+    wait_until(lambda: any(redis_client.scard(key) for key in redis_client.scan_iter(match=held)), timeout=5,
+               what="the worker to prefetch")  # fmt: skip
+
+    # When it gets SIGTERM
+    worker.process.send_signal(signal.SIGTERM)
+
+    # Then it exits 0 after the running task, and at once nothing is held any more: every message
+    # not run is back in its queue (the delayed one in the delay queue), with no heartbeat to wait for
+    assert worker.wait() == 0, worker.output()
+    assert [key for key in redis_client.scan_iter(match=held) if redis_client.scard(key)] == []
+    ran_before_stop = [event["tag"] for event in events.all("runs") if event["tag"].startswith("waiting-")]
+    assert redis_client.llen(keys.broker_queue("fixture")) + len(ran_before_stop) == len(waiting)
+    assert redis_client.llen(keys.broker_queue(keys.delay_queue_name("fixture"))) == 1
+
+    # And a new worker runs every one of them exactly once (the delayed one stays delayed)
+    start_worker("-q", "fixture")
+    events.wait_for(7, "runs", timeout=20)
+    tags = [event["tag"] for event in events.all("runs")]
+    assert sorted(tags) == sorted(["busy", *[f"waiting-{i}" for i in range(6)]])
+    assert later.status().value == "scheduled"

@@ -8,6 +8,7 @@ import inspect
 import pytest
 
 from aury_tasks import PermanentError, Task, TaskManager, TaskOptionError
+from aury_tasks.errors import TaskInterrupted
 
 
 def test_without_parentheses_on_def() -> None:
@@ -134,7 +135,7 @@ def test_options_map_to_dramatiq_actor_options() -> None:
         "time_limit": 2500,
         "min_backoff": 250,
         "max_backoff": 90_000,
-        "throws": (PermanentError, ValueError),
+        "throws": (PermanentError, TaskInterrupted, ValueError),
         "max_age": 60_000,
     }
     assert build.timeout == 2.5
@@ -153,8 +154,8 @@ def test_permanent_error_is_always_thrown() -> None:
     def picky() -> None: ...
 
     # Then PermanentError is among the exceptions that are not retried
-    assert plain.options["throws"] == (PermanentError,)
-    assert picky.options["throws"] == (PermanentError, KeyError, LookupError)
+    assert plain.options["throws"] == (PermanentError, TaskInterrupted)
+    assert picky.options["throws"] == (PermanentError, TaskInterrupted, KeyError, LookupError)
 
 
 def test_worker_mode_actor_gets_the_options(worker_tm: TaskManager) -> None:
@@ -170,7 +171,7 @@ def test_worker_mode_actor_gets_the_options(worker_tm: TaskManager) -> None:
     assert build.actor.priority == 5
     assert build.actor.options["max_retries"] == 2
     assert build.actor.options["time_limit"] == 3000
-    assert build.actor.options["throws"] == (PermanentError,)
+    assert build.actor.options["throws"] == (PermanentError, TaskInterrupted)
 
 
 @pytest.mark.parametrize("option", ["max_retrys", "timeout_ms", "queue"])

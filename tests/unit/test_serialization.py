@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from aury_tasks import SerializationError, TaskManager
+from aury_tasks import PayloadTooLarge, SerializationError, TaskManager
 
 
 @pytest.fixture
@@ -89,3 +90,42 @@ def test_json_values_are_accepted(job: Any, memory_tm: TaskManager) -> None:
 
     # Then one message is enqueued
     assert queue_size(memory_tm) == 1
+
+
+def test_a_message_over_the_size_limit_is_refused_before_anything_is_enqueued(
+    job: Any, memory_tm: TaskManager
+) -> None:
+    # Given the default limit of 1 MiB
+    # When a task is sent 2 MiB of text
+    with pytest.raises(PayloadTooLarge) as caught:
+        job.send("x" * (2 * 1024 * 1024))
+
+    # Then the error is one line with the sizes and what to do, a ValueError, exit code 2
+    message = str(caught.value)
+    expected = (r"message of jobs\.process is 2,097,\d{3} bytes, over TASK_MAX_MESSAGE_BYTES \(1,048,576\);"
+                r" pass a reference to the data \(a path, a key, an id\) instead")  # fmt: skip
+    assert re.fullmatch(expected, message)
+    assert isinstance(caught.value, ValueError) and caught.value.exit_code == 2
+    assert queue_size(memory_tm) == 0
+
+    # And a message just under the limit goes through
+    job.send("x" * (1024 * 1024 - 1024))
+    assert queue_size(memory_tm) == 1
+
+
+def test_the_limit_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a limit of 2,000 bytes, in eager mode (which refuses what a broker would)
+    monkeypatch.setenv("TASK_MAX_MESSAGE_BYTES", "2000")
+    monkeypatch.setenv("TASK_RUN_MODE", "eager")
+    tm = TaskManager.get_instance()
+    calls = []
+
+    @tm.conditional_task
+    def record(value: Any) -> None:
+        calls.append(value)
+
+    # Then 3,000 bytes are refused without running, 1,000 run
+    with pytest.raises(PayloadTooLarge, match=r"over TASK_MAX_MESSAGE_BYTES \(2,000\)"):
+        record.send("y" * 3000)
+    record.send("z" * 1000)
+    assert calls == ["z" * 1000]

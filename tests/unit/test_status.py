@@ -32,3 +32,8 @@ def test_ending_wins_over_any_open_state_and_is_final() -> None:
             assert final.may_follow(open_status, attempt=1, current_attempt=3)
         for other in FINAL_STATUSES:
             assert not other.may_follow(final, attempt=9, current_attempt=1)
+
+
+def test_a_delayed_task_becomes_pending_when_due_but_not_back() -> None:
+    assert TaskStatus.PENDING.may_follow(TaskStatus.SCHEDULED, attempt=1, current_attempt=1)
+    assert not TaskStatus.SCHEDULED.may_follow(TaskStatus.PENDING, attempt=1, current_attempt=1)

@@ -1,0 +1,87 @@
+"""The Redis consumer: Dramatiq's, except that a message it cannot decode is dead-lettered.
+
+Dramatiq's consumer raises when a fetched message is not a message (bad JSON, bytes that are
+not UTF-8, missing fields); its worker thread logs the traceback and restarts the consumer, and
+the message, still unacknowledged, comes back after the heartbeat timeout: a restart loop, for
+ever (Dramatiq PR #375, open). Here the message is moved to the queue's dead letters at once,
+logged in one line (its start only), and the consumer carries on with the next message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import Any
+
+import redis
+from dramatiq.brokers.redis import _RedisConsumer
+from dramatiq.common import q_name
+from dramatiq.errors import ConnectionClosed, DecodeError
+from loguru import logger
+
+from . import keys
+from .middleware import LedgerWriter
+from .status import TaskStatus
+
+#: The reason an undecodable message is dead-lettered with (shown by ``aum dlq list``).
+UNDECODABLE = "undecodable"
+#: Bytes of an undecodable message shown in its log line.
+SHOWN_BYTES = 60
+
+
+class PoisonSafeRedisConsumer(_RedisConsumer):  # type: ignore[misc]  # Dramatiq's consumer is untyped
+    """Dramatiq's Redis consumer that dead-letters what it cannot decode and carries on."""
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                return super().__next__()
+            except DecodeError as exc:  # the message was taken off the cache: it is ours to settle
+                self._dead_letter(exc)
+
+    def _dead_letter(self, exc: DecodeError) -> None:
+        data: bytes = exc.data if isinstance(exc.data, bytes) else str(exc.data).encode()
+        try:
+            delivery_id = self._delivery_id(data)
+            if delivery_id is not None:
+                self.broker.do_nack(self.queue_name, delivery_id)
+        except redis.ConnectionError as error:
+            raise ConnectionClosed(error) from None
+        shown = repr(data[:SHOWN_BYTES]) + (f" … ({len(data):,} bytes)" if len(data) > SHOWN_BYTES else "")
+        error = f"{type(exc.error).__name__}: {str(exc.error)[:120]}"
+        logger.error("undecodable message {} on queue {} dead-lettered ({}); it begins {}",
+                     delivery_id or "(not found)", self.queue_name, error, shown)  # fmt: skip
+        self._record(data, delivery_id, exc)
+
+    def _delivery_id(self, data: bytes) -> str | None:
+        """The broker's id of the fetched message whose body is ``data`` (among this consumer's)."""
+        client = self.broker.client
+        fetched = sorted(client.smembers(keys.broker_fetched(self.broker.broker_id, self.queue_name)))
+        if not fetched:
+            return None
+        bodies = client.hmget(keys.broker_messages(self.queue_name), fetched)
+        for delivery_id, body in zip(fetched, bodies, strict=True):
+            if body == data:
+                return delivery_id.decode() if isinstance(delivery_id, bytes) else str(delivery_id)
+        return None
+
+    def _record(self, data: bytes, delivery_id: str | None, exc: DecodeError) -> None:
+        """Mark the task ``dead`` in the ledger when its id can be read from the broken message."""
+        try:
+            fields = json.loads(data)
+            task_id = fields["message_id"] if isinstance(fields, dict) else None
+        except (ValueError, KeyError):
+            return
+        if not isinstance(task_id, str):
+            return
+        writer = next((m for m in self.broker.middleware if isinstance(m, LedgerWriter)), None)
+        store = writer.store if writer is not None else None
+        if store is not None:
+            with contextlib.suppress(redis.RedisError):  # the dead letter is what matters
+                store.transition(
+                    task_id, TaskStatus.DEAD, queue_name=q_name(self.queue_name),
+                    task_name=str(fields.get("actor_name") or ""), finished_at=time.time(),
+                    reason=f"{UNDECODABLE}: {type(exc.error).__name__}: {exc.error}",
+                    dead_letter_id=delivery_id or "",
+                )  # fmt: skip

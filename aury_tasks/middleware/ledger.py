@@ -1,0 +1,351 @@
+"""The ledger middleware: writes every task's record as Dramatiq moves its message.
+
+Where each status comes from (Dramatiq's hook order):
+
+* ``before_enqueue``: ``pending`` or ``scheduled`` for a new message; ``retrying`` when the
+  Retries middleware re-enqueues a failed one (it runs inside the failed attempt's ``except``,
+  so the error is at hand); ``pending`` when a worker moves a due delayed message to its queue.
+* ``before_process_message``: a cancelled or expired task is skipped here; otherwise ``started``
+  is written by :class:`~aury_tasks.middleware.upkeep.StartWriter` once the task has run
+  0.1 s, so a short task costs no start write at all and a long one shows ``started``.
+* ``after_process_message``: ``success`` with the result, or ``failure`` when the message is
+  failed for good; kept on the message until its ack or nack.
+* ``before_ack`` / ``before_nack``: the final write rides with the ack or nack; a nack without
+  one (an unknown task, ``max_age`` exceeded) is ``dead``.
+
+Writes ride on the broker's round trips through :class:`~aury_tasks.riders.Riders`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import dramatiq
+from dramatiq.broker import MessageProxy
+from dramatiq.common import q_name
+from dramatiq.middleware import Middleware, SkipMessage
+from dramatiq.worker import ConsumerThread
+from loguru import logger
+
+from .. import keys
+from ..errors import TaskInterrupted
+from ..riders import ENCODED_MESSAGE, Riders
+from ..status import TaskStatus
+from ..store.redis import RedisTaskStore
+from ..store.scripts import Write, run_pipelined
+from .upkeep import CancelWatcher, RunningTasks, StartWriter, Upkeep
+
+#: The task running in this context (thread, or the coroutine of an async task).
+current_run: contextvars.ContextVar[TaskRun | None] = contextvars.ContextVar("aury_current_run", default=None)
+
+#: Message options the ledger reads (set by ``send_with_options``); ``metadata`` is moved from
+#: the message to the record.
+LEDGER_OPTIONS = ("metadata", "expires_at", "retry_of")
+
+
+@dataclass(slots=True)
+class TaskRun:
+    """One attempt of a task in this worker process."""
+
+    task_id: str
+    attempt: int
+    started_at: float
+    #: Where progress reports go (``None`` in eager mode: nothing is kept).
+    ledger: LedgerWriter | None = None
+    final: Write | None = field(default=None, repr=False)
+    #: The idempotency key of this run, marked done in Redis once the task succeeded.
+    idempotency_key: str | None = None
+
+
+class LedgerWriter(Middleware):
+    """Keeps each task's record in the ledger (see the module docstring).
+
+    Parameters:
+      store: the ledger; ``None`` keeps no state (the middleware then only declares its options).
+      riders: how writes travel (riding on broker calls, or sent at once).
+      start_delay: seconds a task runs before ``started`` is written.
+    """
+
+    def __init__(
+        self, store: RedisTaskStore | None = None, riders: Riders | None = None, *, start_delay: float = 0.1
+    ) -> None:
+        self.store = store
+        self.riders = riders
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self.running = RunningTasks()
+        self.start_writer: StartWriter | None = None
+        self.start_delay = start_delay
+        self.cancels: CancelWatcher | None = None
+        self.upkeep: Upkeep | None = None
+
+    @property
+    def actor_options(self) -> set[str]:
+        return {"ignore_result", "idempotent"}
+
+    # Worker process life
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if self.store is None:
+            return
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self.start_writer = StartWriter(self.store, self.start_delay, self.worker_name)
+        self.start_writer.start()
+        self.cancels = CancelWatcher(self.store, self.running)
+        self.cancels.start()
+        self.cancels.wait_ready(timeout=5.0)
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Announced once its consumers exist, so the first heartbeat already names its queues.
+        if self.store is None:
+            return
+        self.upkeep = Upkeep(self.store, self.worker_name, worker)
+        self.upkeep.start()
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        for thread in (self.upkeep, self.cancels, self.start_writer):
+            if thread is not None:
+                thread.stop()
+        self.upkeep = self.cancels = self.start_writer = None
+
+    # Enqueue
+
+    def before_enqueue(
+        self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int | None
+    ) -> None:
+        store, riders = self.store, self.riders
+        if store is None or riders is None:
+            return
+        options = message.options
+        task_id = message.message_id
+        retries = options.get("retries", 0)
+        encoded: bytes | None = None
+        if isinstance(threading.current_thread(), ConsumerThread):
+            # A delayed message whose eta came, moved to its queue by the worker.
+            write = store.transition_write(task_id, TaskStatus.PENDING, attempt=retries + 1)
+        elif retries:
+            # The Retries middleware re-enqueues the attempt that just failed.
+            error = _error_fields(sys.exc_info()[1], retries)
+            eta = options.get("eta")
+            write = store.transition_write(
+                task_id,
+                TaskStatus.RETRYING,
+                attempt=retries,
+                error={
+                    "attempt": retries,
+                    "type": error["error_type"],
+                    "message": error["error_message"],
+                    "at": time.time(),
+                },
+                traceback=options.get("traceback"),
+                eta=eta / 1000 if eta else None,
+                **error,
+            )
+        else:
+            metadata = options.pop("metadata", None)
+            eta, expires_at = options.get("eta"), options.get("expires_at")
+            if not riders.riding:
+                encoded = message.encode()
+            now = time.time()  # the index's score and the record's enqueued_at agree
+            write = store.transition_write(
+                task_id,
+                TaskStatus.SCHEDULED if delay else TaskStatus.PENDING,
+                queue_name=q_name(message.queue_name),
+                task_name=message.actor_name,
+                now=now,
+                enqueued_at=now,
+                eta=eta / 1000 if eta else None,
+                expires_at=expires_at / 1000 if expires_at else None,
+                metadata=metadata,
+                retry_of=options.get("retry_of"),
+                message=ENCODED_MESSAGE,
+            )
+        riders.add(options.get("redis_message_id", task_id), write, encoded)
+
+    # Processing
+
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        store = self.store
+        if store is None:
+            return
+        task_id = message.message_id
+        now = time.time()
+        run = TaskRun(task_id, message.options.get("retries", 0) + 1, now, ledger=self)
+        message._aury_run = run  # type: ignore[attr-defined]
+        current_run.set(run)
+        self.running.add(task_id)
+        if self.cancels is not None and self.cancels.is_cancelled(task_id):
+            run.final = store.transition_write(task_id, TaskStatus.CANCELLED, attempt=0, reason="cancelled")
+            raise SkipMessage(f"task {task_id} was cancelled")
+        expires_at = message.options.get("expires_at")
+        if expires_at is not None and now * 1000 > expires_at:
+            run.final = store.transition_write(
+                task_id, TaskStatus.EXPIRED, attempt=run.attempt, finished_at=now, reason="expired"
+            )
+            raise SkipMessage(f"task {task_id} expired")
+        key = _idempotency_key(broker, message)
+        if key is not None:
+            done_by = store.client.get(keys.idempotency_done(key))
+            if done_by is not None:  # its effect is done: a redelivery, or a second send of the same work
+                run.final = store.transition_write(
+                    task_id, TaskStatus.SUCCESS, attempt=run.attempt, finished_at=now,
+                    reason=f"not run: idempotency key {key!r} was done by task {done_by}",
+                )  # fmt: skip
+                raise SkipMessage(f"task {task_id}: idempotency key {key!r} done already")
+            run.idempotency_key = key
+        if self.start_writer is not None:
+            self.start_writer.schedule(task_id, run.attempt, now)
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        run: TaskRun | None = getattr(message, "_aury_run", None)
+        store = self.store
+        if run is None or store is None:
+            return
+        self._end_run(run)
+        finished = time.time()
+        common: dict[str, Any] = {
+            "attempt": run.attempt,
+            "started_at": run.started_at,
+            "finished_at": finished,
+            "duration": finished - run.started_at,
+            "worker": self.worker_name,
+        }
+        if exception is None:
+            if run.idempotency_key is not None:
+                # Before the ack, in a round trip of its own: a redelivery from now on is not run again.
+                store.client.set(keys.idempotency_done(run.idempotency_key), run.task_id, ex=int(store.ttl))
+            ignore = broker.get_actor(message.actor_name).options.get("ignore_result", False)
+            try:
+                run.final = store.transition_write(
+                    run.task_id, TaskStatus.SUCCESS, result=None if ignore else result, **common
+                )
+            except (TypeError, ValueError) as exc:
+                logger.warning("task {} returned a value that is not JSON; not stored: {}", run.task_id, exc)
+                run.final = store.transition_write(
+                    run.task_id,
+                    TaskStatus.FAILURE,
+                    error_type="SerializationError",
+                    error_message=f"the task's return value is not JSON: {exc}",
+                    **common,
+                )
+        elif isinstance(exception, TaskInterrupted):
+            run.final = store.transition_write(
+                run.task_id, TaskStatus.CANCELLED, reason="cancelled", **common
+            )
+        elif message.failed:
+            error = _error_fields(exception, run.attempt)
+            run.final = store.transition_write(
+                run.task_id,
+                TaskStatus.FAILURE,
+                traceback=_traceback_of(exception),
+                dead_letter_id=message.options.get("redis_message_id"),
+                error={
+                    "attempt": run.attempt,
+                    "type": error["error_type"],
+                    "message": error["error_message"],
+                    "at": finished,
+                },
+                **error,
+                **common,
+            )
+        # Otherwise the attempt is being retried: its write rode on the re-enqueue.
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        run: TaskRun | None = getattr(message, "_aury_run", None)
+        if run is not None:
+            self._end_run(run)
+
+    def _end_run(self, run: TaskRun) -> None:
+        self.running.remove(run.task_id)
+        if self.start_writer is not None:
+            self.start_writer.cancel(run.task_id)
+        current_run.set(None)
+
+    # Ack and nack
+
+    def before_ack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        run: TaskRun | None = getattr(message, "_aury_run", None)
+        if run is not None and run.final is not None and self.riders is not None:
+            self.riders.add(message.options.get("redis_message_id", message.message_id), run.final)
+
+    def before_nack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        store, riders = self.store, self.riders
+        if store is None or riders is None:
+            return
+        run: TaskRun | None = getattr(message, "_aury_run", None)
+        write = run.final if run is not None else None
+        if write is None:
+            exception = getattr(message, "_exception", None)
+            reason = _dead_reason(message, exception)
+            write = store.transition_write(
+                message.message_id,
+                TaskStatus.DEAD,
+                attempt=message.options.get("retries", 0) + 1,
+                queue_name=q_name(message.queue_name),
+                task_name=message.actor_name,
+                finished_at=time.time(),
+                reason=reason,
+                dead_letter_id=message.options.get("redis_message_id"),
+            )
+        riders.add(message.options.get("redis_message_id", message.message_id), write)
+
+    # Progress
+
+    def report(self, run: TaskRun, write: Write) -> bool:
+        """Send a progress write for ``run``, with its start write if that is still waiting."""
+        assert self.store is not None
+        start = self.start_writer.cancel(run.task_id) if self.start_writer is not None else None
+        if start is None:
+            return bool(write.run(self.store.client))
+        return bool(run_pipelined(self.store.client, [start], write))
+
+
+def _idempotency_key(broker: dramatiq.Broker, message: MessageProxy) -> str | None:
+    """The message's ``idempotency_key``, or its task id for a task declared ``idempotent=True``."""
+    key = message.options.get("idempotency_key")
+    if key is not None:
+        return str(key)
+    try:
+        idempotent = broker.get_actor(message.actor_name).options.get("idempotent", False)
+    except dramatiq.errors.ActorNotFound:
+        return None
+    return message.message_id if idempotent else None
+
+
+def _error_fields(exception: BaseException | None, attempt: int) -> dict[str, Any]:
+    if exception is None:
+        return {"error_type": "", "error_message": ""}
+    return {"error_type": type(exception).__name__, "error_message": str(exception)[:2000]}
+
+
+def _traceback_of(exception: BaseException | None) -> str | None:
+    # From the exception itself: Dramatiq's Retries keeps one in the message options only when
+    # it retries, so a PermanentError (or any error in ``throws``) would show none, or the
+    # traceback of an earlier attempt.
+    if exception is None:
+        return None
+    return "".join(traceback.format_exception(type(exception), exception, exception.__traceback__, limit=30))
+
+
+def _dead_reason(message: MessageProxy, exception: BaseException | None) -> str:
+    if isinstance(exception, dramatiq.errors.ActorNotFound):
+        return f"unknown task {message.actor_name!r}"
+    if isinstance(exception, SkipMessage):
+        return str(exception) or "skipped"
+    if exception is not None:
+        return f"{type(exception).__name__}: {exception}"[:500]
+    return "dead-lettered"

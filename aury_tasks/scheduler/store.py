@@ -1,0 +1,146 @@
+"""The scheduler's state in Redis: job definitions as JSON, the leader lease, fire claims, last runs.
+
+Every scheduler process keeps APScheduler's jobs in memory and rebuilds them from here; any
+process (a web app, ``aum schedule``) changes a job here and announces it on a channel, so the
+leader applies it at once. Exactly one process fires: the holder of the leader lease. Every fire
+first claims its (job, planned time) with ``SET NX``, so even two processes that both believe
+they lead (a lease lost during a long pause) never enqueue the same tick twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from loguru import logger
+
+from .. import keys
+from ..errors import SchedulerError
+from ..store.scripts import LuaScript
+from .jobs import JobDefinition
+
+# Renew the lease only while we still hold it. KEYS[1] lease; ARGV[1] holder, [2] ttl ms.
+_RENEW = LuaScript("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+""")
+
+# Give the lease up only if we hold it. KEYS[1] lease; ARGV[1] holder.
+_RELEASE = LuaScript("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+""")
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """A job's last fire."""
+
+    #: UNIX time the fire was planned for.
+    planned_at: float
+    #: UNIX time the task was enqueued.
+    fired_at: float
+    #: The id of the task it sent.
+    task_id: str
+
+
+class ScheduleStore:
+    """Job definitions, lease and fire claims in one Redis (``decode_responses=True`` client)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    # Job definitions
+
+    def put(self, job: JobDefinition) -> None:
+        """Create or replace ``job`` and announce it."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.scheduler_jobs(), job.id, job.to_json())
+        pipe.publish(keys.scheduler_changes(), f"put:{job.id}")
+        pipe.execute()
+
+    def get(self, job_id: str) -> JobDefinition | None:
+        """The job with that id, or ``None``."""
+        text = self.client.hget(keys.scheduler_jobs(), job_id)
+        return JobDefinition.from_json(text) if text is not None else None
+
+    def all(self) -> list[JobDefinition]:
+        """Every job, by id.
+
+        A definition that cannot be read (written by hand, or by another version) is left out
+        with a warning naming it, so that one bad job never stops the others.
+        """
+        jobs = []
+        for job_id, text in sorted(self.client.hgetall(keys.scheduler_jobs()).items()):
+            try:
+                jobs.append(JobDefinition.from_json(text))
+            except (SchedulerError, ValueError) as exc:
+                logger.warning("scheduled job {!r} in Redis cannot be read, left out: {}", job_id, exc)
+        return jobs
+
+    def remove(self, job_id: str) -> bool:
+        """Delete the job; return whether it existed."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(keys.scheduler_jobs(), job_id)
+        pipe.hdel(keys.scheduler_runs(), job_id)
+        pipe.publish(keys.scheduler_changes(), f"remove:{job_id}")
+        removed, _, _ = pipe.execute()
+        return bool(removed)
+
+    def clear(self) -> int:
+        """Delete every job; return how many there were."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hlen(keys.scheduler_jobs())
+        pipe.delete(keys.scheduler_jobs(), keys.scheduler_runs())
+        pipe.publish(keys.scheduler_changes(), "clear")
+        count, _, _ = pipe.execute()
+        return int(count)
+
+    # Fires
+
+    def claim_fire(self, job_id: str, planned_at: float, ttl: float) -> bool:
+        """Claim the fire of ``job_id`` planned for ``planned_at``; ``False`` if it was claimed before.
+
+        Parameters:
+          ttl: seconds the claim is kept: longer than any process could still try this fire.
+        """
+        key = keys.scheduler_fire(job_id, round(planned_at * 1000))
+        return bool(self.client.set(key, "1", nx=True, px=max(1, int(ttl * 1000))))
+
+    def record_run(self, job_id: str, run: LastRun) -> None:
+        """Keep ``run`` as the last fire of ``job_id``."""
+        self.client.hset(keys.scheduler_runs(), job_id, json.dumps(run.__dict__))
+
+    def last_run(self, job_id: str) -> LastRun | None:
+        """The last fire of ``job_id``, if it fired."""
+        text: Any = self.client.hget(keys.scheduler_runs(), job_id)
+        return None if text is None else LastRun(**json.loads(text))
+
+    def last_runs(self) -> dict[str, LastRun]:
+        """The last fire of every job that fired."""
+        return {job_id: LastRun(**json.loads(text))
+                for job_id, text in self.client.hgetall(keys.scheduler_runs()).items()}  # fmt: skip
+
+    # The leader lease
+
+    def acquire_lease(self, holder: str, ttl: float) -> bool:
+        """Take the lease for ``ttl`` seconds if nobody holds it, or renew it if ``holder`` does."""
+        ttl_ms = max(1, int(ttl * 1000))
+        if self.client.set(keys.scheduler_leader(), holder, nx=True, px=ttl_ms):
+            return True
+        return bool(_RENEW(self.client, [keys.scheduler_leader()], [holder, ttl_ms]))
+
+    def release_lease(self, holder: str) -> bool:
+        """Give the lease up if ``holder`` holds it (a clean shutdown: the next leader starts at once)."""
+        return bool(_RELEASE(self.client, [keys.scheduler_leader()], [holder]))
+
+    def leader(self) -> str | None:
+        """Who holds the lease now."""
+        holder: Any = self.client.get(keys.scheduler_leader())
+        return holder

@@ -1,0 +1,240 @@
+"""The ledger's Lua scripts and how they are run: one atomic step per write.
+
+A :class:`Write` is a script call that has not been sent yet. The worker's writes are handed to
+the broker so that they travel in the same round trip as the enqueue or ack they belong to
+(see :mod:`aury_tasks.riders`); everything else runs them on a client or pipeline directly.
+Scripts are called by SHA (``EVALSHA``) and loaded on a ``NOSCRIPT`` reply, so a pipeline never
+pays for a ``SCRIPT EXISTS`` round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError
+
+
+class LuaScript:
+    """A Lua script known by its SHA1, run with ``EVALSHA`` and loaded when missing."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    def __call__(self, client: redis.Redis, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return client.eval(self.source, len(keys), *keys, *args)
+
+
+@dataclass(slots=True)
+class Write:
+    """One script call, ready to be sent alone or in someone else's pipeline."""
+
+    script: LuaScript
+    keys: list[Any]
+    args: list[Any]
+
+    def run(self, client: redis.Redis) -> Any:
+        """Send this call on its own."""
+        return self.script(client, self.keys, self.args)
+
+
+def run_pipelined(client: redis.Redis, writes: Sequence[Write], extra: Write | None = None) -> Any:
+    """Send ``writes`` (and ``extra``, last) in one round trip; return ``extra``'s reply.
+
+    The calls are packed and written on one pooled connection and their replies read back, with
+    none of the bookkeeping of redis-py's ``Pipeline`` (this is on every task's hot path). A call
+    answered ``NOSCRIPT`` did not run: it is sent again with its source. Any other error reply is
+    raised once every reply has been read. A pooled connection found closed while sending (the
+    server restarted) is replaced once; nothing had reached the server then.
+    """
+    calls = [*writes, extra] if extra is not None else list(writes)
+    packed = [b"".join(_pack_call(call) for call in calls)]
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        try:
+            connection.send_packed_command(packed)
+        except (redis.ConnectionError, redis.TimeoutError):
+            connection.disconnect()
+            connection.send_packed_command(packed)
+        replies: list[Any] = []
+        for _ in calls:
+            try:
+                replies.append(connection.read_response())
+            except redis.ResponseError as error:
+                replies.append(error)
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    for index, (call, reply) in enumerate(zip(calls, replies, strict=True)):
+        if isinstance(reply, NoScriptError):
+            replies[index] = reply = call.run(client)
+        if isinstance(reply, Exception):
+            raise reply
+    return replies[-1] if extra is not None else None
+
+
+def _pack_call(call: Write) -> bytes:
+    # The EVALSHA command in RESP. redis-py's general packer costs a third of a send's CPU; the
+    # arguments here are only str, bytes, int and float.
+    arguments = [b"EVALSHA", call.script.sha.encode(), b"%d" % len(call.keys)]
+    arguments += [_encode(value) for value in call.keys]
+    arguments += [_encode(value) for value in call.args]
+    return b"*%d\r\n" % len(arguments) + b"".join(b"$%d\r\n%s\r\n" % (len(data), data) for data in arguments)
+
+
+def _encode(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return b"%d" % value
+    if isinstance(value, float):
+        return repr(value).encode()
+    raise redis.DataError(f"cannot send a {type(value).__name__} to Redis: {value!r}")
+
+
+# A status write. Moves the record forward or does nothing, in one atomic step:
+# compare (attempt, phase) with the record's, write the fields, move the record between the
+# status indexes, count a task that ended in the minute and hour statistics buckets (all tasks,
+# its queue, its task name) and announce the change on the task's event channel.
+# KEYS[1] record
+# ARGV[1] id  [2] status  [3] attempt (0: keep the record's)  [4] phase  [5] final 0/1  [6] ttl ms  [7] now ms
+#     [8] ledger prefix  [9] queue  [10] task name  [11] duration ms or ''  [12] duration bucket
+#     [13] error JSON to append to 'errors' or ''  [14] 'cancel' to announce a cancel, or ''
+#     [15] minute bucket ttl s  [16…] field, value, …
+TRANSITION = LuaScript("""
+local rec, id, status, prefix = KEYS[1], ARGV[1], ARGV[2], ARGV[8]
+local phase, final, now = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
+local cur = redis.call('HMGET', rec, 'status', 'attempt', 'phase', 'final', 'enqueued_at',
+                       'queue_name', 'task_name', 'errors')
+if cur[4] == '1' then return 0 end
+local attempt = tonumber(ARGV[3])
+if attempt == 0 then attempt = tonumber(cur[2] or '1') end
+if cur[1] and final ~= '1' then
+    local current_attempt, current_phase = tonumber(cur[2]), tonumber(cur[3])
+    if attempt < current_attempt or (attempt == current_attempt and phase <= current_phase) then
+        return 0
+    end
+end
+local queue, task = cur[6] or ARGV[9], cur[7] or ARGV[10]
+local idx = prefix .. 'idx:'
+local score = now
+if cur[5] then score = math.floor(tonumber(cur[5]) * 1000) end
+if cur[1] then
+    redis.call('ZREM', idx .. 'status:' .. cur[1], id)
+    redis.call('ZREM', idx .. 'status:' .. cur[1] .. ':queue:' .. queue, id)
+    redis.call('ZREM', idx .. 'status:' .. cur[1] .. ':task:' .. task, id)
+else
+    redis.call('ZADD', idx .. 'all', score, id)
+    redis.call('ZADD', idx .. 'queue:' .. queue, score, id)
+    redis.call('ZADD', idx .. 'task:' .. task, score, id)
+    redis.call('ZADD', idx .. 'task:' .. task .. ':queue:' .. queue, score, id)
+    redis.call('SADD', prefix .. 'queues', queue)
+    redis.call('SADD', prefix .. 'tasks', task)
+end
+local fields = {'status', status, 'attempt', attempt, 'phase', ARGV[4], 'final', final,
+                'queue_name', queue, 'task_name', task}
+for i = 16, #ARGV do fields[#fields + 1] = ARGV[i] end
+if ARGV[13] ~= '' then
+    local errors = cur[8]
+    if errors then errors = string.sub(errors, 1, -2) .. ',' .. ARGV[13] .. ']'
+    else errors = '[' .. ARGV[13] .. ']' end
+    fields[#fields + 1] = 'errors'
+    fields[#fields + 1] = errors
+end
+redis.call('HSET', rec, unpack(fields))
+redis.call('PEXPIRE', rec, ARGV[6])
+redis.call('ZADD', idx .. 'status:' .. status, score, id)
+redis.call('ZADD', idx .. 'status:' .. status .. ':queue:' .. queue, score, id)
+redis.call('ZADD', idx .. 'status:' .. status .. ':task:' .. task, score, id)
+if final == '1' then
+    local buckets = {
+        {'m:' .. math.floor(now / 60000), tonumber(ARGV[15])},
+        {'h:' .. math.floor(now / 3600000), math.floor(tonumber(ARGV[6]) / 1000) + 3600},
+    }
+    for _, dimension in ipairs({'', ':q:' .. queue, ':t:' .. task}) do
+        for _, bucket in ipairs(buckets) do
+            local key = prefix .. 'stats:' .. bucket[1] .. dimension
+            redis.call('HINCRBY', key, status, 1)
+            if ARGV[11] ~= '' then
+                redis.call('HINCRBY', key, 'dsum', ARGV[11])
+                redis.call('HINCRBY', key, 'd' .. ARGV[12], 1)
+            end
+            redis.call('EXPIRE', key, bucket[2])
+        end
+    end
+end
+if ARGV[14] == 'cancel' then
+    redis.call('ZADD', prefix .. 'cancelled', now, id)
+    redis.call('PUBLISH', prefix .. 'cancel', id)
+end
+redis.call('PUBLISH', prefix .. 'events:' .. id, 's:' .. status)
+return 1
+""")
+
+# A progress update: stored on the record and published, unless the task has ended.
+# KEYS[1] record  ARGV[1] id  [2] ledger prefix  [3] progress JSON
+PROGRESS = LuaScript("""
+local current = redis.call('HMGET', KEYS[1], 'status', 'final')
+if not current[1] or current[2] == '1' then return 0 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[3])
+redis.call('PUBLISH', ARGV[2] .. 'events:' .. ARGV[1], 'p:' .. ARGV[3])
+return 1
+""")
+
+# Drop index entries whose record has expired. Walks ids scored up to a cutoff, oldest first.
+# KEYS[1] index  ARGV[1] record key prefix  [2] cutoff score  [3] offset  [4] batch size
+# Returns {ids looked at, ids removed}.
+TRIM_INDEX = LuaScript("""
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', ARGV[3], ARGV[4])
+local removed = 0
+for _, id in ipairs(ids) do
+    if redis.call('EXISTS', ARGV[1] .. id) == 0 then
+        redis.call('ZREM', KEYS[1], id)
+        removed = removed + 1
+    end
+end
+return {#ids, removed}
+""")
+
+# Delete the records (and their index entries) of tasks that ended before a cutoff.
+# ARGV[1] ledger prefix  [2] enqueue-time cutoff (ms)  [3] finish-time cutoff (s)  [4] offset
+#     [5] batch size
+# Returns {ids looked at, records deleted}.
+CLEANUP = LuaScript("""
+local prefix = ARGV[1]
+local idx = prefix .. 'idx:'
+local ids = redis.call('ZRANGEBYSCORE', idx .. 'all', '-inf', ARGV[2], 'LIMIT', ARGV[4], ARGV[5])
+local deleted = 0
+for _, id in ipairs(ids) do
+    local rec = prefix .. 'task:' .. id
+    local r = redis.call('HMGET', rec, 'final', 'finished_at', 'status', 'queue_name', 'task_name')
+    if not r[3] then
+        redis.call('ZREM', idx .. 'all', id)
+        deleted = deleted + 1
+    elseif r[1] == '1' and tonumber(r[2] or '0') < tonumber(ARGV[3]) then
+        local s = idx .. 'status:' .. r[3]
+        redis.call('ZREM', idx .. 'all', id)
+        redis.call('ZREM', idx .. 'queue:' .. r[4], id)
+        redis.call('ZREM', idx .. 'task:' .. r[5], id)
+        redis.call('ZREM', idx .. 'task:' .. r[5] .. ':queue:' .. r[4], id)
+        redis.call('ZREM', s, id)
+        redis.call('ZREM', s .. ':queue:' .. r[4], id)
+        redis.call('ZREM', s .. ':task:' .. r[5], id)
+        redis.call('DEL', rec)
+        deleted = deleted + 1
+    end
+end
+return {#ids, deleted}
+""")

@@ -1,0 +1,79 @@
+"""What aury-tasks relies on inside Dramatiq is still what it was built on.
+
+aury-tasks overrides or depends on a few private parts of Dramatiq (pinned to its minor
+version in pyproject.toml). If an upgrade changes one of them, this test fails and names it:
+read the new upstream code, adapt the module named in the message, then update the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq import asyncio as dramatiq_asyncio
+from dramatiq import worker
+from dramatiq.brokers import redis as redis_broker
+from dramatiq.middleware import retries
+
+#: (what, object, digest of its source, what of ours depends on it)
+RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
+    ("RedisBroker._dispatch", redis_broker.RedisBroker._dispatch, "ee77793d07f17bbe",
+     "aury_tasks/broker.py AuryRedisBroker._dispatch rebuilds its script arguments"),
+    ("RedisBroker._should_do_maintenance", redis_broker.RedisBroker._should_do_maintenance,
+     "12c5be867fd067ad",
+     "aury_tasks/broker.py AuryRedisBroker._should_do_maintenance"),
+    ("RedisBroker.enqueue", redis_broker.RedisBroker.enqueue, "e1590deaae2f786a",
+     "aury_tasks/middleware/ledger.py: before_enqueue runs before the message is encoded"),
+    ("_RedisConsumer.ack", redis_broker._RedisConsumer.ack, "a44cb9ea8b6c3f92",
+     "aury_tasks/riders.py: an ack is one dispatch keyed by redis_message_id"),
+    ("_RedisConsumer.nack", redis_broker._RedisConsumer.nack, "573d58e9c2a0765e",
+     "aury_tasks/riders.py: a nack is one dispatch keyed by redis_message_id"),
+    ("_RedisConsumer.__next__", redis_broker._RedisConsumer.__next__, "b8245bc4ab8044d6",
+     "aury_tasks/consumer.py: a DecodeError leaves __next__ after the data was taken off the cache"),
+    ("RedisBroker.consumer_class", redis_broker.RedisBroker.consumer_class.fget, "43d97c3b7d756fe2",
+     "aury_tasks/broker.py AuryRedisBroker.consumer_class"),
+    ("Message.decode", dramatiq.Message.decode.__func__, "92d6a76a8603cad4",
+     "aury_tasks/consumer.py and dead_letters.py: what cannot be decoded raises DecodeError with its data"),
+    ("ConsumerThread.post_process_message", worker.ConsumerThread.post_process_message, "34d4806bcc9eca81",
+     "aury_tasks/middleware/ledger.py: before_ack/before_nack run on the thread that acks"),
+    ("ConsumerThread.handle_delayed_messages", worker.ConsumerThread.handle_delayed_messages,
+     "357b6b23675bc029",
+     "aury_tasks/middleware/ledger.py: a due delayed message is re-enqueued by the consumer thread"),
+    ("WorkerThread.process_message", worker.WorkerThread.process_message, "6b29f80967049804",
+     "aury_tasks/middleware/ledger.py: hook order, SkipMessage handling"),
+    ("Retries.after_process_message", retries.Retries.after_process_message, "54139ce3ab7792bd",
+     "aury_tasks/middleware/ledger.py: a retry is a re-enqueue inside the failed attempt's except block"),
+    ("EventLoopThread.run_coroutine", dramatiq_asyncio.EventLoopThread.run_coroutine, "a34785a24449bbc8",
+     "aury_tasks/middleware/upkeep.py: an Interrupt cancels the running coroutine"),
+]  # fmt: skip
+
+
+def _digest(source: str | bytes) -> str:
+    data = source.encode() if isinstance(source, str) else source
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(("what", "target", "digest", "ours"), RELIED_ON, ids=[r[0] for r in RELIED_ON])
+def test_dramatiq_code_we_rely_on_is_unchanged(what: str, target: Callable[..., Any], digest: str,
+                                               ours: str) -> None:  # fmt: skip
+    assert _digest(inspect.getsource(target)) == digest, (
+        f"Dramatiq {dramatiq.__version__} changed {what}; check {ours}, then update the digest here"
+    )
+
+
+def test_the_redis_dispatch_script_is_unchanged() -> None:
+    assert _digest(redis_broker._scripts["dispatch"]) == "ba4d872e4fb204eb", (
+        f"Dramatiq {dramatiq.__version__} changed its Redis dispatch.lua; check the argument list in"
+        " aury_tasks/broker.py AuryRedisBroker._dispatch and the key names in aury_tasks/keys.py"
+    )
+
+
+def test_message_proxies_take_our_attributes() -> None:
+    proxy = dramatiq.broker.MessageProxy(dramatiq.Message("q", "a", (), {}, {}))
+    proxy._aury_run = object()  # type: ignore[attr-defined]
+    assert proxy.failed is False
+    assert hasattr(proxy, "_exception")
