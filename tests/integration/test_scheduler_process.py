@@ -47,14 +47,20 @@ def sent(producer: TaskManager, job_id: str) -> list[str]:
 
 
 def assert_every_tick_once(
-    client: redis.Redis, producer: TaskManager, job_id: str, every_ms: int
+    client: redis.Redis, producer: TaskManager, job_id: str, every_ms: int, schedulers: Any = ()
 ) -> list[int]:
-    """No planned tick was skipped, and each one was sent exactly once; return the ticks."""
+    """No planned tick was skipped, and each one was sent exactly once; return the ticks.
+
+    ``schedulers``: the processes, whose output a failure shows.
+    """
     ticks = planned_ticks(client, job_id)
     gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
-    assert set(gaps) <= {every_ms}, f"ticks skipped or off the grid: {gaps}"
+    outputs = "\n\n".join(process.output() for process in schedulers)
+    assert set(gaps) <= {every_ms}, f"ticks skipped or off the grid: {gaps}\n{outputs}"
     tasks = sent(producer, job_id)
-    assert len(tasks) == len(set(tasks)) == len(ticks), "a tick was sent twice, or claimed and not sent"
+    assert len(tasks) == len(set(tasks)) == len(ticks), (
+        f"a tick was sent twice, or claimed and not sent\n{outputs}"
+    )
     return ticks
 
 
@@ -124,7 +130,7 @@ def test_three_schedulers_send_each_of_30_ticks_exactly_once(
     wait_until(lambda: len(planned_ticks(redis_client, "tick")) >= 30, timeout=45, what="30 ticks")
 
     # Then exactly one process led, and each tick went out once, none skipped
-    ticks = assert_every_tick_once(redis_client, producer, "tick", 1000)
+    ticks = assert_every_tick_once(redis_client, producer, "tick", 1000, schedulers)
     assert len(ticks) >= 30
     leaders = [p for p in schedulers if any("leads:" in line for line in p.lines)]
     assert len(leaders) == 1, [p.output() for p in schedulers]
@@ -157,7 +163,7 @@ def test_kill_9_of_the_leader_another_takes_over_without_a_lost_or_doubled_tick(
     wait_until(
         lambda: len(planned_ticks(redis_client, "tick")) >= killed_at + 6, timeout=12, what="more ticks"
     )
-    assert_every_tick_once(redis_client, producer, "tick", 1000)
+    assert_every_tick_once(redis_client, producer, "tick", 1000, schedulers)
 
 
 def test_cron_and_one_off_jobs_fire_and_a_fired_one_off_job_never_fires_again(
