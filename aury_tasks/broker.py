@@ -40,12 +40,12 @@ from .embedded import EmbeddedServer, ensure_embedded_server
 from .encoding import install_strict_encoder
 from .errors import ConfigError
 from .middleware import CancelAwareRetries, LedgerWriter, LogContext
-from .recovery import REDELIVERY_LIMIT, recover_dead_workers_messages
+from .recovery import READ_SUSPECTS, REDELIVERY_LIMIT, MarkSuspectsRunning, recover_dead_workers_messages
 from .riders import Riders, fill_message
 from .settings import TaskSettings, redact_url
 from .status import TaskStatus
 from .store.redis import RedisTaskStore
-from .store.scripts import LuaScript, Write, run_pipelined
+from .store.scripts import LuaScript, Write, run_calls, run_pipelined
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,13 @@ class AuryRedisBroker(RedisBroker):
     """
 
     def __init__(self, *, maintenance_interval: float, max_deliveries: int = 5, **kwargs: object) -> None:
+        # Suspects are marked (and wait for their turn) before anything else runs for them.
+        middleware = kwargs.get("middleware")
+        if middleware is not None:
+            kwargs["middleware"] = [MarkSuspectsRunning(), *middleware]  # type: ignore[misc]
         super().__init__(**kwargs)
+        if middleware is None:
+            self.add_middleware(MarkSuspectsRunning())
         self.maintenance_interval = maintenance_interval
         #: Deliveries of a message that may end with their worker dead before it is dead-lettered.
         self.max_deliveries = max_deliveries
@@ -97,6 +103,9 @@ class AuryRedisBroker(RedisBroker):
         #: Ledger writes waiting for their enqueue/ack/nack (set when the ledger shares this Redis).
         self.riders: Riders | None = None
         self._dispatch_script = LuaScript(_dramatiq_scripts["dispatch"].decode())
+        #: Per queue, the delivery ids of its suspects as of this process's last fetch from it
+        #: (messages once held by a worker that died; see :mod:`aury_tasks.recovery`).
+        self.suspects: dict[str, frozenset[str]] = {}
 
     def _dispatch(self, command: str) -> Callable[..., Any]:
         keys_ = [self.namespace]
@@ -116,6 +125,13 @@ class AuryRedisBroker(RedisBroker):
                 self._max_unpack_size(),
                 *args,
             ]
+            if command == "fetch":  # learn the queue's suspects in the same round trip
+                fetched, suspects = run_calls(self.client, [
+                    Write(self._dispatch_script, keys_, script_args),
+                    Write(READ_SUSPECTS, [keys.suspects(queue_name)], []),
+                ])  # fmt: skip
+                self.suspects[queue_name] = frozenset(item.decode() for item in suspects)
+                return fetched
             riders = self.riders.take(args[0]) if rides and self.riders is not None else None
             if not riders:
                 return script(args=script_args, keys=keys_)
@@ -132,27 +148,30 @@ class AuryRedisBroker(RedisBroker):
         return PoisonSafeRedisConsumer
 
     def _should_do_maintenance(self, command: str) -> int:
-        if command == "fetch" or command == "enqueue":
-            queue_name = getattr(self._call, "queue_name", "")
-            now = time.monotonic()
-            if now >= self._next_maintenance.get(queue_name, 0.0):
-                self._next_maintenance[queue_name] = now + self.maintenance_interval
-                self._recover(queue_name)
-                return 1
-        return super()._should_do_maintenance(command)
+        if command != "fetch" and command != "enqueue":
+            return 0
+        queue_name = getattr(self._call, "queue_name", "")
+        now = time.monotonic()
+        due = now >= self._next_maintenance.get(queue_name, 0.0)
+        if due:
+            self._next_maintenance[queue_name] = now + self.maintenance_interval
+        if due or super()._should_do_maintenance(command):  # Dramatiq's own 0.1 % chance too
+            self._recover(queue_name)
+            return 1
+        return 0
 
     def _recover(self, queue_name: str) -> None:
         """Give dead workers' messages of ``queue_name`` back, dead-lettering those past the limit.
 
         Runs just before Dramatiq's maintenance of that queue, which then has nothing to give back.
         """
-        for delivery_id in recover_dead_workers_messages(self, queue_name, self.max_deliveries):
+        for delivery_id in recover_dead_workers_messages(self, queue_name):
             body = self.client.hget(keys.dead_letter_messages(q_name(queue_name)), delivery_id)
             try:
                 message = dramatiq.Message.decode(body)
             except DecodeError:
                 continue  # cannot say which task: the dead letter is there all the same
-            logger.error("task {} ({}) dead-lettered: delivered {} times, and each time its worker died",
+            logger.error("task {} ({}) dead-lettered: {} of its deliveries ended with its worker dead",
                          message.message_id, message.actor_name, self.max_deliveries)  # fmt: skip
             writer = next((m for m in self.middleware if isinstance(m, LedgerWriter)), None)
             if writer is not None and writer.store is not None:

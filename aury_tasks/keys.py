@@ -127,9 +127,17 @@ def broker_fetched(broker_id: str, queue_name: str) -> str:
     return f"{BROKER_NAMESPACE}:__acks__.{broker_id}.{queue_name}"
 
 
-def delivery_count(redis_message_id: str) -> str:
-    """How many deliveries of a message ended with their worker dead (see :mod:`aury_tasks.recovery`)."""
-    return f"{BROKER_NAMESPACE}:deliveries:{redis_message_id}"
+def suspects(queue_name: str) -> str:
+    """Hash of ``queue_name``'s messages held by a worker that died: delivery id -> deaths counted.
+
+    See :mod:`aury_tasks.recovery`.
+    """
+    return f"{BROKER_NAMESPACE}:suspects:{queue_name}"
+
+
+def running_suspects(queue_name: str) -> str:
+    """Hash of the suspects of ``queue_name`` a worker started: delivery id -> that worker's broker id."""
+    return f"{BROKER_NAMESPACE}:running-suspects:{queue_name}"
 
 
 def delay_queue_name(queue_name: str) -> str:

@@ -48,13 +48,22 @@ class Write:
 def run_pipelined(client: redis.Redis, writes: Sequence[Write], extra: Write | None = None) -> Any:
     """Send ``writes`` (and ``extra``, last) in one round trip; return ``extra``'s reply.
 
+    See :func:`run_calls`.
+    """
+    calls = [*writes, extra] if extra is not None else list(writes)
+    replies = run_calls(client, calls)
+    return replies[-1] if extra is not None else None
+
+
+def run_calls(client: redis.Redis, calls: Sequence[Write]) -> list[Any]:
+    """Send ``calls`` in one round trip, in order; return their replies.
+
     The calls are packed and written on one pooled connection and their replies read back, with
     none of the bookkeeping of redis-py's ``Pipeline`` (this is on every task's hot path). A call
     answered ``NOSCRIPT`` did not run: it is sent again with its source. Any other error reply is
     raised once every reply has been read. A pooled connection found closed while sending (the
     server restarted) is replaced once; nothing had reached the server then.
     """
-    calls = [*writes, extra] if extra is not None else list(writes)
     packed = [b"".join(_pack_call(call) for call in calls)]
     pool = client.connection_pool
     connection = pool.get_connection()
@@ -80,7 +89,7 @@ def run_pipelined(client: redis.Redis, writes: Sequence[Write], extra: Write | N
             replies[index] = reply = call.run(client)
         if isinstance(reply, Exception):
             raise reply
-    return replies[-1] if extra is not None else None
+    return replies
 
 
 def _pack_call(call: Write) -> bytes:

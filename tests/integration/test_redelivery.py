@@ -10,6 +10,7 @@ import redis
 
 from aury_tasks import TaskManager, TaskStatus, keys
 from aury_tasks.broker import AuryRedisBroker
+from aury_tasks.recovery import MarkSuspectsRunning
 
 from .events import EventLog, wait_until
 
@@ -85,22 +86,29 @@ def test_maintenance_gives_back_a_dead_workers_messages_on_every_queue(
     live.close()
 
 
-def test_a_message_whose_deliveries_keep_killing_their_worker_is_dead_lettered(
+def _wait_for_stale_heartbeat(redis_client: redis.Redis, broker: AuryRedisBroker) -> None:
+    last_beat = redis_client.zscore(f"{keys.BROKER_NAMESPACE}:__heartbeats__", broker.broker_id) or 0
+    wait_until(lambda: time.time() * 1000 - last_beat > 100, timeout=5, what="a stale heartbeat")
+
+
+def _noop(queue_name: str = "first") -> dramatiq.Message:
+    return dramatiq.Message(queue_name=queue_name, actor_name="noop", args=(), kwargs={}, options={})
+
+
+def test_a_message_whose_runs_keep_killing_their_worker_is_dead_lettered(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    # Given a message, and workers that each fetch it and die (a limit of 3 deliveries)
-    sent = _broker(redis_url, 3).enqueue(
-        dramatiq.Message(queue_name="first", actor_name="noop", args=(), kwargs={}, options={})
-    )
-    heartbeats = f"{keys.BROKER_NAMESPACE}:__heartbeats__"
+    # Given a message, and workers that each fetch it, start it and die (a limit of 3 deliveries)
+    sent = _broker(redis_url, 3).enqueue(_noop())
     received = []
     for _ in range(4):
         worker = _broker(redis_url, 3)  # a new worker process: its first fetch runs the maintenance
         message = next(worker.consume("first", timeout=100))
         received.append(message.message_id if message is not None else None)
+        if message is not None:  # what the worker does just before running it
+            MarkSuspectsRunning().before_process_message(worker, message)
         worker.close()
-        last_beat = redis_client.zscore(heartbeats, worker.broker_id) or 0
-        wait_until(lambda b=last_beat: time.time() * 1000 - b > 100, timeout=5, what="a stale heartbeat")
+        _wait_for_stale_heartbeat(redis_client, worker)
 
     # Then it was delivered 3 times, and at the 4th fetch it was a dead letter instead
     assert received == [sent.message_id] * 3 + [None]
@@ -108,7 +116,40 @@ def test_a_message_whose_deliveries_keep_killing_their_worker_is_dead_lettered(
     assert redis_client.zscore(keys.dead_letters("first"), delivery_id) is not None
     assert redis_client.hexists(keys.dead_letter_messages("first"), delivery_id)
     assert redis_client.hlen(keys.broker_messages("first")) == 0
-    assert not redis_client.exists(keys.delivery_count(delivery_id))
+    assert not redis_client.exists(keys.suspects("first"), keys.running_suspects("first"))
+
+
+def test_a_message_only_prefetched_by_a_worker_that_died_is_not_blamed_again(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    # Given a killer message and an innocent one behind it, and a limit of 2 deliveries
+    killer = _broker(redis_url, 2).enqueue(_noop())
+    innocent = _broker(redis_url, 2).enqueue(_noop())
+    innocent_id = innocent.options["redis_message_id"]
+
+    # When two workers in turn prefetch both, start the killer and die
+    for _ in range(2):
+        worker = _broker(redis_url, 2)
+        message = next(worker.consume("first", prefetch=2, timeout=100))
+        assert message is not None and message.message_id == killer.message_id
+        MarkSuspectsRunning().before_process_message(worker, message)
+        worker.close()
+        _wait_for_stale_heartbeat(redis_client, worker)
+
+    # Then the killer is a dead letter after its 2 runs, while the innocent message, counted once
+    # (at the first death nothing told the two apart), is delivered to the next worker
+    survivor = _broker(redis_url, 2)
+    consumer = survivor.consume("first", prefetch=2, timeout=100)
+    message = next(consumer)
+    assert message is not None and message.message_id == innocent.message_id
+    assert redis_client.zscore(keys.dead_letters("first"), killer.options["redis_message_id"]) is not None
+    assert redis_client.hgetall(keys.suspects("first")) == {innocent_id: "1"}
+
+    # ... and once acknowledged it is no longer a suspect (the next maintenance forgets it)
+    consumer.ack(message)
+    survivor._recover("first")
+    assert not redis_client.exists(keys.suspects("first"))
+    survivor.close()
 
 
 def test_a_task_that_kills_its_worker_is_dead_lettered_after_max_deliveries(
