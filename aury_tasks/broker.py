@@ -138,6 +138,7 @@ class AuryRedisBroker(RedisBroker):
             if command == "enqueue":
                 for write in riders:
                     fill_message(write, args[1])
+            # A connection that cannot be made is retried by the pool like any command's.
             return run_pipelined(self.client, riders, Write(self._dispatch_script, keys_, script_args))
 
         return do_dispatch
@@ -156,16 +157,22 @@ class AuryRedisBroker(RedisBroker):
         if due:
             self._next_maintenance[queue_name] = now + self.maintenance_interval
         if due or super()._should_do_maintenance(command):  # Dramatiq's own 0.1 % chance too
-            self._recover(queue_name)
-            return 1
+            return int(self._recover(queue_name))
         return 0
 
-    def _recover(self, queue_name: str) -> None:
+    def _recover(self, queue_name: str) -> bool:
         """Give dead workers' messages of ``queue_name`` back, dead-lettering those past the limit.
 
-        Runs just before Dramatiq's maintenance of that queue, which then has nothing to give back.
+        Runs just before Dramatiq's maintenance of that queue, which then has nothing to give back;
+        returns ``False`` when this process's own heartbeat was stale (a stall, see
+        :func:`~aury_tasks.recovery.recover_dead_workers_messages`): Dramatiq's must not run then.
         """
-        for delivery_id in recover_dead_workers_messages(self, queue_name):
+        buried = recover_dead_workers_messages(self, queue_name)
+        if buried is None:
+            logger.debug("no recovery on queue {} this time: this process could not beat for over {:g} s "
+                        "(Redis stalled?)", queue_name, self.heartbeat_timeout / 1000)  # fmt: skip
+            return False
+        for delivery_id in buried:
             body = self.client.hget(keys.dead_letter_messages(q_name(queue_name)), delivery_id)
             try:
                 message = dramatiq.Message.decode(body)
@@ -181,12 +188,27 @@ class AuryRedisBroker(RedisBroker):
                     reason=f"{REDELIVERY_LIMIT}: {self.max_deliveries} deliveries all killed their worker",
                     dead_letter_id=delivery_id,
                 )  # fmt: skip
+        return True
 
 
 #: A command that fails to reach Redis is tried again this many times, waiting 0.2, 0.4, 0.8 and
 #: 1 s (about 2.5 s in all) before the error reaches the caller: a Redis restart or a dropped
 #: connection delays a send or a fetch, it does not fail it.
 CONNECTION_RETRIES = 4
+
+
+class _OutageRetry(Retry):
+    """redis-py's Retry for outages only: refused credentials are a setting to fix, raised at once."""
+
+    def call_with_retry(
+        self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False
+    ) -> Any:
+        def retryable(error: Exception) -> bool:
+            return not isinstance(error, redis.AuthenticationError) and (
+                is_retryable is None or is_retryable(error)
+            )
+
+        return super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -197,7 +219,7 @@ def redis_client(url: str) -> redis.Redis:
     :class:`~aury_tasks.errors.BrokerUnavailable`, a worker's consumer restarts and tries again).
     A retried enqueue whose reply was lost may store the message twice: at-least-once.
     """
-    retry = Retry(ExponentialBackoff(cap=1.0, base=0.1), CONNECTION_RETRIES)
+    retry = _OutageRetry(ExponentialBackoff(cap=1.0, base=0.1), CONNECTION_RETRIES)
     errors = [redis.ConnectionError, redis.TimeoutError]
     pool = redis.ConnectionPool.from_url(url, retry=retry, retry_on_error=errors)
     return redis.Redis(connection_pool=pool)

@@ -5,13 +5,23 @@ not UTF-8, missing fields); its worker thread logs the traceback and restarts th
 the message, still unacknowledged, comes back after the heartbeat timeout: a restart loop, for
 ever (Dramatiq PR #375, open). Here the message is moved to the queue's dead letters at once,
 logged in one line (its start only), and the consumer carries on with the next message.
+
+It also gives back, before its first fetch, the messages its worker fetched but no longer holds.
+A fetch whose reply was lost (Redis killed between running it and answering) leaves messages
+fetched that the worker never saw, and a consumer that loses its connection makes Dramatiq forget
+the delayed messages it held. Both stay in the fetched set of a worker whose heartbeat is fresh,
+so no maintenance gives them back while it lives (Dramatiq issue #527). Each consumer therefore
+keeps, per queue and process, the delivery ids it handed to the worker until they are settled;
+a new consumer (one is made at start and after each connection error) requeues the rest.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -29,16 +39,70 @@ UNDECODABLE = "undecodable"
 #: Bytes of an undecodable message shown in its log line.
 SHOWN_BYTES = 60
 
+# (broker id, queue) -> delivery ids handed to the worker and not yet acked, nacked or requeued.
+_held: dict[tuple[str, str], set[str]] = {}
+_held_lock = threading.Lock()
+
 
 class PoisonSafeRedisConsumer(_RedisConsumer):  # type: ignore[misc]  # Dramatiq's consumer is untyped
-    """Dramatiq's Redis consumer that dead-letters what it cannot decode and carries on."""
+    """Dramatiq's Redis consumer that dead-letters what it cannot decode and gives back what it forgot."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held_key = (self.broker.broker_id, self.queue_name)
+        self._gave_back = False
 
     def __next__(self) -> Any:
+        if not self._gave_back:
+            self._give_back_forgotten()
         while True:
             try:
-                return super().__next__()
+                proxy = super().__next__()
             except DecodeError as exc:  # the message was taken off the cache: it is ours to settle
                 self._dead_letter(exc)
+                continue
+            if proxy is not None:
+                with _held_lock:
+                    _held.setdefault(self._held_key, set()).add(proxy.options["redis_message_id"])
+            return proxy
+
+    def ack(self, message: Any) -> None:
+        super().ack(message)
+        self._settle([message])
+
+    def nack(self, message: Any) -> None:
+        super().nack(message)
+        self._settle([message])
+
+    def requeue(self, messages: Iterable[Any]) -> None:
+        messages = list(messages)
+        super().requeue(messages)
+        self._settle(messages)
+
+    def _settle(self, messages: list[Any]) -> None:
+        with _held_lock:
+            held = _held.get(self._held_key, set())
+            for message in messages:
+                held.discard(message.options.get("redis_message_id"))
+
+    def _give_back_forgotten(self) -> None:
+        """Requeue the messages of this queue fetched by this worker that it does not hold."""
+        with _held_lock:
+            if self.queue_name.endswith(".DQ"):  # Dramatiq keeps no delayed message across consumers
+                _held.pop(self._held_key, None)
+            held = set(_held.get(self._held_key, ()))
+        client = self.broker.client
+        try:  # (an id acked since `held` was read is no longer fetched either)
+            fetched = {item.decode() for item in client.smembers(keys.broker_fetched(*self._held_key))}
+            forgotten = sorted(fetched - held)
+            if forgotten:
+                self.broker.do_requeue(self.queue_name, *forgotten)
+        except redis.ConnectionError as error:
+            raise ConnectionClosed(error) from None
+        self._gave_back = True
+        if forgotten:
+            logger.warning("gave back {} message(s) of queue {} fetched before a connection loss",
+                           len(forgotten), self.queue_name)  # fmt: skip
 
     def _dead_letter(self, exc: DecodeError) -> None:
         data: bytes = exc.data if isinstance(exc.data, bytes) else str(exc.data).encode()

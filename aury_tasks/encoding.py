@@ -74,6 +74,21 @@ def unserializable_argument(
     return None
 
 
+def check_json_metadata(task_name: str, metadata: Mapping[str, Any]) -> None:
+    """Raise :class:`SerializationError` naming the first ``metadata`` entry strict JSON cannot encode.
+
+    Metadata goes to the task's record, written by the ledger inside ``broker.enqueue``, where
+    Dramatiq logs a middleware's error and sends the message all the same: checked before.
+    """
+    for key, value in metadata.items():
+        try:
+            _STRICT.encode({key: value})
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"metadata {key!r} of {task_name} is not JSON-serializable ({type(value).__name__}): {exc}"
+            ) from None
+
+
 def check_json_arguments(task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
     """Raise :class:`SerializationError` naming the first argument strict JSON cannot encode."""
     try:

@@ -49,14 +49,20 @@ REDELIVERY_LIMIT = "redelivery_limit"
 # KEYS: heartbeats, queue list, queue messages, dead letters, dead letter messages, suspects
 #       (delivery id -> deaths counted), running suspects (delivery id -> worker)
 # ARGV: now (ms), heartbeat timeout (ms), prefix of the workers' fetched sets, queue name,
-#       max deliveries
-# Returns the ids of the messages dead-lettered.
+#       max deliveries, the caller's broker id
+# Returns 1 and nothing else when the caller's own heartbeat was stale (a stall: recover nothing),
+# else 0 followed by the ids of the messages dead-lettered.
 _RECOVER = LuaScript("""
 local heartbeats, queue, messages, dead, dead_messages = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local suspects, running = KEYS[6], KEYS[7]
 local now, timeout = tonumber(ARGV[1]), tonumber(ARGV[2])
 local fetched_prefix, queue_name, max_deliveries = ARGV[3], ARGV[4], tonumber(ARGV[5])
-local buried = {}
+local own = redis.call("zscore", heartbeats, ARGV[6])
+redis.call("zadd", heartbeats, now, ARGV[6])
+if own and now - tonumber(own) > timeout then
+    return {1}
+end
+local buried = {0}
 for _, worker in ipairs(redis.call("zrangebyscore", heartbeats, 0, now - timeout)) do
     local fetched = fetched_prefix .. worker .. "." .. queue_name
     for _, id in ipairs(redis.call("smembers", fetched)) do
@@ -94,10 +100,13 @@ return buried
 READ_SUSPECTS = LuaScript("""return redis.call("hkeys", KEYS[1])""")
 
 
-def recover_dead_workers_messages(broker: AuryRedisBroker, queue_name: str) -> list[str]:
+def recover_dead_workers_messages(broker: AuryRedisBroker, queue_name: str) -> list[str] | None:
     """Give ``queue_name``'s messages fetched by dead workers back; return those dead-lettered.
 
-    A worker is dead when its heartbeat is older than the broker's ``heartbeat_timeout``.
+    A worker is dead when its heartbeat is older than the broker's ``heartbeat_timeout``. When
+    the caller's own heartbeat is that old too, nobody could beat (Redis stalled, or this process
+    was stopped): the others are probably alive, and their messages are left alone this time
+    (``None`` is returned); the caller's heartbeat is refreshed either way.
     """
     canonical = q_name(queue_name)
     keys_ = [f"{keys.BROKER_NAMESPACE}:__heartbeats__", keys.broker_queue(queue_name),
@@ -105,9 +114,11 @@ def recover_dead_workers_messages(broker: AuryRedisBroker, queue_name: str) -> l
              keys.dead_letter_messages(canonical), keys.suspects(queue_name),
              keys.running_suspects(queue_name)]  # fmt: skip
     args = [current_millis(), broker.heartbeat_timeout, f"{keys.BROKER_NAMESPACE}:__acks__.", queue_name,
-            broker.max_deliveries]  # fmt: skip
-    buried: Any = _RECOVER(broker.client, keys_, args)
-    return [item.decode() if isinstance(item, bytes) else str(item) for item in buried or []]
+            broker.max_deliveries, broker.broker_id]  # fmt: skip
+    stalled, *buried = _RECOVER(broker.client, keys_, args)
+    if stalled:
+        return None
+    return [item.decode() if isinstance(item, bytes) else str(item) for item in buried]
 
 
 class MarkSuspectsRunning(dramatiq.Middleware):

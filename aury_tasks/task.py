@@ -15,8 +15,14 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 import dramatiq
 import redis
 
-from .encoding import StrictJSONEncoder, check_json_arguments, payload_limit, unserializable_argument
-from .errors import BrokerUnavailable, PayloadTooLarge, TaskOptionError
+from .encoding import (
+    StrictJSONEncoder,
+    check_json_arguments,
+    check_json_metadata,
+    payload_limit,
+    unserializable_argument,
+)
+from .errors import BrokerUnavailable, ConfigError, PayloadTooLarge, TaskOptionError
 from .handle import TaskHandle
 from .middleware.ledger import TaskRun, current_run
 from .settings import RunMode, redact_text
@@ -140,6 +146,7 @@ class Task(Generic[P, R]):
         if expires is not None:
             options["expires_at"] = _expires_at_ms(expires)
         if metadata:
+            check_json_metadata(self.name, metadata)
             options["metadata"] = dict(metadata)
         if idempotency_key is not None:
             if not isinstance(idempotency_key, str) or not idempotency_key or len(idempotency_key) > 256:
@@ -181,6 +188,7 @@ def enqueue(manager: TaskManager, message: dramatiq.Message[Any], delay_ms: int 
     Raises:
       SerializationError: (a ``TypeError``) naming an argument that is not JSON.
       PayloadTooLarge: (a ``ValueError``) when the message is over ``TASK_MAX_MESSAGE_BYTES``.
+      ConfigError: (a ``ValueError``) when the broker's Redis refuses the URL's credentials.
       BrokerUnavailable: when the broker cannot be reached.
     """
     broker = manager.broker_for_queue(message.queue_name)
@@ -192,6 +200,12 @@ def enqueue(manager: TaskManager, message: dramatiq.Message[Any], delay_ms: int 
     except (TypeError, ValueError) as exc:
         # The message is encoded (strict JSON) before anything is written: name the bad argument.
         raise unserializable_argument(message.actor_name, message.args, message.kwargs) or exc from None
+    except redis.AuthenticationError as exc:
+        # A subclass of ConnectionError, but a setting to fix rather than an outage (as `aum worker` says).
+        raise ConfigError(
+            f"invalid setting TASK_BROKER_URL: {manager.broker_info.display_url} refused its credentials"
+            f" ({redact_text(str(exc))[:120]})"
+        ) from None
     except (redis.ConnectionError, redis.TimeoutError, dramatiq.errors.BrokerConnectionError) as exc:
         raise BrokerUnavailable(
             f"cannot send {message.actor_name}: broker {manager.broker_info.display_url} unreachable"

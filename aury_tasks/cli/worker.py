@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, NoReturn
@@ -246,6 +247,10 @@ def boot_process() -> TaskManager:
 def boot_worker_process() -> dramatiq.Broker:
     """Set up one worker process; Dramatiq's supervisor calls this in each child."""
     tm = boot_process()
+    if isinstance(tm.broker, RedisBroker):
+        # Forked from `aum worker`, it shares its parent's broker: it needs an id of its own, for
+        # its heartbeat and the messages it fetches (a sibling's death is not its own, nor hidden by it).
+        tm.broker.broker_id = str(uuid.uuid4())
     _install_stop_handler()
     for queue_name in filter(None, os.environ.get(_QUEUES_ENV, "").split(",")):
         tm.broker_for_queue(queue_name)  # queues no task declares, given with -q

@@ -176,3 +176,33 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_max_deliveries(
     record = producer.task_record(handle.id)
     assert record.reason == "redelivery_limit: 3 deliveries all killed their worker"
     assert [letter.task_id for letter in producer.dead_letters("fixture").list()] == [handle.id]
+
+
+def test_after_a_stall_a_process_whose_own_heartbeat_is_old_takes_no_ones_messages(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    # Given a worker holding a message, and another process; then a stall during which neither
+    # could beat (both heartbeats made older than the timeout)
+    holder, other = _broker(redis_url), _broker(redis_url)
+    sent = holder.enqueue(_noop())
+    assert next(holder.consume("first", timeout=100)) is not None
+    other._recover("first")  # it has beaten once
+    heartbeats = f"{keys.BROKER_NAMESPACE}:__heartbeats__"
+    long_ago = time.time() * 1000 - 10_000
+    redis_client.zadd(heartbeats, {holder.broker_id: long_ago, other.broker_id: long_ago})
+    fetched = keys.broker_fetched(holder.broker_id, "first")
+
+    # When the other process runs its recovery first after the stall
+    recovered = other._recover("first")
+
+    # Then it takes nothing (its own heartbeat says it could not beat either), and beats again
+    assert recovered is False
+    assert redis_client.smembers(fetched) == {sent.options["redis_message_id"]}
+    assert redis_client.zscore(heartbeats, other.broker_id) > long_ago
+
+    # ... while at its next pass a holder that stayed silent is dead, and its message comes back
+    assert other._recover("first") is True
+    assert not redis_client.exists(fetched)
+    assert redis_client.lrange(keys.broker_queue("first"), 0, -1) == [sent.options["redis_message_id"]]
+    holder.close()
+    other.close()

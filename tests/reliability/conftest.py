@@ -56,24 +56,32 @@ class SecretsSweep:
 
 
 def _keys_holding(client: redis.Redis, secret: str) -> list[str]:
-    """Keys whose value contains ``secret`` (every type the toolkit writes)."""
+    """Keys whose name or value contains ``secret`` (every type the toolkit writes), read as bytes."""
+    pool = client.connection_pool
+    raw = redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=pool.connection_class, **{**pool.connection_kwargs, "decode_responses": False}
+    ))  # fmt: skip
+    needle = secret.encode()
     holding = []
-    for key in client.scan_iter(count=1000):
-        kind = client.type(key)
-        if kind == "string":
-            values = [client.get(key) or ""]
-        elif kind == "hash":
-            values = [f"{field}={value}" for field, value in client.hgetall(key).items()]
-        elif kind == "list":
-            values = client.lrange(key, 0, -1)
-        elif kind == "set":
-            values = list(client.smembers(key))
-        elif kind == "zset":
-            values = client.zrange(key, 0, -1)
-        else:
-            values = []
-        if any(secret in str(value) for value in values) or secret in key:
-            holding.append(key)
+    try:
+        for key in raw.scan_iter(count=1000):
+            kind = raw.type(key)
+            if kind == b"string":
+                values = [raw.get(key) or b""]
+            elif kind == b"hash":
+                values = [field + b"=" + value for field, value in raw.hgetall(key).items()]
+            elif kind == b"list":
+                values = raw.lrange(key, 0, -1)
+            elif kind == b"set":
+                values = list(raw.smembers(key))
+            elif kind == b"zset":
+                values = raw.zrange(key, 0, -1)
+            else:
+                values = []
+            if needle in key or any(needle in value for value in values):
+                holding.append(key.decode(errors="backslashreplace"))
+    finally:
+        raw.close()
     return holding
 
 

@@ -66,6 +66,8 @@ class PrivateRedis:
             "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", self.fsync,
             "--save", "", "--maxmemory-policy", "noeviction", "--requirepass", self.password,
             "--logfile", str(self.directory / "server.log"),
+            # DEBUG SLEEP stalls the server (scenario 6); "local": from loopback connections only.
+            "--enable-debug-command", "local",
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 20
