@@ -252,7 +252,7 @@ def test_a_redis_stalled_longer_than_the_heartbeat_timeout_loses_nothing(
         "Failed to process message" in line for worker in workers for line in worker.lines
     )
     if final.duplicates:  # e.g. a task's own write timed out in the stall, was applied, and it retried
-        figures.note = "duplicates: runs that failed in the stall and were retried (failed_runs), or given back"
+        figures.note = "duplicates: runs that failed in the stall, then retried (failed_runs), or given back"
 
 
 @pytest.mark.scenario("14. wrong Redis password")
