@@ -9,25 +9,23 @@ untrusted certificate stop a command at once, in one line, sending nothing.
 from __future__ import annotations
 
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 from conftest import WorkerProcess, import_fixture_modules, spawn_aum
 from dramatiq.common import dq_name
-from integration.test_tls import _tls_server_binary, make_ca, make_server_cert
+from tls_redis import SKIP_REASON, TlsRedis, start_tls_redis, tls_server_binary
 
 from aury_tasks import BrokerUnavailable, TaskManager, keys
 from aury_tasks.broker import CONNECTION_RETRIES
 from aury_tasks.settings import get_settings
 
 from .conftest import HEARTBEAT_TIMEOUT, MODULES, QUEUE, SecretsSweep, StartWorker, _keys_holding
-from .harness import Figures, PrivateRedis, Tally, done_count, free_port, wait_for
+from .harness import Figures, PrivateRedis, Tally, done_count, wait_for
 from .test_worker_faults import queue_is_empty, send_work
 
 #: Seconds redis-server stays down in scenario 5: past a send's ~2.5 s of retries, so some are refused.
@@ -302,63 +300,17 @@ def test_a_wrong_password_stops_worker_and_send_in_one_line_without_a_retry_stor
     assert client.dbsize() == 0
 
 
-@dataclass
-class TlsRedis:
-    """A redis-server from PATH serving TLS only, its certificate signed by a CA made in the test."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    password: str
-    good_ca: Path
-    wrong_ca: Path
-
-    def url(self, ca: Path) -> str:
-        return f"rediss://:{self.password}@127.0.0.1:{self.port}/0?ssl_ca_certs={ca}"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url(self.good_ca), decode_responses=True)
-
-
 @pytest.fixture
 def tls_redis(tmp_path: Path, password: str) -> Iterator[TlsRedis]:
     """A TLS-only Redis with the planted password (skipped where no server on PATH has TLS)."""
-    binary = _tls_server_binary()
+    binary = tls_server_binary()
     if binary is None:
-        pytest.skip(
-            "needs openssl and a redis-server or valkey-server on PATH built with TLS"
-            " (the embedded server is built without it)"
-        )
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    good_ca, wrong_ca = make_ca(certs, "good"), make_ca(certs, "wrong")
-    cert, key = make_server_cert(certs, "good")
-    port = free_port()
+        pytest.skip(SKIP_REASON)
     data = tmp_path / "tls-redis"
     data.mkdir()
-    process = subprocess.Popen(
-        [binary, "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
-         "--tls-key-file", str(key), "--tls-ca-cert-file", str(good_ca), "--tls-auth-clients", "no",
-         "--bind", "127.0.0.1", "--dir", str(data), "--save", "", "--appendonly", "yes",
-         "--requirepass", password, "--daemonize", "no", "--logfile", str(data / "server.log")],
-        stdin=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    server = TlsRedis(process, port, password, good_ca, wrong_ca)
-    admin = server.client()
-
-    def answers() -> bool:
-        try:
-            return bool(admin.ping())
-        except redis.ConnectionError:
-            assert process.poll() is None, (data / "server.log").read_text()
-            return False
-
-    try:
-        wait_for(answers, timeout=20, what="the TLS redis-server")
-        yield server
-    finally:
-        admin.close()
-        process.terminate()
-        process.wait(10)
+    server = start_tls_redis(binary, data, password)
+    yield server
+    server.stop()
 
 
 def tls_producer(url: str, monkeypatch: pytest.MonkeyPatch) -> TaskManager:
