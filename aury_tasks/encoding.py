@@ -74,11 +74,15 @@ def unserializable_argument(
     return None
 
 
-def check_json_metadata(task_name: str, metadata: Mapping[str, Any]) -> None:
-    """Raise :class:`SerializationError` naming the first ``metadata`` entry strict JSON cannot encode.
+def check_json_metadata(task_name: str, metadata: Mapping[str, Any], max_bytes: int) -> None:
+    """Check ``metadata`` as a send checks its message: strict JSON, at most ``max_bytes`` encoded.
 
     Metadata goes to the task's record, written by the ledger inside ``broker.enqueue``, where
     Dramatiq logs a middleware's error and sends the message all the same: checked before.
+
+    Raises:
+      SerializationError: naming the first entry strict JSON cannot encode.
+      PayloadTooLarge: when the encoded metadata is over ``max_bytes`` (TASK_MAX_MESSAGE_BYTES).
     """
     for key, value in metadata.items():
         try:
@@ -87,6 +91,12 @@ def check_json_metadata(task_name: str, metadata: Mapping[str, Any]) -> None:
             raise SerializationError(
                 f"metadata {key!r} of {task_name} is not JSON-serializable ({type(value).__name__}): {exc}"
             ) from None
+    size = len(_STRICT.encode(dict(metadata)).encode("utf-8"))
+    if size > max_bytes:
+        raise PayloadTooLarge(
+            f"metadata of {task_name} is {size:,} bytes, over TASK_MAX_MESSAGE_BYTES ({max_bytes:,});"
+            " keep references (ids, keys) in metadata, not data"
+        )
 
 
 def check_json_arguments(task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:

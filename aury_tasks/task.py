@@ -146,7 +146,7 @@ class Task(Generic[P, R]):
         if expires is not None:
             options["expires_at"] = _expires_at_ms(expires)
         if metadata:
-            check_json_metadata(self.name, metadata)
+            check_json_metadata(self.name, metadata, self.manager.settings.max_message_bytes)
             options["metadata"] = dict(metadata)
         if idempotency_key is not None:
             if not isinstance(idempotency_key, str) or not idempotency_key or len(idempotency_key) > 256:

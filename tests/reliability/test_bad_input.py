@@ -242,6 +242,11 @@ def test_a_2_mib_payload_is_refused_before_anything_is_written(
         assert message.startswith(f"message of {work.name} is 2,097,"), message
         assert "over TASK_MAX_MESSAGE_BYTES (1,048,576)" in message
         assert isinstance(caught.value, ValueError) and caught.value.exit_code == 2
+    # ... and 2 MiB of metadata (kept on the record, not in the message) is refused the same way
+    with pytest.raises(
+        PayloadTooLarge, match=r"^metadata of .* is 2,097,[\d,]+ bytes, over TASK_MAX_MESSAGE_BYTES"
+    ):
+        work.send_with_options(args=["meta"], metadata={"blob": big})
     cli = send_aum("work", json.dumps(["z" * 2_000]), env={"TASK_MAX_MESSAGE_BYTES": "1024"})
     assert cli.process.returncode == 2
     assert len(error_lines(cli)) == 1 and "TASK_MAX_MESSAGE_BYTES (1,024)" in error_lines(cli)[0], cli.lines
