@@ -58,6 +58,14 @@ def install_strict_encoder() -> None:
         dramatiq.set_encoder(StrictJSONEncoder())
 
 
+#: What encoding a value that strict JSON cannot carry raises (RecursionError: nested too deeply).
+NOT_JSON = (TypeError, ValueError, RecursionError)
+
+
+def _why(exc: BaseException) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+
+
 def unserializable_argument(
     task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
 ) -> SerializationError | None:
@@ -67,9 +75,9 @@ def unserializable_argument(
     for label, value in named:
         try:
             _STRICT.encode(value)
-        except (TypeError, ValueError) as exc:
+        except NOT_JSON as exc:
             return SerializationError(
-                f"{label} of {task_name} is not JSON-serializable ({type(value).__name__}): {exc}"
+                f"{label} of {task_name} is not JSON-serializable ({type(value).__name__}): {_why(exc)}"
             )
     return None
 
@@ -87,9 +95,10 @@ def check_json_metadata(task_name: str, metadata: Mapping[str, Any], max_bytes: 
     for key, value in metadata.items():
         try:
             _STRICT.encode({key: value})
-        except (TypeError, ValueError) as exc:
+        except NOT_JSON as exc:
+            kind = type(value).__name__
             raise SerializationError(
-                f"metadata {key!r} of {task_name} is not JSON-serializable ({type(value).__name__}): {exc}"
+                f"metadata {key!r} of {task_name} is not JSON-serializable ({kind}): {_why(exc)}"
             ) from None
     size = len(_STRICT.encode(dict(metadata)).encode("utf-8"))
     if size > max_bytes:
@@ -103,7 +112,7 @@ def check_json_arguments(task_name: str, args: Sequence[Any], kwargs: Mapping[st
     """Raise :class:`SerializationError` naming the first argument strict JSON cannot encode."""
     try:
         _STRICT.encode([args, kwargs])
-    except (TypeError, ValueError):
+    except NOT_JSON:
         raise unserializable_argument(task_name, args, kwargs) or SerializationError(
             f"the arguments of {task_name} are not JSON-serializable"
         ) from None

@@ -16,6 +16,7 @@ import dramatiq
 import redis
 
 from .encoding import (
+    NOT_JSON,
     StrictJSONEncoder,
     check_json_arguments,
     check_json_metadata,
@@ -197,7 +198,7 @@ def enqueue(manager: TaskManager, message: dramatiq.Message[Any], delay_ms: int 
             broker.enqueue(message, delay=delay_ms)
     except PayloadTooLarge:
         raise
-    except (TypeError, ValueError) as exc:
+    except NOT_JSON as exc:
         # The message is encoded (strict JSON) before anything is written: name the bad argument.
         raise unserializable_argument(message.actor_name, message.args, message.kwargs) or exc from None
     except redis.AuthenticationError as exc:

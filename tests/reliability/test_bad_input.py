@@ -289,6 +289,11 @@ def test_non_json_arguments_are_refused_before_anything_is_written(
     work = producer.get_task("work")
     circular: list[object] = []
     circular.append(circular)
+    deep: list[object] = []
+    inner = deep
+    for _ in range(100_000):
+        inner.append([])
+        inner = inner[0]  # type: ignore[assignment]
     # Given a queue holding 5 tasks
     tags = send_work(producer, "before", 5)
     before = snapshot(raw)
@@ -315,6 +320,7 @@ def test_non_json_arguments_are_refused_before_anything_is_written(
         "a tuple key": (lambda: work.send({("a", "b"): 1}), arg(0, "dict") + ": keys must be str"),
         "a circular list": (lambda: work.send(circular), arg(0, "list") + ": Circular reference"),
         "a delayed set": (lambda: work.send_with_options(args=[{1}], delay=30), arg(0, "set")),
+        "nested 100,000 deep": (lambda: work.send(deep), arg(0, "list") + ": nested too deeply"),
         "metadata": (
             lambda: work.send_with_options(args=["t"], metadata={"when": now}),
             f"metadata 'when' of {work.name} is not JSON-serializable (datetime)",
