@@ -39,7 +39,7 @@ from .consumer import PoisonSafeRedisConsumer
 from .embedded import EmbeddedServer, ensure_embedded_server
 from .encoding import install_strict_encoder
 from .errors import ConfigError
-from .middleware import CancelAwareRetries, LedgerWriter, LogContext
+from .middleware import CancelAwareRetries, FlowControl, LedgerWriter, LogContext
 from .recovery import READ_SUSPECTS, REDELIVERY_LIMIT, MarkSuspectsRunning, recover_dead_workers_messages
 from .riders import Riders, fill_message
 from .settings import TaskSettings, redact_url
@@ -238,6 +238,7 @@ def default_middleware(settings: TaskSettings) -> list[Middleware]:
         Callbacks(),
         Pipelines(),
         LedgerWriter(),
+        FlowControl(),
         CancelAwareRetries(
             max_retries=settings.max_retries,
             min_backoff=int(settings.retry_delay * 1000),

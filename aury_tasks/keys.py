@@ -182,3 +182,41 @@ def scheduler_leader() -> str:
 def scheduler_fire(job_id: str, fire_time_ms: int) -> str:
     """Claim of one planned fire of one job (``SET NX``): whoever sets it enqueues the tick."""
     return f"{SCHEDULER_PREFIX}fire:{job_id}:{fire_time_ms}"
+
+
+# Workflows (aury_tasks.workflows)
+
+
+def group_state(group_id: str) -> str:
+    """Hash of one group of a workflow: member results by index, the done count, its continuation."""
+    return f"{LEDGER_PREFIX}group:{group_id}"
+
+
+# Flow control (aury_tasks.flow_control)
+
+#: Prefix of the flow-control keys (rate windows, concurrency leases, uniqueness locks).
+LIMITS_PREFIX = f"{BROKER_NAMESPACE}:limits:"
+
+
+def rate_limit(task_name: str) -> str:
+    """Key (Dramatiq's window rate limiter adds its own suffixes) of ``task_name``'s rate limit."""
+    return f"{LIMITS_PREFIX}rate:{task_name}"
+
+
+def concurrency_leases(task_name: str) -> str:
+    """Sorted set of the runs of ``task_name`` holding a concurrency slot (score: lease expiry, ms)."""
+    return f"{LIMITS_PREFIX}concurrency:{task_name}"
+
+
+def unique_lock(task_name: str, digest: str) -> str:
+    """Holds the id of the pending or running task of ``task_name`` whose unique key digests to ``digest``."""
+    return f"{LIMITS_PREFIX}unique:{task_name}:{digest}"
+
+
+def priority_queue(queue_name: str) -> str:
+    """Sorted set of the ids of ``queue_name``'s messages sent with a priority above 0, waiting.
+
+    Score orders them highest priority first, then oldest first; a fetch moves them to the front
+    of the queue's list (see :mod:`aury_tasks.broker`).
+    """
+    return f"{BROKER_NAMESPACE}:{queue_name}.PQ"

@@ -13,6 +13,7 @@ import dramatiq
 
 from .broker import BrokerInfo, build_broker, default_middleware
 from .errors import PermanentError, TaskInterrupted, TaskNotFound, TaskOptionError
+from .flow_control import UniqueKey, Uniqueness, parse_rate_limit
 from .settings import RunMode, TaskSettings, get_settings
 from .task import P, R, Task
 from .tracking import TaskTracking
@@ -20,7 +21,10 @@ from .tracking import TaskTracking
 _QUEUE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
 #: Options ``conditional_task`` handles itself; everything else goes to Dramatiq as is.
 _OWN_OPTIONS = {"queue_name", "max_retries", "timeout", "retry_delay", "max_retry_delay", "priority",
-                "actor_name", "retry_on"}  # fmt: skip
+                "actor_name", "retry_on", "rate_limit", "concurrency", "unique_for",
+                "unique_key"}  # fmt: skip
+#: Priorities run from 0 (the default) to this; higher runs first.
+MAX_PRIORITY = 9
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -211,6 +215,10 @@ class TaskManager(TaskTracking):
         priority: int = 0,
         actor_name: str | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        rate_limit: str | None = None,
+        concurrency: int | None = None,
+        unique_for: float | None = None,
+        unique_key: UniqueKey | None = None,
         **options: Any,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
@@ -228,9 +236,19 @@ class TaskManager(TaskTracking):
           retry_delay: first retry delay in seconds; then doubling with jitter, about 30, 60,
             120 … for 30 (default ``TASK_RETRY_DELAY``).
           max_retry_delay: cap on the retry delay in seconds (default ``TASK_MAX_RETRY_DELAY``).
-          priority: Dramatiq actor priority; lower runs first among messages a worker holds.
+          priority: 0 (default) to 9; higher runs first. On Redis a message of priority 1 or more
+            is fetched before every waiting message of lower priority (FIFO within a priority); on
+            RabbitMQ it is the message priority. ``send_with_options(priority=…)`` overrides it.
           actor_name: the registered name (default ``<module>.<function>``).
           retry_on: exception types that are retried; any other fails at once.
+          rate_limit: at most this many runs per time across all workers, e.g. ``"10/m"``,
+            ``"5/s"``, ``"100/h"``, ``"3/10s"``; a run over the limit is deferred, not failed.
+          concurrency: at most this many runs at once across all workers (``1``: a mutex); a run
+            over the limit is deferred.
+          unique_for: seconds; sending a task identical to one still pending or running returns
+            that task's handle instead of enqueueing a duplicate (the lock lasts at most this long).
+          unique_key: what makes two sends identical (default: task name and all arguments): the
+            names of the arguments that count, or a function of the arguments returning a string.
           **options: further Dramatiq actor options (``max_age``, ``throws``, ``on_failure`` …).
 
         Raises:
@@ -262,6 +280,10 @@ class TaskManager(TaskTracking):
         priority: int = 0,
         actor_name: str | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        rate_limit: str | None = None,
+        concurrency: int | None = None,
+        unique_for: float | None = None,
+        unique_key: UniqueKey | None = None,
         **options: Any,
     ) -> Task[Any, Any]:
         if not callable(fn):
@@ -295,10 +317,28 @@ class TaskManager(TaskTracking):
         }
         if retry_on is not None:
             actor_options["retry_when"] = _retry_only_on(retry_on, retries)
+        if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= MAX_PRIORITY:
+            raise TaskOptionError(
+                f"{name}: priority is an integer from 0 to {MAX_PRIORITY}, got {priority!r}"
+            )
+        if rate_limit is not None:
+            actor_options["rate_limit"] = parse_rate_limit(name, rate_limit)
+        if concurrency is not None:
+            if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+                raise TaskOptionError(f"{name}: concurrency is an integer of 1 or more, got {concurrency!r}")
+            actor_options["concurrency"] = concurrency
+        if unique_key is not None and unique_for is None:
+            raise TaskOptionError(f"{name}: unique_key needs unique_for (how long the lock may last)")
+        if unique_for is not None and (
+            not isinstance(unique_for, (int, float)) or isinstance(unique_for, bool) or unique_for <= 0
+        ):
+            raise TaskOptionError(f"{name}: unique_for is a number of seconds above 0, got {unique_for!r}")
 
         task: Task[Any, Any] = Task(
             self, fn, name=name, queue_name=queue, priority=priority, options=actor_options
         )
+        if unique_for is not None:
+            task.uniqueness = Uniqueness.declare(name, fn, float(unique_for), unique_key)
         with self._lock:
             existing = self._tasks.get(name)
             if existing is not None and existing.fn is not fn and _origin(existing.fn) != _origin(fn):
@@ -316,7 +356,7 @@ class TaskManager(TaskTracking):
             broker=broker,
             actor_name=task.name,
             queue_name=task.queue_name,
-            priority=task.priority,
+            priority=-task.priority,  # Dramatiq runs lower numbers first among fetched messages
             **task.options,
         )
         task.actor = declare(task.fn)

@@ -29,7 +29,9 @@ from .middleware.ledger import TaskRun, current_run
 from .settings import RunMode, redact_text
 
 if TYPE_CHECKING:
+    from .flow_control import Uniqueness
     from .manager import TaskManager
+    from .workflows import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,12 +61,14 @@ class Task(Generic[P, R]):
         self.name = name
         #: The queue the task is sent to unless ``send_with_options(queue_name=…)`` says otherwise.
         self.queue_name = queue_name
-        #: Dramatiq's actor priority: lower runs first among messages a worker holds.
+        #: 0 (default) to 9; higher runs first (``send_with_options(priority=…)`` overrides it).
         self.priority = priority
         #: Dramatiq actor options (``max_retries``, ``time_limit`` in ms, ``min_backoff`` …).
         self.options = dict(options)
         #: The Dramatiq actor, in worker mode once the broker is built; ``None`` otherwise.
         self.actor: dramatiq.Actor[Any, Any] | None = None
+        #: How identical sends are recognised, for a task declared with ``unique_for``.
+        self.uniqueness: Uniqueness | None = None
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
         self.__module__ = getattr(fn, "__module__", __name__)
@@ -91,6 +95,21 @@ class Task(Generic[P, R]):
     def timeout(self) -> float:
         """The time limit, in seconds."""
         return float(self.options.get("time_limit", 0)) / 1000
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of this task for a workflow; the previous step's result is appended to ``args``.
+
+        >>> chain(fetch.s("https://example.com"), parse.s(), store.s(table="pages")).send()
+        """
+        from .workflows import Signature
+
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: it runs with exactly these arguments, ignoring the previous result."""
+        from .workflows import Signature
+
+        return Signature(self, args, kwargs, immutable=True)
 
     def send(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Enqueue the task with these arguments.

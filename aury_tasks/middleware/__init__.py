@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from .flow_control import FlowControl
 from .ledger import LedgerWriter, current_run
 from .log_context import LogContext
 from .retries import CancelAwareRetries
 
-__all__ = ["CancelAwareRetries", "LedgerWriter", "LogContext", "current_run"]
+__all__ = ["CancelAwareRetries", "FlowControl", "LedgerWriter", "LogContext", "current_run"]

@@ -121,7 +121,7 @@ def test_options_map_to_dramatiq_actor_options() -> None:
         timeout=2.5,
         retry_delay=0.25,
         max_retry_delay=90,
-        priority=10,
+        priority=9,
         max_age=60_000,
         throws=ValueError,
     )
@@ -129,7 +129,7 @@ def test_options_map_to_dramatiq_actor_options() -> None:
 
     # Then they become Dramatiq actor options, in milliseconds
     assert build.queue_name == "reports"
-    assert build.priority == 10
+    assert build.priority == 9
     assert build.options == {
         "max_retries": 4,
         "time_limit": 2500,
@@ -168,7 +168,7 @@ def test_worker_mode_actor_gets_the_options(worker_tm: TaskManager) -> None:
     assert build.actor is not None
     assert build.actor.actor_name == build.name
     assert build.actor.queue_name == "reports"
-    assert build.actor.priority == 5
+    assert build.actor.priority == -5  # Dramatiq: lower runs first
     assert build.actor.options["max_retries"] == 2
     assert build.actor.options["time_limit"] == 3000
     assert build.actor.options["throws"] == (PermanentError, TaskInterrupted)
