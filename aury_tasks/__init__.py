@@ -48,6 +48,20 @@ from .settings import RunMode, TaskSettings, get_settings
 from .status import TaskStatus
 from .store import Progress, QueueStats, Statistics, TaskPage, TaskRecord, WorkerInfo
 from .task import Task
+from .workflows import (
+    Chain,
+    Chord,
+    Group,
+    GroupHandle,
+    Signature,
+    TaskChain,
+    WorkflowHandle,
+    WorkflowTree,
+    batch,
+    chain,
+    chord,
+    group,
+)
 
 __all__ = [  # noqa: RUF022 - grouped by topic
     "__version__",
@@ -56,6 +70,19 @@ __all__ = [  # noqa: RUF022 - grouped by topic
     "TaskHandle",
     "TaskManager",
     "report_progress",
+    # Workflows
+    "Chain",
+    "Chord",
+    "Group",
+    "GroupHandle",
+    "Signature",
+    "TaskChain",
+    "WorkflowHandle",
+    "WorkflowTree",
+    "batch",
+    "chain",
+    "chord",
+    "group",
     # Task state
     "DeadLetter",
     "DeadLetterQueue",

@@ -165,6 +165,7 @@ class LedgerWriter(Middleware):
                 expires_at=expires_at / 1000 if expires_at else None,
                 metadata=metadata,
                 retry_of=options.get("retry_of"),
+                workflow_id=(options.get("aury_wf") or {}).get("wf"),
                 message=ENCODED_MESSAGE,
             )
         riders.add(options.get("redis_message_id", task_id), write, encoded)
@@ -183,12 +184,14 @@ class LedgerWriter(Middleware):
         self.running.add(task_id)
         if self.cancels is not None and self.cancels.is_cancelled(task_id):
             run.final = store.transition_write(task_id, TaskStatus.CANCELLED, attempt=0, reason="cancelled")
+            message._aury_skip_status = TaskStatus.CANCELLED  # type: ignore[attr-defined]
             raise SkipMessage(f"task {task_id} was cancelled")
         expires_at = message.options.get("expires_at")
         if expires_at is not None and now * 1000 > expires_at:
             run.final = store.transition_write(
                 task_id, TaskStatus.EXPIRED, attempt=run.attempt, finished_at=now, reason="expired"
             )
+            message._aury_skip_status = TaskStatus.EXPIRED  # type: ignore[attr-defined]
             raise SkipMessage(f"task {task_id} expired")
         key = _idempotency_key(broker, message)
         if key is not None:

@@ -77,6 +77,8 @@ class TaskRecord:
     retry_of: str = ""
     #: The id of the task that re-ran this one.
     retried_by: str = ""
+    #: The id of the workflow this task is a step of (``aum status`` on it shows the tree).
+    workflow_id: str = ""
     #: The message as sent (task name, queue, arguments, options), for retries.
     message: dict[str, Any] = field(default_factory=dict)
 

@@ -41,6 +41,7 @@ _TEXT_FIELDS = (
     "reason",
     "retry_of",
     "retried_by",
+    "workflow_id",
 )
 #: Ids looked at per script call when trimming or cleaning up.
 _BATCH = 500

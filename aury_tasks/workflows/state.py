@@ -1,0 +1,215 @@
+"""Workflow state in Redis: the workflow's record and each group's results, joined atomically.
+
+A workflow has a record in the ledger like a task (``task:<workflow id>``, not indexed and not
+counted in statistics), so ``get_result``, ``aum status`` and cancel work on its id; its field
+``workflow`` holds the tree (:mod:`aury_tasks.workflows.spec`). Each group has a hash
+(:func:`aury_tasks.keys.group_state`) with its size, its continuation and one slot per member.
+
+The join is one Lua call: a member's result fills its slot only once (a redelivered member
+changes nothing), the member that fills the last slot *fires* the group, and only that member
+may fire it again (its worker died before the continuation was sent: the continuation's own
+start is idempotent). So a chord's callback is started exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from .. import keys
+from ..status import TaskStatus
+from ..store.scripts import LuaScript
+from .spec import Frame, Node, kind
+
+# KEYS[1] group  ARGV[1] index  [2] value JSON  [3] member id  [4] 'ok' | 'error'  [5] error JSON
+# Returns {'missing'} | {'stopped'} | {'wait', done} | {'fail', frames} | {'fire', frames, r0, r1, …}
+JOIN = LuaScript("""
+local g = KEYS[1]
+local st = redis.call('HMGET', g, 'total', 'failed', 'fired', 'policy', 'frames')
+if not st[1] then return {'missing'} end
+if ARGV[4] == 'error' and st[4] ~= 'include' then
+    if st[2] then return {'stopped'} end
+    redis.call('HSET', g, 'failed', ARGV[5])
+    return {'fail', st[5]}
+end
+if redis.call('HSETNX', g, 'r:' .. ARGV[1], ARGV[2]) == 1 then
+    redis.call('HINCRBY', g, 'done', 1)
+end
+if st[2] then return {'stopped'} end
+local total = tonumber(st[1])
+local done = tonumber(redis.call('HGET', g, 'done'))
+if done < total then return {'wait', done} end
+if st[3] and st[3] ~= ARGV[3] then return {'stopped'} end
+redis.call('HSET', g, 'fired', ARGV[3])
+local out = {'fire', st[5]}
+for i = 0, total - 1 do out[#out + 1] = redis.call('HGET', g, 'r:' .. i) end
+return out
+""")
+
+# End a workflow record, unless it has ended. KEYS[1] record  ARGV[1] id  [2] events channel
+# [3] status  [4] ttl ms  [5…] field, value, …
+END_WORKFLOW = LuaScript("""
+if redis.call('HGET', KEYS[1], 'final') ~= '0' then return 0 end
+local fields = {'status', ARGV[3], 'final', '1', 'phase', '4'}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', ARGV[2], 's:' .. ARGV[3])
+return 1
+""")
+
+
+@dataclass(frozen=True)
+class StepError:
+    """Why a step did not give a result: the error a failed workflow (or chord) ends with."""
+
+    task_id: str
+    task_name: str
+    #: ``failure``, ``cancelled``, ``expired`` or ``dead``.
+    status: str
+    type: str
+    message: str
+
+    def as_entry(self) -> dict[str, Any]:
+        """What ``member_failure="include"`` puts in a failed member's place."""
+        return {"error": {"task_id": self.task_id, "type": self.type, "message": self.message,
+                          "status": self.status}}  # fmt: skip
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> StepError:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class JoinOutcome:
+    """What a member's join did: nothing more to do, the group fired, or the group failed."""
+
+    #: ``wait``, ``stopped``, ``missing``, ``fire`` or ``fail``.
+    action: str
+    #: The group's continuation, when it fired or failed.
+    frames: list[Frame]
+    #: The members' results in order, when it fired.
+    results: list[Any]
+
+
+class WorkflowState:
+    """Reads and writes of workflow records and group states on the ledger's Redis."""
+
+    def __init__(self, client: redis.Redis, ttl_ms: int) -> None:
+        self.client = client
+        self.ttl_ms = ttl_ms
+
+    def create(self, workflow_id: str, root: Node) -> None:
+        """Write the workflow's record (``pending``) with its tree."""
+        record = keys.task_record(workflow_id)
+        now = time.time()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(record, mapping={
+            "status": TaskStatus.PENDING.value, "final": "0", "phase": "1", "attempt": "1",
+            "task_name": f"workflow:{kind(root)}", "queue_name": "", "enqueued_at": repr(now),
+            "workflow": json.dumps(root, separators=(",", ":")),
+        })  # fmt: skip
+        pipe.pexpire(record, self.ttl_ms)
+        pipe.execute()
+
+    def tree(self, workflow_id: str) -> Node | None:
+        """The tree of a workflow, or ``None`` when ``workflow_id`` is not a workflow."""
+        text = self.client.hget(keys.task_record(workflow_id), "workflow")
+        return json.loads(text) if text else None
+
+    def is_over(self, workflow_id: str) -> bool:
+        """Whether the workflow has ended (succeeded, failed or was cancelled)."""
+        return self.client.hget(keys.task_record(workflow_id), "final") == "1"
+
+    def succeed(self, workflow_id: str, result: Any) -> bool:
+        """End the workflow with ``result`` (a no-op once it has ended)."""
+        return self._end(workflow_id, TaskStatus.SUCCESS,
+                         result=json.dumps(result, separators=(",", ":"), allow_nan=False))  # fmt: skip
+
+    def fail(self, workflow_id: str, error: StepError) -> bool:
+        """End the workflow with the error of the step that stopped it."""
+        status = TaskStatus.CANCELLED if error.status == TaskStatus.CANCELLED.value else TaskStatus.FAILURE
+        return self._end(workflow_id, status, error_type=error.type, error_message=error.message,
+                         reason=f"step {error.task_id} ({error.task_name}) ended {error.status}")  # fmt: skip
+
+    def cancel(self, workflow_id: str) -> bool:
+        """End the workflow as ``cancelled`` (its steps are cancelled by the caller)."""
+        return self._end(workflow_id, TaskStatus.CANCELLED, reason="cancelled by request")
+
+    def _end(self, workflow_id: str, status: TaskStatus, **fields: str) -> bool:
+        pairs: list[Any] = ["finished_at", repr(time.time())]
+        for name, value in fields.items():
+            pairs += [name, value]
+        return bool(END_WORKFLOW(self.client, [keys.task_record(workflow_id)], [
+            workflow_id, keys.task_events(workflow_id), status.value, self.ttl_ms, *pairs,
+        ]))  # fmt: skip
+
+    # Groups
+
+    def create_groups(self, groups: list[tuple[Node, list[Frame]]]) -> None:
+        """Write each group's size, failure policy and continuation (kept if already written)."""
+        if not groups:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for node, frames in groups:
+            key = keys.group_state(node["id"])
+            pipe.hsetnx(key, "total", len(node["members"]))
+            pipe.hsetnx(key, "done", 0)
+            pipe.hsetnx(key, "policy", node.get("policy", "fail"))
+            pipe.hsetnx(key, "frames", json.dumps(frames, separators=(",", ":")))
+            pipe.pexpire(key, self.ttl_ms)
+        pipe.execute()
+
+    def mark_started(self, group_ids: list[str]) -> None:
+        """Note that every member of these groups was sent (a re-run of the step before skips them)."""
+        if group_ids:
+            pipe = self.client.pipeline(transaction=False)
+            for group_id in group_ids:
+                pipe.hset(keys.group_state(group_id), "started", 1)
+            pipe.execute()
+
+    def join(self, group_id: str, index: int, member_id: str, *, value: Any = None,
+             error: StepError | None = None) -> JoinOutcome:  # fmt: skip
+        """Hand a member's result (or its error) to its group."""
+        text = json.dumps(value if error is None else error.as_entry(), separators=(",", ":"))
+        reply = JOIN(self.client, [keys.group_state(group_id)], [
+            index, text, member_id, "ok" if error is None else "error", error.to_json() if error else "",
+        ])  # fmt: skip
+        action = _text(reply[0])
+        if action == "fire":
+            return JoinOutcome(action, json.loads(reply[1]), [json.loads(item) for item in reply[2:]])
+        if action == "fail":
+            return JoinOutcome(action, json.loads(reply[1]), [])
+        return JoinOutcome(action, [], [])
+
+    def group_counts(self, group_id: str) -> tuple[int, int]:
+        """``(done, total)`` of a group."""
+        done, total = self.client.hmget(keys.group_state(group_id), ["done", "total"])
+        return int(done or 0), int(total or 0)
+
+    def group_results(self, group_id: str) -> list[Any]:
+        """The results of the members that have finished, ``None`` for the others, in order."""
+        total = int(self.client.hget(keys.group_state(group_id), "total") or 0)
+        if not total:
+            return []
+        raw = self.client.hmget(keys.group_state(group_id), [f"r:{i}" for i in range(total)])
+        return [json.loads(item) if item is not None else None for item in raw]
+
+    def entry_done(self, node: Node) -> bool:
+        """Whether ``node`` was started already (its first task has a record, or its group was sent)."""
+        while node["k"] == "chain":
+            node = node["steps"][0]
+        if node["k"] == "task":
+            return bool(self.client.exists(keys.task_record(node["id"])))
+        return self.client.hget(keys.group_state(node["id"]), "started") is not None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
