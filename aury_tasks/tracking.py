@@ -26,10 +26,12 @@ from .status import TaskStatus
 from .store.base import Progress, QueueStats, Statistics, TaskPage, TaskRecord, WorkerInfo
 from .store.redis import RedisTaskStore, record_from_hash
 from .task import enqueue
+from .workflows.state import WORKFLOW_PREFIX, WorkflowState
 
 if TYPE_CHECKING:
     from .broker import BrokerInfo
     from .settings import TaskSettings
+    from .workflows import WorkflowHandle
 
 #: Statuses a task can be retried from by hand.
 RETRYABLE = frozenset({TaskStatus.FAILURE, TaskStatus.DEAD, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
@@ -175,8 +177,11 @@ class TaskTracking:
           TaskRecordNotFound: for an unknown id.
         """
         store = self.store
-        if store.status(task_id) is None:
+        status, task_name = store.client.hmget(keys.task_record(task_id), ["status", "task_name"])
+        if status is None:
             raise TaskRecordNotFound.for_id(task_id)
+        if str(task_name).startswith(WORKFLOW_PREFIX):
+            return self.workflow(task_id).cancel()
         return store.transition(
             task_id,
             TaskStatus.CANCELLED,
@@ -185,6 +190,21 @@ class TaskTracking:
             finished_at=time.time(),
             reason="cancelled by request",
         )
+
+    def workflow(self, workflow_id: str) -> WorkflowHandle:
+        """A handle for a workflow sent earlier (by this process or any other).
+
+        Raises:
+          TaskRecordNotFound: when the ledger holds no workflow with that id.
+        """
+        from .workflows import GroupHandle, WorkflowHandle
+        from .workflows.spec import kind
+
+        root = WorkflowState(self.store.client, self.store.ttl_ms).tree(workflow_id)
+        if root is None:
+            raise TaskRecordNotFound(f"no workflow with id {workflow_id} (never sent, or its record expired)")
+        handle_type = GroupHandle if root["k"] == "group" else WorkflowHandle
+        return handle_type(id=workflow_id, kind=kind(root), _manager=self)  # type: ignore[arg-type]
 
     async def cancel_async(self, task_id: str) -> bool:
         """:meth:`cancel` without blocking the event loop."""
@@ -302,9 +322,11 @@ class TaskTracking:
         if isinstance(broker, RedisBroker):
             pipe = broker.client.pipeline(transaction=False)
             pipe.llen(keys.broker_queue(queue))
+            pipe.zcard(keys.priority_queue(queue))  # waiting with a priority (aury_tasks.priority)
             pipe.hlen(keys.broker_messages(keys.delay_queue_name(queue)))
             pipe.zcard(keys.dead_letters(queue))
-            pending, scheduled, dead = pipe.execute()
+            listed, prioritized, scheduled, dead = pipe.execute()
+            pending = listed + prioritized
         else:
             pending = counts[TaskStatus.PENDING]
             scheduled = counts[TaskStatus.SCHEDULED] + counts[TaskStatus.RETRYING]

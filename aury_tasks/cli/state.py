@@ -10,6 +10,8 @@ import click
 from ..manager import TaskManager
 from ..status import TaskStatus
 from ..store.base import TaskRecord
+from ..workflows.state import is_workflow
+from ..workflows.tree import load_tree
 from .follow import describe_progress, follow_progress, timeout_seconds, wait_for_result, wait_option
 from .ledger import echo_fields, echo_json, pass_ledger
 from .times import format_duration, format_moment
@@ -43,6 +45,7 @@ def record_fields(record: TaskRecord) -> list[tuple[str, Any]]:
             f"attempt {error.get('attempt')}: {error.get('type')}: {error.get('message')}"
             for error in record.errors
         )),
+        ("workflow", record.workflow_id),
         ("retry of", record.retry_of),
         ("retried by", record.retried_by),
         ("metadata", record.metadata and json.dumps(record.metadata)),
@@ -71,6 +74,9 @@ def status(tm: TaskManager, task_id: str, follow: bool, as_json: bool) -> None:
     terminal, one line each otherwise) until the task ends, then the final record is printed.
     Ctrl-C stops following, not the task.
 
+    For a workflow (the id a chain, group or chord was sent with), prints its record and the
+    tree of its steps, each with its status, id, duration and error.
+
     Exit status is 0 when the task succeeded or has not ended yet, 1 when it failed, was
     dead-lettered, cancelled or expired, or no task has that id.
 
@@ -85,8 +91,16 @@ def status(tm: TaskManager, task_id: str, follow: bool, as_json: bool) -> None:
         click.echo(f"following {task_id} ({record.status.value}); Ctrl-C stops following", err=True)
         follow_progress(tm, task_id)
         record = tm.task_record(task_id)
+    tree = load_tree(tm, task_id) if is_workflow(record) else None
     if as_json:
-        echo_json(record.to_dict())
+        echo_json({**record.to_dict(), "workflow": tree.to_dict()} if tree else record.to_dict())
+    elif tree is not None:
+        echo_fields(
+            [(name, value) for name, value in record_fields(record) if name not in ("queue", "attempt")]
+        )
+        click.echo()
+        for line in tree.render()[1:]:
+            click.echo(line)
     else:
         echo_fields(record_fields(record))
         if record.traceback and record.status is not TaskStatus.SUCCESS:
@@ -132,6 +146,9 @@ def cancel(tm: TaskManager, task_id: str) -> None:
     A pending or scheduled task will never run, even after a worker restart; a running task is
     interrupted (a sync task at once, an async one at its next await) and not retried. Its
     status is cancelled at once.
+
+    For a workflow id, every step not yet finished is cancelled, and steps never started are
+    marked cancelled.
 
     Exit status is 0 when the task was cancelled, 1 when it had already ended (the line says
     how) or no task has that id.

@@ -22,8 +22,12 @@ import redis
 
 from .. import keys
 from ..status import TaskStatus
+from ..store.base import TaskRecord
 from ..store.scripts import LuaScript
 from .spec import Frame, Node, kind
+
+#: How a workflow's record names its kind in ``task_name`` (``workflow:chain``, ``workflow:group`` …).
+WORKFLOW_PREFIX = "workflow:"
 
 # KEYS[1] group  ARGV[1] index  [2] value JSON  [3] member id  [4] 'ok' | 'error'  [5] error JSON
 # Returns {'missing'} | {'stopped'} | {'wait', done} | {'fail', frames} | {'fire', frames, r0, r1, …}
@@ -113,7 +117,7 @@ class WorkflowState:
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(record, mapping={
             "status": TaskStatus.PENDING.value, "final": "0", "phase": "1", "attempt": "1",
-            "task_name": f"workflow:{kind(root)}", "queue_name": "", "enqueued_at": repr(now),
+            "task_name": f"{WORKFLOW_PREFIX}{kind(root)}", "queue_name": "", "enqueued_at": repr(now),
             "workflow": json.dumps(root, separators=(",", ":")),
         })  # fmt: skip
         pipe.pexpire(record, self.ttl_ms)
@@ -209,6 +213,11 @@ class WorkflowState:
         if node["k"] == "task":
             return bool(self.client.exists(keys.task_record(node["id"])))
         return self.client.hget(keys.group_state(node["id"]), "started") is not None
+
+
+def is_workflow(record: TaskRecord) -> bool:
+    """Whether ``record`` is a workflow's (not a task's)."""
+    return record.task_name.startswith(WORKFLOW_PREFIX)
 
 
 def _text(value: Any) -> str:
