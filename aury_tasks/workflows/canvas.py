@@ -76,12 +76,6 @@ class Signature(Canvas):
     def manager(self) -> TaskManager:
         return self.task.manager
 
-    def send_alone(self) -> TaskHandle:
-        """Send just this task, as ``task.send_with_options`` would (no workflow)."""
-        return self.task.send_with_options(
-            args=self.args, kwargs=self.kwargs, queue_name=self.queue_name, priority=self.priority
-        )
-
     def __repr__(self) -> str:
         arguments = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"{self.task.name}.{'si' if self.immutable else 's'}({', '.join(arguments)})"
