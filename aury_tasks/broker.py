@@ -7,19 +7,21 @@ at all the embedded Redis (:mod:`aury_tasks.embedded`).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import uuid4
 
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.redis import _scripts as _dramatiq_scripts
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import current_millis, q_name
+from dramatiq.common import current_millis, dq_name, q_name
 from dramatiq.errors import DecodeError
 from dramatiq.middleware import (
     AgeLimit,
@@ -40,12 +42,14 @@ from .embedded import EmbeddedServer, ensure_embedded_server
 from .encoding import install_strict_encoder
 from .errors import ConfigError
 from .middleware import CancelAwareRetries, FlowControl, LedgerWriter, LogContext
+from .priority import enqueue_write, message_priority, promote_write
 from .recovery import READ_SUSPECTS, REDELIVERY_LIMIT, MarkSuspectsRunning, recover_dead_workers_messages
 from .riders import Riders, fill_message
 from .settings import TaskSettings, redact_url
 from .status import TaskStatus
 from .store.redis import RedisTaskStore
 from .store.scripts import LuaScript, Write, run_calls, run_pipelined
+from .workflows.middleware import WorkflowSteps
 
 
 @dataclass(frozen=True)
@@ -79,10 +83,13 @@ class AuryRedisBroker(RedisBroker):
     about heartbeat timeout + interval + 1 s.
 
     Ledger writes parked in :attr:`riders` for an enqueue, ack or nack are sent in the same
-    pipeline as Dramatiq's script call (see :mod:`aury_tasks.riders`).
+    pipeline as Dramatiq's script call (see :mod:`aury_tasks.riders`). A message sent with a
+    priority waits in its queue's priority set and is fetched first (see
+    :mod:`aury_tasks.priority`); :meth:`enqueue_many` sends many messages in few round trips.
 
     This overrides Dramatiq's private ``_dispatch`` (the argument list of its Lua dispatch
-    script) and ``_should_do_maintenance``: Dramatiq is pinned to its minor version, and
+    script) and ``_should_do_maintenance``, and its ``enqueue`` is copied for messages with a
+    priority and in bulk: Dramatiq is pinned to its minor version, and
     ``tests/unit/test_dramatiq_internals.py`` fails, naming what changed, if they differ.
     """
 
@@ -106,6 +113,7 @@ class AuryRedisBroker(RedisBroker):
         #: Per queue, the delivery ids of its suspects as of this process's last fetch from it
         #: (messages once held by a worker that died; see :mod:`aury_tasks.recovery`).
         self.suspects: dict[str, frozenset[str]] = {}
+        self._fetch_scripts_loaded = False
 
     def _dispatch(self, command: str) -> Callable[..., Any]:
         keys_ = [self.namespace]
@@ -114,22 +122,16 @@ class AuryRedisBroker(RedisBroker):
 
         def do_dispatch(queue_name: str, *args: Any) -> Any:
             self._call.queue_name = queue_name
-            script_args = [
-                command,
-                current_millis(),
-                queue_name,
-                self.broker_id,
-                self.heartbeat_timeout,
-                self.dead_message_ttl,
-                self._should_do_maintenance(command),
-                self._max_unpack_size(),
-                *args,
-            ]
-            if command == "fetch":  # learn the queue's suspects in the same round trip
-                fetched, suspects = run_calls(self.client, [
-                    Write(self._dispatch_script, keys_, script_args),
-                    Write(READ_SUSPECTS, [keys.suspects(queue_name)], []),
-                ])  # fmt: skip
+            script_args = self._script_args(command, queue_name, self._should_do_maintenance(command), *args)
+            if command == "fetch":  # put priority messages first, learn the suspects: same round trip
+                calls = [Write(self._dispatch_script, keys_, script_args),
+                         Write(READ_SUSPECTS, [keys.suspects(queue_name)], [])]  # fmt: skip
+                if not queue_name.endswith(".DQ"):
+                    calls.insert(0, promote_write(queue_name, args[0]))
+                if not self._fetch_scripts_loaded:  # a call answered NOSCRIPT would run after the fetch
+                    _load_scripts(self.client, {call.script for call in calls})
+                    self._fetch_scripts_loaded = True
+                *_, fetched, suspects = run_calls(self.client, calls)
                 self.suspects[queue_name] = frozenset(item.decode() for item in suspects)
                 return fetched
             riders = self.riders.take(args[0]) if rides and self.riders is not None else None
@@ -142,6 +144,103 @@ class AuryRedisBroker(RedisBroker):
             return run_pipelined(self.client, riders, Write(self._dispatch_script, keys_, script_args))
 
         return do_dispatch
+
+    def _script_args(self, command: str, queue_name: str, maintenance: int, *args: Any) -> list[Any]:
+        """The arguments of Dramatiq's dispatch script for ``command`` on ``queue_name``."""
+        return [command, current_millis(), queue_name, self.broker_id, self.heartbeat_timeout,
+                self.dead_message_ttl, maintenance, self._max_unpack_size(), *args]  # fmt: skip
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
+        """Enqueue ``message`` as Dramatiq does, except one with a priority (see :mod:`aury_tasks.priority`).
+
+        A message of priority 1 or more, not delayed, goes to its queue's priority set, in one
+        script call with its riding ledger writes; a delayed one waits in the delay queue as usual.
+        """
+        priority = message_priority(message) if delay is None else 0
+        if not priority:
+            return super().enqueue(message, delay=delay)  # the hot path: Dramatiq's own
+        message = _copy_for_enqueue(message, None)
+        queue_name, redis_message_id = message.queue_name, message.options["redis_message_id"]
+        self.emit_before("enqueue", message, None)
+        data = message.encode()
+        calls = self._riders_of(redis_message_id, data)
+        self._call.queue_name = queue_name
+        if self._should_do_maintenance("enqueue"):  # Dramatiq's script, with a command it does not know
+            maintain = self._script_args("maintain", queue_name, 1)
+            calls.append(Write(self._dispatch_script, [self.namespace], maintain))
+        calls.append(enqueue_write(queue_name, redis_message_id, data, priority,
+                                   broker_id=self.broker_id, now_ms=current_millis()))  # fmt: skip
+        run_calls(self.client, calls)
+        self.emit_after("enqueue", message, None)
+        return message
+
+    def enqueue_many(
+        self, messages: Sequence[tuple[dramatiq.Message[Any], int | None]]
+    ) -> list[dramatiq.Message[Any]]:
+        """Enqueue many messages in few round trips, each as :meth:`enqueue` would, in order.
+
+        Every message is copied, announced to the middleware (``before_enqueue``) and encoded
+        before anything is sent; then their script calls, each with its ledger writes riding
+        just before it, go :data:`BULK_BATCH_SIZE` messages per round trip, and ``after_enqueue``
+        is emitted for the messages of each batch once it is sent. Queue maintenance is left
+        to single sends and fetches.
+
+        Parameters:
+          messages: ``(message, delay)`` pairs, the delay in ms or ``None``.
+
+        Returns:
+          The messages as enqueued (with their ``redis_message_id``, and ``eta`` when delayed).
+
+        Raises:
+          TypeError, ValueError, RecursionError: when a message cannot be encoded (strict JSON):
+            nothing was sent.
+          redis.ConnectionError, redis.TimeoutError: when Redis cannot be reached; the batches
+            sent before the failing one are enqueued.
+        """
+        prepared = [(_copy_for_enqueue(message, delay), delay) for message, delay in messages]
+        if not prepared:
+            return []
+        if self._ledger_writes_at_once():
+            for message, _ in prepared:
+                _check_encodable(message)
+        per_message: list[list[Write]] = []
+        for message, delay in prepared:
+            self.emit_before("enqueue", message, delay)
+            data = message.encode()
+            queue_name, redis_message_id = message.queue_name, message.options["redis_message_id"]
+            calls = self._riders_of(redis_message_id, data)
+            priority = message_priority(message) if delay is None else 0
+            if priority:
+                calls.append(enqueue_write(queue_name, redis_message_id, data, priority,
+                                           broker_id=self.broker_id, now_ms=current_millis()))  # fmt: skip
+            else:
+                args = self._script_args("enqueue", queue_name, 0, redis_message_id, data)
+                calls.append(Write(self._dispatch_script, [self.namespace], args))
+            per_message.append(calls)
+        _load_scripts(self.client, {call.script for calls in per_message for call in calls})
+        for start in range(0, len(prepared), BULK_BATCH_SIZE):
+            batch = per_message[start : start + BULK_BATCH_SIZE]
+            run_calls(self.client, [call for calls in batch for call in calls])
+            for message, delay in prepared[start : start + BULK_BATCH_SIZE]:
+                self.emit_after("enqueue", message, delay)
+        return [message for message, _ in prepared]
+
+    def _riders_of(self, redis_message_id: str, data: bytes) -> list[Write]:
+        """The ledger writes parked for the message ``redis_message_id``, with its encoded ``data`` in."""
+        riders = self.riders.take(redis_message_id) if self.riders is not None else None
+        for write in riders or ():
+            fill_message(write, data)
+        return list(riders or ())
+
+    def _ledger_writes_at_once(self) -> bool:
+        """Whether ``before_enqueue`` sends its ledger write at once (the ledger is on another Redis)."""
+        writer = next((m for m in self.middleware if isinstance(m, LedgerWriter)), None)
+        return writer is not None and writer.riders is not None and not writer.riders.riding
+
+    def flush(self, queue_name: str) -> None:
+        """Drop every message of ``queue_name``: its priority set, its list and its delay queue."""
+        self.client.delete(keys.priority_queue(queue_name), keys.priority_sequence(queue_name))
+        super().flush(queue_name)
 
     @property
     def consumer_class(self) -> type:
@@ -189,6 +288,50 @@ class AuryRedisBroker(RedisBroker):
                     dead_letter_id=delivery_id,
                 )  # fmt: skip
         return True
+
+
+#: Messages sent per round trip by :meth:`AuryRedisBroker.enqueue_many`.
+BULK_BATCH_SIZE = 500
+
+
+def enqueue_many(
+    broker: dramatiq.Broker, messages: Sequence[tuple[dramatiq.Message[Any], int | None]]
+) -> list[dramatiq.Message[Any]]:
+    """Enqueue ``(message, delay in ms or None)`` pairs: in batches on Redis, one by one elsewhere.
+
+    On :class:`AuryRedisBroker` see :meth:`AuryRedisBroker.enqueue_many` (nothing is sent when a
+    message cannot be encoded); other brokers (the stub broker, RabbitMQ) get one
+    ``broker.enqueue`` per message, and the messages before one that cannot be encoded are sent.
+
+    Returns:
+      The messages as enqueued, in order.
+    """
+    if isinstance(broker, AuryRedisBroker):
+        return broker.enqueue_many(messages)
+    return [broker.enqueue(message, delay=delay) for message, delay in messages]
+
+
+def _copy_for_enqueue(message: dramatiq.Message[Any], delay: int | None) -> dramatiq.Message[Any]:
+    """The copy Dramatiq's ``RedisBroker.enqueue`` sends: a fresh broker id, and the delay queue and eta."""
+    message = message.copy(options={"redis_message_id": str(uuid4())})
+    if delay is not None:
+        eta = current_millis() + delay
+        message = message.copy(queue_name=dq_name(message.queue_name), options={"eta": eta})
+    return message
+
+
+def _check_encodable(message: dramatiq.Message[Any]) -> None:
+    """Encode ``message`` as it will be sent (the ledger takes its metadata out first), or raise."""
+    options = {key: value for key, value in message.options.items() if key != "metadata"}
+    dataclasses.replace(message, options=options).encode()
+
+
+def _load_scripts(client: redis.Redis, scripts: set[LuaScript]) -> None:
+    """Load the scripts Redis lacks: in a batch, each call answered NOSCRIPT is sent again alone."""
+    listed = list(scripts)
+    for script, present in zip(listed, client.script_exists(*(s.sha for s in listed)), strict=True):
+        if not present:
+            client.script_load(script.source)
 
 
 #: A command that fails to reach Redis is tried again this many times, waiting 0.2, 0.4, 0.8 and
@@ -239,6 +382,7 @@ def default_middleware(settings: TaskSettings) -> list[Middleware]:
         Pipelines(),
         LedgerWriter(),
         FlowControl(),
+        WorkflowSteps(),
         CancelAwareRetries(
             max_retries=settings.max_retries,
             min_backoff=int(settings.retry_delay * 1000),

@@ -220,3 +220,13 @@ def priority_queue(queue_name: str) -> str:
     of the queue's list (see :mod:`aury_tasks.broker`).
     """
     return f"{BROKER_NAMESPACE}:{queue_name}.PQ"
+
+
+def priority_sequence(queue_name: str) -> str:
+    """Counter numbering ``queue_name``'s priority sends, so that equal priorities keep their order."""
+    return f"{BROKER_NAMESPACE}:{queue_name}.PQ.seq"
+
+
+def broker_heartbeats() -> str:
+    """Dramatiq's sorted set of broker instances by last call (ms): a stale one is a dead worker."""
+    return f"{BROKER_NAMESPACE}:__heartbeats__"

@@ -14,6 +14,7 @@ import dramatiq
 from .broker import BrokerInfo, build_broker, default_middleware
 from .errors import PermanentError, TaskInterrupted, TaskNotFound, TaskOptionError
 from .flow_control import UniqueKey, Uniqueness, parse_rate_limit
+from .priority import MAX_PRIORITY
 from .settings import RunMode, TaskSettings, get_settings
 from .task import P, R, Task
 from .tracking import TaskTracking
@@ -23,8 +24,6 @@ _QUEUE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
 _OWN_OPTIONS = {"queue_name", "max_retries", "timeout", "retry_delay", "max_retry_delay", "priority",
                 "actor_name", "retry_on", "rate_limit", "concurrency", "unique_for",
                 "unique_key"}  # fmt: skip
-#: Priorities run from 0 (the default) to this; higher runs first.
-MAX_PRIORITY = 9
 
 F = TypeVar("F", bound=Callable[..., Any])
 

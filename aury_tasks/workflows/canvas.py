@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import TaskOptionError
 
 if TYPE_CHECKING:
-    from ..handle import TaskHandle
     from ..manager import TaskManager
     from ..task import Task
     from .handle import GroupHandle, WorkflowHandle

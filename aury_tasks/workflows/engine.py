@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 
 from ..encoding import NOT_JSON, StrictJSONEncoder, unserializable_argument
-from ..errors import LedgerUnavailable, SerializationError
+from ..errors import LedgerUnavailable, PayloadTooLarge, SerializationError
 from ..settings import RunMode
 from ..status import TaskStatus
 from ..store.scripts import run_calls
@@ -135,7 +135,12 @@ def advance(
             return
         launch = Launch(workflow_id)
         launch.start(node, result, frames)
-        execute(manager, launch)
+        try:
+            execute(manager, launch)
+        except (PayloadTooLarge, SerializationError) as exc:  # refused before anything was sent
+            _cancel_never_run(manager, node, f"it could not be sent: {exc}")
+            fail(manager, workflow_id, StepError(member_id, "", TaskStatus.FAILURE.value, type(exc).__name__,
+                                                 str(exc)), frames)  # fmt: skip
         return
 
 
@@ -174,10 +179,9 @@ def _cancel_never_run(manager: TaskManager, node: Node, why: str) -> None:
 
 def send_messages(manager: TaskManager, messages: list[dramatiq.Message[Any]]) -> None:
     """Send ``messages`` through the manager's broker, in batched round trips where it can."""
-    from ..task import enqueue
+    from ..task import enqueue_many
 
-    for message in messages:
-        enqueue(manager, message)
+    enqueue_many(manager, [(message, None) for message in messages])
 
 
 def workflow_state(manager: TaskManager) -> WorkflowState:

@@ -27,7 +27,10 @@ RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
      "12c5be867fd067ad",
      "aury_tasks/broker.py AuryRedisBroker._should_do_maintenance"),
     ("RedisBroker.enqueue", redis_broker.RedisBroker.enqueue, "e1590deaae2f786a",
-     "aury_tasks/middleware/ledger.py: before_enqueue runs before the message is encoded"),
+     "aury_tasks/middleware/ledger.py: before_enqueue runs before the message is encoded; "
+     "aury_tasks/broker.py AuryRedisBroker.enqueue and enqueue_many do what it does"),
+    ("RedisBroker.flush", redis_broker.RedisBroker.flush, "40e5cecf364d6457",
+     "aury_tasks/broker.py AuryRedisBroker.flush: Dramatiq purges the list and the delay queue"),
     ("_RedisConsumer.ack", redis_broker._RedisConsumer.ack, "a44cb9ea8b6c3f92",
      "aury_tasks/riders.py: an ack is one dispatch keyed by redis_message_id"),
     ("_RedisConsumer.nack", redis_broker._RedisConsumer.nack, "573d58e9c2a0765e",
@@ -43,6 +46,8 @@ RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
     ("ConsumerThread.handle_delayed_messages", worker.ConsumerThread.handle_delayed_messages,
      "357b6b23675bc029",
      "aury_tasks/middleware/ledger.py: a due delayed message is re-enqueued by the consumer thread"),
+    ("ConsumerThread.handle_message", worker.ConsumerThread.handle_message, "8b12bea8fc89d656",
+     "aury_tasks/priority.py: a worker orders the messages it fetched by actor.priority only"),
     ("WorkerThread.process_message", worker.WorkerThread.process_message, "6b29f80967049804",
      "aury_tasks/middleware/ledger.py: hook order, SkipMessage handling"),
     ("Retries.after_process_message", retries.Retries.after_process_message, "54139ce3ab7792bd",
@@ -68,7 +73,9 @@ def test_dramatiq_code_we_rely_on_is_unchanged(what: str, target: Callable[..., 
 def test_the_redis_dispatch_script_is_unchanged() -> None:
     assert _digest(redis_broker._scripts["dispatch"]) == "ba4d872e4fb204eb", (
         f"Dramatiq {dramatiq.__version__} changed its Redis dispatch.lua; check the argument list in"
-        " aury_tasks/broker.py AuryRedisBroker._dispatch and the key names in aury_tasks/keys.py"
+        " aury_tasks/broker.py AuryRedisBroker._dispatch and the key names in aury_tasks/keys.py; "
+        "aury_tasks/priority.py relies on fetch popping from the list's head, and AuryRedisBroker.enqueue"
+        " on a command the script does not know running only the heartbeat and maintenance"
     )
 
 

@@ -1,0 +1,145 @@
+"""Bulk enqueue: many messages in a few round trips, each exactly as a single send would leave it."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import dramatiq
+import pytest
+import redis
+from redis.connection import AbstractConnection
+
+from aury_tasks import TaskManager, TaskStatus, keys
+from aury_tasks.broker import BULK_BATCH_SIZE, AuryRedisBroker, enqueue_many
+from aury_tasks.settings import get_settings
+
+from .events import wait_until
+
+PRIORITY_MODULES = Path(__file__).resolve().parents[1] / "fixtures" / "priority_modules"
+COUNT = 10_000
+
+
+@pytest.fixture
+def tasks(redis_url: str, monkeypatch: pytest.MonkeyPatch, import_modules) -> ModuleType:
+    """The fixture task module with ``counted``, imported by the default TaskManager on the test Redis."""
+    monkeypatch.setenv("TASK_BROKER_URL", redis_url)
+    get_settings.cache_clear()
+    TaskManager.get_instance()
+    import_modules(PRIORITY_MODULES)
+    return importlib.import_module("priority_modules.ranked.tasks")
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per round trip this process starts (each write of commands to a Redis connection)."""
+    sent: list[int] = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        sent.append(1)
+        original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+def counted_messages(tasks: ModuleType, count: int) -> list[tuple[dramatiq.Message, None]]:
+    """``count`` messages of ``counted(0)`` … ``counted(count - 1)``."""
+    name = tasks.counted.name
+    return [(dramatiq.Message(queue_name="bulk", actor_name=name, args=(n,), kwargs={}, options={}), None)
+            for n in range(count)]  # fmt: skip
+
+
+def test_bulk_enqueue_sends_10000_messages_in_a_few_round_trips_and_each_runs_once(
+    tasks: ModuleType, round_trips: list[int], start_worker, redis_client: redis.Redis
+) -> None:
+    # Given 10,000 messages
+    tm = TaskManager.get_instance()
+    messages = counted_messages(tasks, COUNT)
+
+    # When they are enqueued in bulk
+    enqueued = enqueue_many(tm.broker, messages)
+
+    # Then it took one round trip per batch of messages, plus a few to connect and load the scripts
+    # (one per message would be 10,000), and every message waits, its record saying pending
+    assert len(round_trips) <= COUNT // BULK_BATCH_SIZE + 15
+    assert [message.message_id for message in enqueued] == [message.message_id for message, _ in messages]
+    assert tm.queue_stats("bulk").pending == COUNT
+    assert tm.store.count_by_status("bulk", [TaskStatus.PENDING])[TaskStatus.PENDING] == COUNT
+    assert {record.status for record in tm.store.get_many(m.message_id for m in enqueued[::97])} == {
+        TaskStatus.PENDING
+    }
+
+    # When a worker runs them
+    start_worker("-q", "bulk", "-c", "8", modules=PRIORITY_MODULES)
+
+    # Then each ran exactly once and its record says so
+    def all_succeeded() -> bool:
+        return tm.store.count_by_status("bulk", [TaskStatus.SUCCESS])[TaskStatus.SUCCESS] == COUNT
+
+    wait_until(all_succeeded, timeout=100, what=f"{COUNT} bulk tasks to succeed")
+    runs = redis_client.hgetall(tasks.RUNS)
+    assert len(runs) == COUNT
+    assert set(runs.values()) == {"1"}
+
+
+def test_a_message_that_cannot_be_encoded_stops_the_bulk_before_anything_is_sent(
+    tasks: ModuleType, round_trips: list[int], redis_client: redis.Redis
+) -> None:
+    # Given 10,000 messages, the 5,000th with an argument JSON cannot carry
+    tm = TaskManager.get_instance()
+    messages = counted_messages(tasks, COUNT)
+    bad = messages[4_999][0]
+    messages[4_999] = (dramatiq.Message(bad.queue_name, bad.actor_name, (object(),), {}, {}), None)
+
+    # When they are enqueued in bulk, then it raises without a round trip to Redis
+    with pytest.raises(TypeError):
+        enqueue_many(tm.broker, messages)
+    assert round_trips == []
+
+    # And no message nor record was left
+    assert tm.queue_stats("bulk").pending == 0
+    assert not redis_client.exists(keys.broker_messages("bulk"), keys.all_index())
+
+
+def test_bulk_enqueue_keeps_delays_and_priorities(tasks: ModuleType, redis_client: redis.Redis) -> None:
+    # Given a message to delay, one of priority 7 and one of priority 0
+    tm = TaskManager.get_instance()
+    (later, _), (urgent, _), (plain, _) = counted_messages(tasks, 3)
+    urgent = urgent.copy(options={"priority": 7})
+
+    # When they are enqueued in bulk
+    delayed, prioritized, listed = enqueue_many(tm.broker, [(later, 60_000), (urgent, None), (plain, None)])
+
+    # Then each waits where a single send would have put it
+    assert delayed.queue_name == "bulk.DQ" and delayed.options["eta"] > time.time() * 1000
+    assert redis_client.lrange(keys.broker_queue("bulk.DQ"), 0, -1) == [delayed.options["redis_message_id"]]
+    priority_ids = redis_client.zrange(keys.priority_queue("bulk"), 0, -1)
+    assert priority_ids == [prioritized.options["redis_message_id"]]
+    assert redis_client.lrange(keys.broker_queue("bulk"), 0, -1) == [listed.options["redis_message_id"]]
+    assert tm.task_status(later.message_id) is TaskStatus.SCHEDULED
+    assert tm.task_status(urgent.message_id) is TaskStatus.PENDING
+
+
+def test_bulk_enqueue_against_one_enqueue_per_message(tasks: ModuleType) -> None:
+    # Given 10,000 messages to send each way
+    broker = TaskManager.get_instance().broker
+    assert isinstance(broker, AuryRedisBroker)
+    messages = counted_messages(tasks, COUNT)
+
+    # When they are sent in bulk, then one by one
+    started = time.perf_counter()
+    broker.enqueue_many(messages)
+    bulk = time.perf_counter() - started
+    started = time.perf_counter()
+    for message, delay in messages:
+        broker.enqueue(message, delay=delay)
+    single = time.perf_counter() - started
+
+    # Then (a measure, not a test) see how much faster the bulk was
+    print(f"\n{COUNT:,} messages: enqueue_many {bulk:.2f} s, broker.enqueue loop {single:.2f} s"
+          f" ({single / bulk:.1f}x)")  # fmt: skip

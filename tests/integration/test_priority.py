@@ -1,0 +1,169 @@
+"""Priorities on Redis: a waiting message of higher priority is fetched first, FIFO within a priority.
+
+Each test runs a real ``aum worker`` with one thread (so it fetches 2 messages at a time, its
+prefetch) on the ``ranked`` fixture tasks, which push their tag on a list as they start.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+import dramatiq
+import pytest
+import redis
+
+from aury_tasks import TaskManager, keys
+from aury_tasks.broker import AuryRedisBroker, enqueue_many
+from aury_tasks.settings import get_settings
+
+from .events import wait_until
+
+PRIORITY_MODULES = Path(__file__).resolve().parents[1] / "fixtures" / "priority_modules"
+#: Messages a one-thread worker fetches at a time (Dramatiq: 2 per thread).
+PREFETCH = 2
+
+
+@pytest.fixture
+def ranked(redis_url: str, monkeypatch: pytest.MonkeyPatch, import_modules) -> ModuleType:
+    """The ``ranked`` fixture task module, imported by the default TaskManager sending to the test Redis."""
+    monkeypatch.setenv("TASK_BROKER_URL", redis_url)
+    get_settings.cache_clear()
+    TaskManager.get_instance()
+    import_modules(PRIORITY_MODULES)
+    return importlib.import_module("priority_modules.ranked.tasks")
+
+
+@pytest.fixture
+def one_thread_worker(start_worker):
+    """Start a worker on the ``ranked`` queue with one thread."""
+    return lambda: start_worker("-q", "ranked", "-c", "1", modules=PRIORITY_MODULES)
+
+
+def started(client: redis.Redis, ranked: ModuleType, count: int, *, timeout: float = 30.0) -> list[str]:
+    """The tags of the ranked tasks in the order they started, once at least ``count`` have."""
+    return wait_until(
+        lambda: (tags := client.lrange(ranked.STARTED, 0, -1)) and len(tags) >= count and tags,
+        timeout=timeout,
+        what=f"{count} ranked tasks to start",
+    )
+
+
+def low_messages(ranked: ModuleType, tags: list[str]) -> list[tuple[dramatiq.Message, None]]:
+    """Messages of priority 0 for ``ranked.ranked``, one per tag, to send with ``enqueue_many``."""
+    name = ranked.ranked.name
+    return [(dramatiq.Message(queue_name="ranked", actor_name=name, args=(tag,), kwargs={}, options={}), None)
+            for tag in tags]  # fmt: skip
+
+
+def test_a_priority_9_message_runs_before_10000_waiting_ones(
+    ranked: ModuleType, one_thread_worker, redis_client: redis.Redis
+) -> None:
+    # Given 10,000 waiting messages of priority 0, and then one of priority 9
+    tm = TaskManager.get_instance()
+    enqueue_many(tm.broker, low_messages(ranked, [f"low-{i}" for i in range(10_000)]))
+    ranked.ranked.send_with_options(args=("high",), priority=9)
+    assert tm.queue_stats("ranked").pending == 10_001
+
+    # When a worker with one thread starts
+    one_thread_worker()
+
+    # Then the priority-9 message is the first task to run, the others follow in the order sent
+    assert started(redis_client, ranked, 3)[:3] == ["high", "low-0", "low-1"]
+
+
+def test_priorities_run_highest_first_and_in_order_sent_within_a_priority(
+    ranked: ModuleType, one_thread_worker, redis_client: redis.Redis
+) -> None:
+    # Given messages of priorities 0, 3, 9 and 5 sent in turn
+    sent = [(f"p{priority}-{turn}", priority) for turn in range(4) for priority in (0, 3, 9, 5)]
+    for tag, priority in sent:
+        ranked.ranked.send_with_options(args=(tag,), priority=priority)
+
+    # When a worker with one thread runs them
+    one_thread_worker()
+
+    # Then they run highest priority first, in the order they were sent within a priority
+    expected = [tag for tag, priority in sorted(sent, key=lambda item: -item[1])]
+    assert started(redis_client, ranked, len(sent)) == expected
+
+
+def test_a_delayed_priority_message_keeps_its_priority_once_due(
+    ranked: ModuleType, one_thread_worker, redis_client: redis.Redis
+) -> None:
+    # Given a backlog of priority 0 whose first task waits at a gate, and a priority-9 message
+    # delayed by half a second
+    tm = TaskManager.get_instance()
+    enqueue_many(tm.broker, low_messages(ranked, [ranked.GATED] + [f"low-{i}" for i in range(1, 50)]))
+    ranked.ranked.send_with_options(args=("late",), priority=9, delay=0.5)
+    one_thread_worker()
+    assert started(redis_client, ranked, 1) == [ranked.GATED]
+
+    # When the delayed message is due (the worker moves it to the queue's priority set), then the
+    # gate opens
+    wait_until(lambda: redis_client.zcard(keys.priority_queue("ranked")) == 1, timeout=15, what="late due")
+    redis_client.rpush(ranked.GATE, "open")
+
+    # Then it runs before every waiting message but the ones the worker had already fetched
+    order = started(redis_client, ranked, PREFETCH + 1)
+    assert order[: PREFETCH + 1] == [ranked.GATED, "low-1", "late"]
+
+
+def test_a_retry_keeps_its_priority(ranked: ModuleType, one_thread_worker, redis_client: redis.Redis) -> None:
+    # Given a priority-9 task that fails its first attempt (retried after 0.1 to 0.2 s), sent
+    # after a backlog of priority 0 whose first task waits at a gate
+    tm = TaskManager.get_instance()
+    enqueue_many(tm.broker, low_messages(ranked, [ranked.GATED] + [f"low-{i}" for i in range(1, 50)]))
+    ranked.fails_once.send_with_options(args=("flaky",), priority=9)
+    one_thread_worker()
+    assert started(redis_client, ranked, 2) == ["flaky", ranked.GATED]
+
+    # When its retry is due (in the queue's priority set), then the gate opens
+    wait_until(lambda: redis_client.zcard(keys.priority_queue("ranked")) == 1, timeout=15, what="retry due")
+    redis_client.rpush(ranked.GATE, "open")
+
+    # Then the retry runs before every waiting message but the ones the worker had already fetched
+    order = started(redis_client, ranked, 4)
+    assert order[:4] == ["flaky", ranked.GATED, "low-1", "flaky"]
+
+
+def test_a_priority_message_sent_to_a_busy_worker_overtakes_its_backlog(
+    ranked: ModuleType, one_thread_worker, redis_client: redis.Redis
+) -> None:
+    # Given a running worker busy at a gate, with a backlog of 200 messages of priority 0
+    one_thread_worker()
+    tm = TaskManager.get_instance()
+    enqueue_many(tm.broker, low_messages(ranked, [ranked.GATED] + [f"low-{i}" for i in range(1, 200)]))
+    assert started(redis_client, ranked, 1) == [ranked.GATED]
+
+    # When a message of priority 9 is sent, then the gate opens
+    ranked.ranked.send_with_options(args=("high",), priority=9)
+    redis_client.rpush(ranked.GATE, "open")
+
+    # Then it runs before all of the backlog but what the worker had fetched (its prefetch)
+    order = started(redis_client, ranked, PREFETCH + 1)
+    assert "high" in order[: PREFETCH + 1]
+    assert order[0] == ranked.GATED
+
+
+def test_waiting_priority_messages_count_as_pending_and_flush_drops_them(
+    ranked: ModuleType, redis_client: redis.Redis
+) -> None:
+    # Given two messages waiting with a priority and one without
+    tm = TaskManager.get_instance()
+    ranked.ranked.send_with_options(args=("a",), priority=4)
+    ranked.urgent.send("b")
+    ranked.ranked.send("c")
+
+    # Then the queue counts all three as pending
+    assert tm.queue_stats("ranked").pending == 3
+
+    # When the queue is flushed
+    broker = tm.broker
+    assert isinstance(broker, AuryRedisBroker)
+    broker.flush("ranked")
+
+    # Then nothing waits any more, with or without a priority
+    assert tm.queue_stats("ranked").pending == 0
+    assert not redis_client.exists(keys.priority_queue("ranked"), keys.broker_messages("ranked"))
