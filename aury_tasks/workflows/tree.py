@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import keys
 from ..errors import TaskRecordNotFound
+from ..status import TaskStatus
 from .spec import Node, children, kind, tasks
 
 if TYPE_CHECKING:
     from ..manager import TaskManager
 
+#: Statuses of a task that has not begun (the workflow is ``started`` once one has).
+_NOT_STARTED = frozenset({TaskStatus.PENDING.value, TaskStatus.SCHEDULED.value, "not sent"})
 #: Record fields shown for each task of the tree.
 _FIELDS = ("status", "started_at", "finished_at", "error_type", "error_message", "attempt")
 
@@ -48,7 +51,7 @@ class WorkflowTree:
     """A workflow's record status and its tree of steps."""
 
     id: str
-    #: The workflow's own status: pending until it ends.
+    #: The workflow's status: ``pending``, ``started`` once a step has begun, then how it ended.
     status: str
     root: TreeNode
     error: str = ""
@@ -93,7 +96,12 @@ def load_tree(manager: TaskManager, workflow_id: str) -> WorkflowTree:
         pipe.hmget(keys.task_record(task["id"]), list(_FIELDS))
     found = dict(zip((task["id"] for task in task_nodes), pipe.execute(), strict=True))
     error = f"{error_type}: {error_message}" if error_type else ""
-    return WorkflowTree(workflow_id, str(status), _node(root, found), error)
+    tree = _node(root, found)
+    if status == TaskStatus.PENDING.value and any(
+        task.status not in _NOT_STARTED for task in _task_nodes(tree)
+    ):  # the workflow's record only changes when it ends
+        status = TaskStatus.STARTED.value
+    return WorkflowTree(workflow_id, str(status), tree, error)
 
 
 def _node(node: Node, found: dict[str, list[Any]]) -> TreeNode:
