@@ -6,12 +6,12 @@ import json
 import os
 import random
 import statistics
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from loguru import logger
 
-from aury_tasks import SchedulerManager, TaskManager
+from aury_tasks import SchedulerManager, TaskManager, WorkflowHandle, chord
 
 tm = TaskManager.get_instance()
 scheduler = SchedulerManager.get_instance()
@@ -53,6 +53,33 @@ async def export_report(day: str) -> str:
     target.write_text(source.read_text())
     logger.info("exported {}", target)
     return str(target)
+
+
+@tm.conditional_task(queue_name="reports", max_retries=2, timeout=60)
+def summarize_week(reports: list[dict]) -> dict:
+    """Add daily reports up (a chord's callback) and write ``<REPORTS_DIR>/week-<first day>.json``."""
+    week = {
+        "days": [report["day"] for report in reports],
+        "orders": sum(report["orders"] for report in reports),
+        "revenue": round(sum(report["revenue"] for report in reports), 2),
+        "best_day": max(reports, key=lambda report: report["revenue"])["day"],
+    }
+    path = _output_dir() / f"week-{week['days'][0]}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(week, indent=2))
+    tmp.replace(path)
+    logger.info("week from {} written to {}: revenue {}", week["days"][0], path, week["revenue"])
+    return week
+
+
+def build_week(first_day: str, orders: int = 1000) -> WorkflowHandle:
+    """Build the seven daily reports from ``first_day`` in parallel, then their weekly summary.
+
+    >>> build_week("2026-11-16").get_result(timeout=60)["revenue"]
+    """
+    start = date.fromisoformat(first_day)
+    days = [(start + timedelta(days=offset)).isoformat() for offset in range(7)]
+    return chord([build_report.s(day, orders) for day in days], summarize_week.s()).send()
 
 
 @scheduler.scheduled_task(interval=30, id="todays-sales-report")

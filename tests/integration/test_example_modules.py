@@ -106,3 +106,22 @@ def test_build_report_writes_the_report_file(
     assert report["orders"] == 500
     assert report["revenue"] > 0
     assert report["median"] <= report["p95"]
+
+
+def test_build_week_runs_the_daily_reports_then_their_summary(
+    start_worker, example_producer: TaskManager, tmp_path: Path
+) -> None:
+    # Given a worker on the reports queue
+    reports = tmp_path / "reports-out"
+    start_worker("-q", "reports", modules=EXAMPLE_MODULES, env={"REPORTS_DIR": str(reports)})
+    from modules.reports.tasks import build_week  # type: ignore[import-not-found]
+
+    # When a week is asked for (a chord: seven daily reports in parallel, then the summary)
+    week = build_week("2026-11-16", orders=200).get_result(timeout=30)
+
+    # Then the summary adds up the seven daily files
+    days = [json.loads((reports / f"sales-2026-11-{day}.json").read_text()) for day in range(16, 23)]
+    assert week["days"] == [report["day"] for report in days]
+    assert week["orders"] == 7 * 200
+    assert week["revenue"] == round(sum(report["revenue"] for report in days), 2)
+    assert json.loads((reports / "week-2026-11-16.json").read_text()) == week
