@@ -16,6 +16,7 @@ EXAMPLE_ROWS = [
     ["modules.reports.tasks.build_report", "reports", "2", "300s", "sync", "modules.reports.tasks"],
     ["modules.reports.tasks.export_report", "reports", "0", "30s", "async", "modules.reports.tasks"],
     ["modules.reports.tasks.refresh_todays_report", "reports", "2", "300s", "sync", "modules.reports.tasks"],
+    ["modules.reports.tasks.summarize_week", "reports", "2", "60s", "sync", "modules.reports.tasks"],
 ]
 
 
