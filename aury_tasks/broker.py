@@ -372,7 +372,9 @@ def default_middleware(settings: TaskSettings) -> list[Middleware]:
     """Dramatiq's default middleware with our defaults, plus the ledger, asyncio and the log context.
 
     The ledger middleware sits before Retries so that its ``after_process_message`` runs after
-    Retries' (Dramatiq runs after-hooks in reverse) and sees whether the message failed for good.
+    Retries' (Dramatiq runs after-hooks in reverse) and sees whether the message failed for good;
+    the workflow middleware sits before the ledger's, so that a step's own record is final before
+    what follows it starts.
     """
     return [
         AgeLimit(),
@@ -380,9 +382,9 @@ def default_middleware(settings: TaskSettings) -> list[Middleware]:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
+        WorkflowSteps(),
         LedgerWriter(),
         FlowControl(),
-        WorkflowSteps(),
         CancelAwareRetries(
             max_retries=settings.max_retries,
             min_backoff=int(settings.retry_delay * 1000),

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import dramatiq
 import redis
 
+from .broker import enqueue_many as broker_enqueue_many
 from .encoding import (
     NOT_JSON,
     StrictJSONEncoder,
@@ -146,7 +148,7 @@ class Task(Generic[P, R]):
           eta: when the task may run (an aware ``datetime``; a naive one is local time).
           expires: seconds from now, or a ``datetime``, after which the task is not run any more
             (status ``expired``).
-          priority: RabbitMQ message priority (``broker_priority``, 0 = lowest); ignored by Redis.
+          priority: 0 to 9, higher runs first (default: the task's ``priority``).
           queue_name: send to this queue instead of the task's own.
           metadata: JSON values kept on the task's record, e.g. ``{"user_id": "42"}``.
           idempotency_key: once a task sent with this key has succeeded, a message with the same
@@ -161,8 +163,13 @@ class Task(Generic[P, R]):
         kwargs = dict(kwargs or {})
         delay_ms = _delay_ms(delay, eta)
         target_queue = queue_name or self.queue_name
-        if priority is not None:
-            options["broker_priority"] = priority
+        effective_priority = self.priority if priority is None else priority
+        if priority is not None and (
+            not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 9
+        ):
+            raise TaskOptionError(f"{self.name}: priority is an integer from 0 to 9, got {priority!r}")
+        if effective_priority:
+            options["priority"] = options["broker_priority"] = effective_priority
         if expires is not None:
             options["expires_at"] = _expires_at_ms(expires)
         if metadata:
@@ -186,7 +193,41 @@ class Task(Generic[P, R]):
             with payload_limit(self.manager.settings.max_message_bytes, self.name):
                 StrictJSONEncoder().encode(message.asdict())  # refused as a real send would be
             return self._run_eagerly(target_queue, args, kwargs)
+        if self.uniqueness is not None:
+            return self._send_unique(message, delay_ms)
         return enqueue(self.manager, message, delay_ms)
+
+    def _send_unique(self, message: dramatiq.Message[Any], delay_ms: int | None) -> TaskHandle:
+        """Enqueue ``message`` unless an identical send (``unique_for``) is still pending or running.
+
+        Returns:
+          TaskHandle: of the new task, or of the identical one (then nothing was enqueued).
+
+        Raises:
+          LedgerUnavailable: (a ``ConfigError``) when task state is not kept: the lock reads it.
+        """
+        from .errors import LedgerUnavailable
+        from .flow_control import claim_unique, release_unique
+
+        assert self.uniqueness is not None
+        try:
+            client = self.manager.store.client
+        except LedgerUnavailable:
+            raise LedgerUnavailable(
+                f"{self.name} is declared with unique_for, which needs task state kept in Redis:"
+                " set TASK_RESULT_BACKEND_URL to a Redis URL (and TASK_TRACK_STATE=true)"
+            ) from None
+        digest = self.uniqueness.digest(message.args, message.kwargs)
+        holder = claim_unique(client, self.name, digest, message.message_id, self.uniqueness.seconds)
+        if holder is not None:
+            return TaskHandle(
+                id=holder, task_name=self.name, queue_name=message.queue_name, _manager=self.manager
+            )
+        try:
+            return enqueue(self.manager, message, delay_ms)
+        except BaseException:
+            release_unique(client, self.name, digest, message.message_id)
+            raise
 
     def _run_eagerly(self, queue_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskHandle:
         # Round-trip through JSON so the function sees what a worker would (tuples become lists).
@@ -212,14 +253,48 @@ def enqueue(manager: TaskManager, message: dramatiq.Message[Any], delay_ms: int 
       BrokerUnavailable: when the broker cannot be reached.
     """
     broker = manager.broker_for_queue(message.queue_name)
+    with _sending(manager, [message]):
+        broker.enqueue(message, delay=delay_ms)
+    return _handle_of(manager, message, delay_ms)
+
+
+def enqueue_many(
+    manager: TaskManager, messages: Sequence[tuple[dramatiq.Message[Any], int | None]]
+) -> list[TaskHandle]:
+    """Send ``(message, delay in ms or None)`` pairs in batched round trips (one by one off Redis).
+
+    Each message is held to the same rules as :func:`enqueue`; on Redis, one that breaks them
+    means nothing is sent.
+
+    Raises:
+      The errors of :func:`enqueue`.
+    """
+    if not messages:
+        return []
+    broker = manager.broker
+    for queue_name in {message.queue_name for message, _ in messages}:
+        manager.broker_for_queue(queue_name)
+    with _sending(manager, [message for message, _ in messages]):
+        broker_enqueue_many(broker, messages)
+    return [_handle_of(manager, message, delay_ms) for message, delay_ms in messages]
+
+
+@contextlib.contextmanager
+def _sending(manager: TaskManager, messages: list[dramatiq.Message[Any]]) -> Iterator[None]:
+    """Hold the messages sent in this block to the size cap and turn broker errors into ours."""
+    first = messages[0]
     try:
-        with payload_limit(manager.settings.max_message_bytes, message.actor_name):
-            broker.enqueue(message, delay=delay_ms)
+        with payload_limit(manager.settings.max_message_bytes, first.actor_name):
+            yield
     except PayloadTooLarge:
         raise
     except NOT_JSON as exc:
-        # The message is encoded (strict JSON) before anything is written: name the bad argument.
-        raise unserializable_argument(message.actor_name, message.args, message.kwargs) or exc from None
+        # A message is encoded (strict JSON) before anything is written: name the bad argument.
+        for message in messages:
+            error = unserializable_argument(message.actor_name, message.args, message.kwargs)
+            if error is not None:
+                raise error from None
+        raise exc
     except redis.AuthenticationError as exc:
         # A subclass of ConnectionError, but a setting to fix rather than an outage (as `aum worker` says).
         raise ConfigError(
@@ -228,9 +303,12 @@ def enqueue(manager: TaskManager, message: dramatiq.Message[Any], delay_ms: int 
         ) from None
     except (redis.ConnectionError, redis.TimeoutError, dramatiq.errors.BrokerConnectionError) as exc:
         raise BrokerUnavailable(
-            f"cannot send {message.actor_name}: broker {manager.broker_info.display_url} unreachable"
+            f"cannot send {first.actor_name}: broker {manager.broker_info.display_url} unreachable"
             f" ({redact_text(str(exc))})"
         ) from None
+
+
+def _handle_of(manager: TaskManager, message: dramatiq.Message[Any], delay_ms: int | None) -> TaskHandle:
     when = None
     if delay_ms:
         when = datetime.fromtimestamp(time.time() + delay_ms / 1000, tz=timezone.utc)

@@ -46,6 +46,7 @@ _DELIVERY_OPTIONS = frozenset(
         "retry_of",
         "expires_at",
         "metadata",
+        "deferrals",
     }
 )
 #: Default window of :meth:`TaskTracking.statistics`.

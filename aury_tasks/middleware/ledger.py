@@ -61,6 +61,8 @@ class TaskRun:
     #: Where progress reports go (``None`` in eager mode: nothing is kept).
     ledger: LedgerWriter | None = None
     final: Write | None = field(default=None, repr=False)
+    #: Whether :attr:`final` was sent already (by the workflow middleware), not to ride on the ack.
+    final_sent: bool = False
     #: The idempotency key of this run, marked done in Redis once the task succeeded.
     idempotency_key: str | None = None
 
@@ -126,6 +128,11 @@ class LedgerWriter(Middleware):
         options = message.options
         task_id = message.message_id
         retries = options.get("retries", 0)
+        run = current_run.get()
+        if run is not None and run.task_id == task_id and retries + 1 == run.attempt:
+            # Flow control deferring the attempt under way (same task, same attempt): neither a new
+            # send nor a retry, so the record stays as it is.
+            return
         encoded: bytes | None = None
         if isinstance(threading.current_thread(), ConsumerThread):
             # A delayed message whose eta came, moved to its queue by the worker.
@@ -282,7 +289,7 @@ class LedgerWriter(Middleware):
 
     def before_ack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         run: TaskRun | None = getattr(message, "_aury_run", None)
-        if run is not None and run.final is not None and self.riders is not None:
+        if run is not None and run.final is not None and not run.final_sent and self.riders is not None:
             self.riders.add(message.options.get("redis_message_id", message.message_id), run.final)
 
     def before_nack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
@@ -290,6 +297,8 @@ class LedgerWriter(Middleware):
         if store is None or riders is None:
             return
         run: TaskRun | None = getattr(message, "_aury_run", None)
+        if run is not None and run.final_sent:
+            return
         write = run.final if run is not None else None
         if write is None:
             exception = getattr(message, "_exception", None)

@@ -1,7 +1,10 @@
 """The worker side of workflows: when a step ends, start what follows (before its ack).
 
-Placed after the ledger middleware and before Retries, so that its ``after_process_message``
-runs once Retries has decided whether a failure is final.
+Placed before the ledger middleware (and so before Retries): Dramatiq runs after-hooks in
+reverse, so its ``after_process_message`` runs once Retries has decided whether a failure is
+final and the ledger has made the step's final write. That write is sent first, so a step's
+record has ended before anything that follows it starts (or the workflow ends); it then no
+longer rides on the ack.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class WorkflowSteps(Middleware):
         manager = _manager_of(broker)
         for attempt in range(1, CONTINUE_ATTEMPTS + 1):
             try:
+                _send_final_write(manager, message)
                 action(manager)
                 return
             except (redis.ConnectionError, redis.TimeoutError, BrokerConnectionError) as exc:
@@ -119,3 +123,11 @@ def _manager_of(broker: dramatiq.Broker) -> Any:
         if manager._broker is broker:
             return manager
     return TaskManager.get_instance()
+
+
+def _send_final_write(manager: Any, message: MessageProxy) -> None:
+    """Send the step's own final ledger write now (it would have ridden on the ack)."""
+    run = getattr(message, "_aury_run", None)
+    if run is not None and run.final is not None and not run.final_sent:
+        run.final.run(manager.store.client)
+        run.final_sent = True
