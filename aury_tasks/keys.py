@@ -230,3 +230,12 @@ def priority_sequence(queue_name: str) -> str:
 def broker_heartbeats() -> str:
     """Dramatiq's sorted set of broker instances by last call (ms): a stale one is a dead worker."""
     return f"{BROKER_NAMESPACE}:__heartbeats__"
+
+
+def workflow_owed() -> str:
+    """Sorted set of fired groups whose continuation is not known to be started (score: fired at, ms).
+
+    A worker that fires a group (the join rides on a member's ack) starts the continuation and
+    removes the entry; an entry left behind by a worker that died is taken over by another.
+    """
+    return f"{LEDGER_PREFIX}owed"

@@ -10,7 +10,7 @@ pays for a ``SCRIPT EXISTS`` round trip.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,10 +39,16 @@ class Write:
     script: LuaScript
     keys: list[Any]
     args: list[Any]
+    #: Called with the call's reply when it was sent by :meth:`run` or :func:`run_pipelined`
+    #: (a write riding on someone else's round trip that needs its answer).
+    on_reply: Callable[[Any], None] | None = None
 
     def run(self, client: redis.Redis) -> Any:
         """Send this call on its own."""
-        return self.script(client, self.keys, self.args)
+        reply = self.script(client, self.keys, self.args)
+        if self.on_reply is not None:
+            self.on_reply(reply)
+        return reply
 
 
 def run_pipelined(client: redis.Redis, writes: Sequence[Write], extra: Write | None = None) -> Any:
@@ -52,6 +58,9 @@ def run_pipelined(client: redis.Redis, writes: Sequence[Write], extra: Write | N
     """
     calls = [*writes, extra] if extra is not None else list(writes)
     replies = run_calls(client, calls)
+    for call, reply in zip(calls, replies, strict=True):
+        if call.on_reply is not None:
+            call.on_reply(reply)
     return replies[-1] if extra is not None else None
 
 
@@ -86,7 +95,7 @@ def run_calls(client: redis.Redis, calls: Sequence[Write]) -> list[Any]:
         pool.release(connection)
     for index, (call, reply) in enumerate(zip(calls, replies, strict=True)):
         if isinstance(reply, NoScriptError):
-            replies[index] = reply = call.run(client)
+            replies[index] = reply = call.script(client, call.keys, call.args)
         if isinstance(reply, Exception):
             raise reply
     return replies

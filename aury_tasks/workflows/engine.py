@@ -25,7 +25,7 @@ from ..status import TaskStatus
 from ..store.scripts import run_calls
 from .canvas import Canvas, Group
 from .spec import Frame, Node, build, rest_of_chain, tasks
-from .state import StepError, WorkflowState
+from .state import JoinOutcome, StepError, WorkflowState
 
 if TYPE_CHECKING:
     from ..manager import TaskManager
@@ -102,7 +102,7 @@ def send_workflow(canvas: Canvas) -> WorkflowHandle:
 def execute(manager: TaskManager, launch: Launch) -> None:
     """Create the launch's groups, send its messages in batched round trips, carry on empty groups."""
     state = workflow_state(manager)
-    state.create_groups(launch.groups)
+    state.create_groups(launch.workflow_id, launch.groups)
     send_messages(manager, launch.messages)
     state.mark_started([node["id"] for node, _ in launch.groups])
     for frames in launch.immediate:
@@ -123,8 +123,8 @@ def advance(
             outcome = state.join(frame["join"], frame["i"], member_id, value=result)
             if outcome.action != "fire":
                 return  # others still run, or the group failed or fired before
-            result, frames = outcome.results, outcome.frames
-            continue
+            carry_fired(manager, frame["join"], outcome, member_id=member_id)
+            return
         node = frame["then"]
         if state.entry_done(node):
             return  # this step ran before (a redelivery): what follows was started then
@@ -144,6 +144,12 @@ def advance(
         return
 
 
+def carry_fired(manager: TaskManager, group_id: str, outcome: JoinOutcome, *, member_id: str) -> None:
+    """Start what follows a group that fired (its list of results), then settle what it owed."""
+    advance(manager, outcome.workflow_id, outcome.results, outcome.frames, member_id=member_id)
+    workflow_state(manager).settle(group_id)
+
+
 def fail(manager: TaskManager, workflow_id: str, error: StepError, frames: list[Frame]) -> None:
     """A step ended without a result: cancel what would have followed and fail upwards."""
     state = workflow_state(manager)
@@ -157,7 +163,7 @@ def fail(manager: TaskManager, workflow_id: str, error: StepError, frames: list[
             continue
         outcome = state.join(frame["join"], frame["i"], error.task_id, error=error)
         if outcome.action == "fire":  # member_failure="include": the group goes on
-            advance(manager, workflow_id, outcome.results, outcome.frames, member_id=error.task_id)
+            carry_fired(manager, frame["join"], outcome, member_id=error.task_id)
             return
         if outcome.action != "fail":
             return  # the group failed before, or still waits for others ("include")

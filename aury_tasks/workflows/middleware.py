@@ -1,10 +1,16 @@
-"""The worker side of workflows: when a step ends, start what follows (before its ack).
+"""The worker side of workflows: when a step ends, start what follows.
 
 Placed before the ledger middleware (and so before Retries): Dramatiq runs after-hooks in
 reverse, so its ``after_process_message`` runs once Retries has decided whether a failure is
-final and the ledger has made the step's final write. That write is sent first, so a step's
-record has ended before anything that follows it starts (or the workflow ends); it then no
-longer rides on the ack.
+final and the ledger has made the step's final write.
+
+A group member that succeeded hands its result to its group in the same round trip as its ack
+and its final write (the join rides on the ack); when that join fires the group, what follows
+is started by the :class:`~aury_tasks.workflows.continuations.Continuations` thread, and taken
+over by another worker if this one dies first. Any other step (a chain's step, a failure)
+starts what follows before its ack, its own final write sent first, so that its record has
+ended before anything after it starts; a worker killed in between leaves the message to be
+delivered again, and starting twice is harmless.
 """
 
 from __future__ import annotations
@@ -20,10 +26,13 @@ from dramatiq.middleware import Middleware
 from loguru import logger
 
 from ..errors import TaskInterrupted
+from ..middleware.ledger import LedgerWriter
 from ..settings import redact_text
 from ..status import TaskStatus
+from ..store.scripts import Write
+from .continuations import Continuations
 from .engine import NOT_JSON, WORKFLOW_OPTION, advance, dumps, fail
-from .state import StepError
+from .state import JoinOutcome, StepError, join_write
 
 #: Seconds between attempts to start a workflow's next step while Redis cannot be reached.
 CONTINUE_PAUSE = 1.0
@@ -33,6 +42,22 @@ CONTINUE_ATTEMPTS = 60
 
 class WorkflowSteps(Middleware):
     """Carries each workflow step's result, or its error, to the steps that follow."""
+
+    def __init__(self) -> None:
+        self.continuations: Continuations | None = None
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        writer = next((m for m in broker.middleware if isinstance(m, LedgerWriter)), None)
+        if writer is None or writer.store is None or writer.riders is None or not writer.riders.riding:
+            return  # joins are then sent before the ack, on their own
+        manager = _manager_of(broker)
+        self.continuations = Continuations(manager, manager.settings.heartbeat_timeout)
+        self.continuations.start()
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if self.continuations is not None:
+            self.continuations.stop()
+            self.continuations = None
 
     def after_process_message(
         self,
@@ -53,8 +78,12 @@ class WorkflowSteps(Middleware):
                     broker, message, step, "failure", "SerializationError", f"the result is not JSON: {exc}"
                 )
                 return
-            self._carry_on(broker, message, lambda manager: advance(manager, step["wf"], result, step["next"],
-                                                            member_id=message.message_id))  # fmt: skip
+            frames = step["next"]
+            if frames and "join" in frames[0] and self.continuations is not None:
+                message._aury_join = self._riding_join(frames[0], message.message_id, result)  # type: ignore[attr-defined]
+            else:
+                self._carry_on(broker, message, lambda manager: advance(manager, step["wf"], result, frames,
+                                                                member_id=message.message_id))  # fmt: skip
         elif isinstance(exception, TaskInterrupted):
             self._fail(
                 broker, message, step, TaskStatus.CANCELLED.value, "Cancelled", str(exception) or "cancelled"
@@ -78,6 +107,26 @@ class WorkflowSteps(Middleware):
                 broker, message, step, status.value, status.value.capitalize(), f"the step was {status.value}"
             )
         message._aury_workflow_done = True  # type: ignore[attr-defined]
+
+    def before_ack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        join: Write | None = getattr(message, "_aury_join", None)
+        writer = next((m for m in broker.middleware if isinstance(m, LedgerWriter)), None)
+        if join is not None and writer is not None and writer.riders is not None:
+            writer.riders.add(message.options.get("redis_message_id", message.message_id), join)
+
+    def _riding_join(self, frame: dict[str, Any], member_id: str, result: Any) -> Write:
+        """The member's join, to ride on its ack; a reply that fires the group goes to the thread."""
+        continuations = self.continuations
+        group_id = frame["join"]
+
+        def joined(reply: Any) -> None:
+            outcome = JoinOutcome.from_reply(reply)
+            if outcome.action == "fire" and continuations is not None:
+                continuations.fired(group_id, outcome, member_id)
+
+        write = join_write(group_id, frame["i"], member_id, value=result)
+        write.on_reply = joined
+        return write
 
     def after_nack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         step = message.options.get(WORKFLOW_OPTION)

@@ -23,17 +23,19 @@ import redis
 from .. import keys
 from ..status import TaskStatus
 from ..store.base import TaskRecord
-from ..store.scripts import LuaScript
+from ..store.scripts import LuaScript, Write
 from .spec import Frame, Node, kind
 
 #: How a workflow's record names its kind in ``task_name`` (``workflow:chain``, ``workflow:group`` …).
 WORKFLOW_PREFIX = "workflow:"
 
-# KEYS[1] group  ARGV[1] index  [2] value JSON  [3] member id  [4] 'ok' | 'error'  [5] error JSON
-# Returns {'missing'} | {'stopped'} | {'wait', done} | {'fail', frames} | {'fire', frames, r0, r1, …}
+# KEYS[1] group  [2] owed continuations  ARGV[1] index  [2] value JSON  [3] member id
+#     [4] 'ok' | 'error'  [5] error JSON  [6] now ms  [7] group id
+# Returns {'missing'} | {'stopped'} | {'wait', done} | {'fail', frames}
+#     | {'fire', frames, workflow id, r0, r1, …}
 JOIN = LuaScript("""
 local g = KEYS[1]
-local st = redis.call('HMGET', g, 'total', 'failed', 'fired', 'policy', 'frames')
+local st = redis.call('HMGET', g, 'total', 'failed', 'fired', 'policy', 'frames', 'wf')
 if not st[1] then return {'missing'} end
 if ARGV[4] == 'error' and st[4] ~= 'include' then
     if st[2] then return {'stopped'} end
@@ -49,9 +51,19 @@ local done = tonumber(redis.call('HGET', g, 'done'))
 if done < total then return {'wait', done} end
 if st[3] and st[3] ~= ARGV[3] then return {'stopped'} end
 redis.call('HSET', g, 'fired', ARGV[3])
-local out = {'fire', st[5]}
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7])
+local out = {'fire', st[5], st[6] or ''}
 for i = 0, total - 1 do out[#out + 1] = redis.call('HGET', g, 'r:' .. i) end
 return out
+""")
+
+# Take over owed continuations fired before a cutoff (their worker died): re-score them now so
+# that no other worker takes them for another cutoff's length.
+# KEYS[1] owed  ARGV[1] cutoff ms  [2] now ms  [3] how many
+CLAIM_OWED = LuaScript("""
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
+return ids
 """)
 
 # End a workflow record, unless it has ended. KEYS[1] record  ARGV[1] id  [2] events channel
@@ -101,6 +113,19 @@ class JoinOutcome:
     frames: list[Frame]
     #: The members' results in order, when it fired.
     results: list[Any]
+    #: The workflow the group belongs to, when it fired.
+    workflow_id: str = ""
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> JoinOutcome:
+        """Read the reply of the :data:`JOIN` script."""
+        action = _text(reply[0])
+        if action == "fire":
+            results = [json.loads(item) for item in reply[3:]]
+            return cls(action, json.loads(reply[1]), results, _text(reply[2]))
+        if action == "fail":
+            return cls(action, json.loads(reply[1]), [])
+        return cls(action, [], [])
 
 
 class WorkflowState:
@@ -157,13 +182,14 @@ class WorkflowState:
 
     # Groups
 
-    def create_groups(self, groups: list[tuple[Node, list[Frame]]]) -> None:
+    def create_groups(self, workflow_id: str, groups: list[tuple[Node, list[Frame]]]) -> None:
         """Write each group's size, failure policy and continuation (kept if already written)."""
         if not groups:
             return
         pipe = self.client.pipeline(transaction=False)
         for node, frames in groups:
             key = keys.group_state(node["id"])
+            pipe.hsetnx(key, "wf", workflow_id)
             pipe.hsetnx(key, "total", len(node["members"]))
             pipe.hsetnx(key, "done", 0)
             pipe.hsetnx(key, "policy", node.get("policy", "fail"))
@@ -182,16 +208,30 @@ class WorkflowState:
     def join(self, group_id: str, index: int, member_id: str, *, value: Any = None,
              error: StepError | None = None) -> JoinOutcome:  # fmt: skip
         """Hand a member's result (or its error) to its group."""
-        text = json.dumps(value if error is None else error.as_entry(), separators=(",", ":"))
-        reply = JOIN(self.client, [keys.group_state(group_id)], [
-            index, text, member_id, "ok" if error is None else "error", error.to_json() if error else "",
-        ])  # fmt: skip
-        action = _text(reply[0])
-        if action == "fire":
-            return JoinOutcome(action, json.loads(reply[1]), [json.loads(item) for item in reply[2:]])
-        if action == "fail":
-            return JoinOutcome(action, json.loads(reply[1]), [])
-        return JoinOutcome(action, [], [])
+        return JoinOutcome.from_reply(
+            join_write(group_id, index, member_id, value=value, error=error).run(self.client)
+        )
+
+    def settle(self, group_id: str) -> None:
+        """The continuation of fired ``group_id`` was started: nothing is owed any more."""
+        self.client.zrem(keys.workflow_owed(), group_id)
+
+    def claim_owed(self, older_than: float, limit: int = 100) -> list[str]:
+        """Take over the groups fired more than ``older_than`` seconds ago and still owed."""
+        now = int(time.time() * 1000)
+        return [_text(item) for item in CLAIM_OWED(
+            self.client, [keys.workflow_owed()], [now - int(older_than * 1000), now, limit]
+        )]  # fmt: skip
+
+    def fired(self, group_id: str) -> tuple[JoinOutcome, str] | None:
+        """How a group fired (its continuation and results) and the member that fired it, or ``None``."""
+        total, fired, frames, workflow_id = self.client.hmget(
+            keys.group_state(group_id), ["total", "fired", "frames", "wf"]
+        )
+        if not fired or total is None:
+            return None
+        outcome = JoinOutcome("fire", json.loads(frames), self.group_results(group_id), workflow_id or "")
+        return outcome, fired
 
     def group_counts(self, group_id: str) -> tuple[int, int]:
         """``(done, total)`` of a group."""
@@ -213,6 +253,17 @@ class WorkflowState:
         if node["k"] == "task":
             return bool(self.client.exists(keys.task_record(node["id"])))
         return self.client.hget(keys.group_state(node["id"]), "started") is not None
+
+
+def join_write(
+    group_id: str, index: int, member_id: str, *, value: Any = None, error: StepError | None = None
+) -> Write:
+    """The :data:`JOIN` call handing a member's result (or error) to its group, to send or to ride."""
+    text = json.dumps(value if error is None else error.as_entry(), separators=(",", ":"))
+    return Write(JOIN, [keys.group_state(group_id), keys.workflow_owed()], [
+        index, text, member_id, "ok" if error is None else "error", error.to_json() if error else "",
+        int(time.time() * 1000), group_id,
+    ])  # fmt: skip
 
 
 def is_workflow(record: TaskRecord) -> bool:

@@ -27,6 +27,7 @@ from aury_tasks import (
     keys,
 )
 from aury_tasks.cli.main import main
+from aury_tasks.workflows.state import WorkflowState
 
 from .events import EventLog, wait_until
 
@@ -239,3 +240,26 @@ def test_chord_members_redelivered_after_a_worker_kill_fire_the_callback_once(
     time.sleep(0.5)  # a second callback, were one started, would have run by now
     assert len(events.all("collect")) == 1
     assert handle.tree().root.children[1].status == "success"
+
+
+def test_a_fired_group_whose_worker_died_is_taken_over(
+    flows, start_worker: Callable[..., WorkerProcess], events: EventLog, redis_client
+) -> None:
+    # Given a chord whose members all joined, as if by a worker that then died before it started
+    # the callback (the joins rode on the members' acks; the callback is still owed)
+    handle = chord([flows.add.s(i, 0) for i in range(3)], flows.collect.s()).send()
+    flows.tm.broker.flush("flows")
+    group_id = handle.tree().root.children[0].id
+    state = WorkflowState(flows.tm.store.client, flows.tm.store.ttl_ms)
+    members = [child.id for child in handle.tree().root.children[0].children]
+    outcomes = [state.join(group_id, i, member, value=i) for i, member in enumerate(members)]
+    assert [outcome.action for outcome in outcomes] == ["wait", "wait", "fire"]
+    assert redis_client.zscore(keys.workflow_owed(), group_id) is not None
+
+    # When a worker runs, once the debt is older than the heartbeat timeout
+    start_worker("-q", "flows", modules=MODULES, env={"TASK_HEARTBEAT_TIMEOUT": "2"})
+
+    # Then it starts the callback, once, with the members' results
+    assert handle.get_result(timeout=30) == [0, 1, 2]
+    assert len(events.all("collect")) == 1
+    wait_until(lambda: redis_client.zscore(keys.workflow_owed(), group_id) is None, timeout=5, what="settled")
