@@ -143,11 +143,18 @@ def spawn_aum(
     return spawned
 
 
-def stop_all(processes: list[WorkerProcess]) -> None:
-    """Stop every process: signal all first (each takes seconds to stop gracefully), then wait."""
+def stop_all(processes: list[WorkerProcess], *, graceful: bool = True) -> None:
+    """Stop every process: signal all first (each takes seconds to stop gracefully), then wait.
+
+    ``graceful=False`` kills them at once (a test's teardown: what a graceful stop does is tested
+    by the tests that stop a worker themselves, and Redis is flushed before the next test).
+    """
     for spawned in processes:
         if spawned.process.poll() is None:
-            spawned.process.terminate()
+            if graceful:
+                spawned.process.terminate()
+            else:
+                spawned.signal_group(signal.SIGKILL)
     for spawned in processes:
         spawned.stop()
         spawned.signal_group(signal.SIGKILL)  # a child left behind by a killed parent
@@ -176,7 +183,7 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Worke
         return worker
 
     yield start
-    stop_all(workers)
+    stop_all(workers, graceful=False)
 
 
 @pytest.fixture
@@ -190,7 +197,7 @@ def start_aum(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPr
         return spawned
 
     yield start
-    stop_all(started)
+    stop_all(started, graceful=False)
 
 
 @pytest.fixture
@@ -210,7 +217,7 @@ def start_scheduler(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Wo
         return scheduler
 
     yield start
-    stop_all(schedulers)
+    stop_all(schedulers, graceful=False)
 
 
 @pytest.fixture
