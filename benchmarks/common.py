@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import os
 import platform
@@ -49,3 +51,11 @@ def machine_info(server: EmbeddedServer, **extra: Any) -> dict[str, Any]:
         "server": server.version,
         **extra,
     }
+
+
+def save_json(args: argparse.Namespace, **sections: Any) -> None:
+    """Write the run's configuration (``args``) and ``sections`` as JSON to ``args.json``."""
+    config = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"config": config, **sections}, indent=2))
+    print(f"saved: {args.json}")

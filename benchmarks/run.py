@@ -23,7 +23,6 @@ ratios. Run it from the repository with the project's venv::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -41,7 +40,7 @@ from typing import Any
 
 import dramatiq
 import redis
-from common import free_port, machine_info, percentile
+from common import free_port, machine_info, percentile, save_json
 from contenders import Side, make_aury_side, make_raw_side, write_worker_modules
 
 from aury_tasks.embedded import start_server
@@ -389,11 +388,7 @@ def report(args: argparse.Namespace, info: dict[str, Any], rounds: list[dict[str
         runs = [{name: {**run.metrics(), "latency_samples_ms": run.latency_samples,
                         "idle_samples_ms": run.idle_samples} for name, run in r.items()}
                 for r in rounds]  # fmt: skip
-        config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        payload = {"config": config, "machine": info, "summary": summary, "rounds": runs}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2))
-        print(f"saved: {args.json}")
+        save_json(args, machine=info, summary=summary, rounds=runs)
 
 
 # Main

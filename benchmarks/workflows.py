@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from common import free_port, machine_info
+from common import free_port, machine_info, save_json
 from contenders import QUEUE, Side
 from redis.connection import AbstractConnection
 from run import BenchmarkError, Rate, measure_drain, process_tree_cpu, reset_redis, worker_process
@@ -336,11 +335,7 @@ def report(args: argparse.Namespace, info: dict[str, Any], rounds: list[dict[str
              for v, run in r.items()}
             for r in rounds
         ]  # fmt: skip
-        config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        payload = {"config": config, "machine": info, "summary": summary, "rounds": runs}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2))
-        print(f"saved: {args.json}")
+        save_json(args, machine=info, summary=summary, rounds=runs)
 
 
 # Main

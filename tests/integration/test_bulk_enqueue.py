@@ -15,7 +15,6 @@ from redis.connection import AbstractConnection
 
 from aury_tasks import TaskManager, TaskStatus, keys
 from aury_tasks.broker import BULK_BATCH_SIZE, AuryRedisBroker, enqueue_many
-from aury_tasks.settings import get_settings
 
 from .events import wait_until
 
@@ -24,11 +23,8 @@ COUNT = 10_000
 
 
 @pytest.fixture
-def tasks(redis_url: str, monkeypatch: pytest.MonkeyPatch, import_modules) -> ModuleType:
+def tasks(producer: TaskManager, import_modules) -> ModuleType:
     """The fixture task module with ``counted``, imported by the default TaskManager on the test Redis."""
-    monkeypatch.setenv("TASK_BROKER_URL", redis_url)
-    get_settings.cache_clear()
-    TaskManager.get_instance()
     import_modules(PRIORITY_MODULES)
     return importlib.import_module("priority_modules.ranked.tasks")
 

@@ -16,7 +16,6 @@ import redis
 
 from aury_tasks import TaskManager, keys
 from aury_tasks.broker import AuryRedisBroker, enqueue_many
-from aury_tasks.settings import get_settings
 
 from .events import wait_until
 
@@ -26,11 +25,8 @@ PREFETCH = 2
 
 
 @pytest.fixture
-def ranked(redis_url: str, monkeypatch: pytest.MonkeyPatch, import_modules) -> ModuleType:
+def ranked(producer: TaskManager, import_modules) -> ModuleType:
     """The ``ranked`` fixture task module, imported by the default TaskManager sending to the test Redis."""
-    monkeypatch.setenv("TASK_BROKER_URL", redis_url)
-    get_settings.cache_clear()
-    TaskManager.get_instance()
     import_modules(PRIORITY_MODULES)
     return importlib.import_module("priority_modules.ranked.tasks")
 
