@@ -110,8 +110,10 @@ class WorkflowSteps(Middleware):
 
     def before_ack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         join: Write | None = getattr(message, "_aury_join", None)
+        if join is None:  # (every message is acked: nothing more on that path)
+            return
         writer = next((m for m in broker.middleware if isinstance(m, LedgerWriter)), None)
-        if join is not None and writer is not None and writer.riders is not None:
+        if writer is not None and writer.riders is not None:
             writer.riders.add(message.options.get("redis_message_id", message.message_id), join)
 
     def _riding_join(self, frame: dict[str, Any], member_id: str, result: Any) -> Write:
