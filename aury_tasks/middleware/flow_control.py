@@ -3,9 +3,9 @@
 Just before a run of such a task starts (``before_process_message``, after the ledger's own
 checks), it takes a concurrency slot, then counts against the rate limit. When either is full,
 the same message (same task id, same retry count) is sent again with a short delay and this
-delivery is skipped: Dramatiq acknowledges it without a final write, and the ledger refuses the
-copy's enqueue write (same attempt, no later phase), so the record stays ``pending`` and the
-attempt is not a retry. The copy is enqueued before the delivery is acknowledged: a worker
+delivery is skipped: Dramatiq acknowledges it without a final write, and the ledger makes no
+write for the copy (the same task and attempt as the run under way), so the record stays
+``pending`` and the attempt is not a retry. The copy is enqueued before the delivery is acknowledged: a worker
 killed in between leaves both, and the task may run twice (at-least-once), never zero times.
 
 The delay grows with the deferrals of a message (counted in its ``deferrals`` option), so a long
