@@ -88,13 +88,13 @@ def test_priorities_run_highest_first_and_in_order_sent_within_a_priority(
 def test_a_delayed_priority_message_keeps_its_priority_once_due(
     ranked: ModuleType, one_thread_worker, redis_client: redis.Redis
 ) -> None:
-    # Given a backlog of priority 0 whose first task waits at a gate, and a priority-9 message
-    # delayed by half a second
+    # Given a backlog of priority 0 whose first task waits at a gate, and then (the gate task
+    # running) a priority-9 message delayed by half a second
     tm = TaskManager.get_instance()
     enqueue_many(tm.broker, low_messages(ranked, [ranked.GATED] + [f"low-{i}" for i in range(1, 50)]))
-    ranked.ranked.send_with_options(args=("late",), priority=9, delay=0.5)
     one_thread_worker()
     assert started(redis_client, ranked, 1) == [ranked.GATED]
+    ranked.ranked.send_with_options(args=("late",), priority=9, delay=0.5)
 
     # When the delayed message is due (the worker moves it to the queue's priority set), then the
     # gate opens
