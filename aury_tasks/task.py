@@ -9,7 +9,7 @@ import inspect
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -159,10 +159,89 @@ class Task(Generic[P, R]):
         Returns:
           TaskHandle: carrying the task id.
         """
-        args = tuple(args)
-        kwargs = dict(kwargs or {})
-        delay_ms = _delay_ms(delay, eta)
+        shared, delay_ms = self._message_options(
+            delay=delay, eta=eta, expires=expires, priority=priority, metadata=metadata, options=options
+        )
+        if idempotency_key is not None:
+            if not isinstance(idempotency_key, str) or not idempotency_key or len(idempotency_key) > 256:
+                raise TaskOptionError(
+                    f"idempotency_key is text of 1 to 256 characters, got {idempotency_key!r}"
+                )
+            shared["idempotency_key"] = idempotency_key
+        args, kwargs = tuple(args), dict(kwargs or {})
         target_queue = queue_name or self.queue_name
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=target_queue, actor_name=self.name, args=args, kwargs=kwargs, options=shared
+        )
+        if self.manager.run_mode is RunMode.EAGER:
+            self._check_eager_send(message)
+            return self._run_eagerly(target_queue, args, kwargs)
+        if self.uniqueness is not None:
+            return self._send_unique(message, delay_ms)
+        return enqueue(self.manager, message, delay_ms)
+
+    def send_many(
+        self,
+        calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+        *,
+        delay: float | None = None,
+        eta: datetime | None = None,
+        expires: float | datetime | None = None,
+        priority: int | None = None,
+        queue_name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> list[TaskHandle]:
+        """Enqueue the task once per item of ``calls``, in batched round trips.
+
+        Each item is a tuple (or list) of positional arguments or a dict of keyword arguments
+        (a single dict argument is ``(a_dict,)``). The options apply to every task, as in
+        :meth:`send_with_options`. Each message is checked as ``send`` checks it; on Redis, a
+        message that fails the check means none is sent. A task declared with ``unique_for`` is
+        sent one item at a time (each claims its lock).
+
+        >>> handles = resize.send_many([(path, 512) for path in paths])
+        >>> handles = notify.send_many([{"user_id": uid} for uid in user_ids], queue_name="bulk")
+
+        Returns:
+          list[TaskHandle]: one per item, in order.
+        """
+        split = [_arguments_of(self.name, call) for call in calls]
+        shared, delay_ms = self._message_options(
+            delay=delay, eta=eta, expires=expires, priority=priority, metadata=metadata, options=options
+        )
+        target_queue = queue_name or self.queue_name
+        messages: list[dramatiq.Message[Any]] = [
+            dramatiq.Message(queue_name=target_queue, actor_name=self.name, args=args, kwargs=kwargs,
+                             options=dict(shared))
+            for args, kwargs in split
+        ]  # fmt: skip
+        if self.manager.run_mode is RunMode.EAGER:
+            for message in messages:
+                self._check_eager_send(message)
+            return [self._run_eagerly(target_queue, args, kwargs) for args, kwargs in split]
+        if self.uniqueness is not None:
+            return [self._send_unique(message, delay_ms) for message in messages]
+        return enqueue_many(self.manager, [(message, delay_ms) for message in messages])
+
+    def _check_eager_send(self, message: dramatiq.Message[Any]) -> None:
+        """Refuse, in eager mode, what a real send would refuse (non-JSON, over the size cap)."""
+        check_json_arguments(self.name, message.args, message.kwargs)
+        with payload_limit(self.manager.settings.max_message_bytes, self.name):
+            StrictJSONEncoder().encode(message.asdict())
+
+    def _message_options(
+        self,
+        *,
+        delay: float | None,
+        eta: datetime | None,
+        expires: float | datetime | None,
+        priority: int | None,
+        metadata: Mapping[str, Any] | None,
+        options: dict[str, Any],
+    ) -> tuple[dict[str, Any], int | None]:
+        """The message options of a send (priority, expiry, metadata checked) and its delay in ms."""
+        delay_ms = _delay_ms(delay, eta)
         effective_priority = self.priority if priority is None else priority
         if priority is not None and (
             not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 9
@@ -175,27 +254,7 @@ class Task(Generic[P, R]):
         if metadata:
             check_json_metadata(self.name, metadata, self.manager.settings.max_message_bytes)
             options["metadata"] = dict(metadata)
-        if idempotency_key is not None:
-            if not isinstance(idempotency_key, str) or not idempotency_key or len(idempotency_key) > 256:
-                raise TaskOptionError(
-                    f"idempotency_key is text of 1 to 256 characters, got {idempotency_key!r}"
-                )
-            options["idempotency_key"] = idempotency_key
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=target_queue,
-            actor_name=self.name,
-            args=args,
-            kwargs=kwargs,
-            options=options,
-        )
-        if self.manager.run_mode is RunMode.EAGER:
-            check_json_arguments(self.name, args, kwargs)
-            with payload_limit(self.manager.settings.max_message_bytes, self.name):
-                StrictJSONEncoder().encode(message.asdict())  # refused as a real send would be
-            return self._run_eagerly(target_queue, args, kwargs)
-        if self.uniqueness is not None:
-            return self._send_unique(message, delay_ms)
-        return enqueue(self.manager, message, delay_ms)
+        return options, delay_ms
 
     def _send_unique(self, message: dramatiq.Message[Any], delay_ms: int | None) -> TaskHandle:
         """Enqueue ``message`` unless an identical send (``unique_for``) is still pending or running.
@@ -330,6 +389,18 @@ def run_coroutine_sync(awaitable: Awaitable[R]) -> R:
         return asyncio.run(_await())
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, _await()).result()
+
+
+def _arguments_of(task_name: str, call: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional and keyword arguments of one item of ``send_many``."""
+    if isinstance(call, Mapping):
+        return (), dict(call)
+    if isinstance(call, (tuple, list)):
+        return tuple(call), {}
+    raise TaskOptionError(
+        f"{task_name}.send_many takes, per task, a tuple of positional arguments or a dict of keyword"
+        f" arguments, got {call!r}"
+    )
 
 
 def _expires_at_ms(expires: float | datetime) -> int:

@@ -13,7 +13,7 @@ import pytest
 import redis
 from redis.connection import AbstractConnection
 
-from aury_tasks import TaskManager, TaskStatus, keys
+from aury_tasks import SerializationError, TaskManager, TaskOptionError, TaskStatus, keys
 from aury_tasks.broker import BULK_BATCH_SIZE, AuryRedisBroker, enqueue_many
 
 from .events import wait_until
@@ -139,3 +139,36 @@ def test_bulk_enqueue_against_one_enqueue_per_message(tasks: ModuleType) -> None
     # Then (a measure, not a test) see how much faster the bulk was
     print(f"\n{COUNT:,} messages: enqueue_many {bulk:.2f} s, broker.enqueue loop {single:.2f} s"
           f" ({single / bulk:.1f}x)")  # fmt: skip
+
+
+def test_send_many_sends_in_batches_with_the_checks_of_send(
+    tasks: ModuleType, round_trips: list[int], start_worker, redis_client: redis.Redis
+) -> None:
+    # Given 2,000 calls of a task, as tuples of positional arguments and dicts of keyword ones
+    tm = TaskManager.get_instance()
+    calls = [(n,) if n % 2 else {"number": n} for n in range(2_000)]
+
+    # When they are sent with send_many
+    handles = tasks.counted.send_many(calls, metadata={"batch": "b1"})
+
+    # Then it took a handful of round trips, each task has its pending record with the metadata
+    assert len(round_trips) <= 2_000 // BULK_BATCH_SIZE + 15
+    assert len(handles) == 2_000 and len({handle.id for handle in handles}) == 2_000
+    record = tm.task_record(handles[7].id)
+    assert (record.status, record.args, record.metadata) == (TaskStatus.PENDING, [7], {"batch": "b1"})
+    assert tm.task_record(handles[8].id).kwargs == {"number": 8}
+
+    # And a worker runs each once
+    start_worker("-q", "bulk", "-c", "8", modules=PRIORITY_MODULES)
+    wait_until(lambda: redis_client.hlen(tasks.RUNS) == 2_000, timeout=60, what="2,000 runs")
+    assert set(redis_client.hgetall(tasks.RUNS).values()) == {"1"}
+
+
+def test_send_many_names_a_bad_argument_and_sends_nothing(
+    tasks: ModuleType, redis_client: redis.Redis
+) -> None:
+    with pytest.raises(SerializationError, match="argument 0"):
+        tasks.counted.send_many([(1,), (2,), ({1, 2},), (4,)])
+    with pytest.raises(TaskOptionError, match="a tuple of positional arguments or a dict"):
+        tasks.counted.send_many([(1,), 2])
+    assert redis_client.llen(keys.broker_queue("bulk")) == 0

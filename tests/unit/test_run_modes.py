@@ -316,3 +316,28 @@ def test_an_unreachable_broker_raises_broker_unavailable_without_the_password() 
     assert "hunter2" not in message
     assert caught.value.exit_code == 4
     assert isinstance(caught.value, ConnectionError)
+
+
+def test_send_many_on_the_stub_broker_sends_one_message_per_call(memory_tm: TaskManager) -> None:
+    # Given a producer on the stub broker
+    add = declare_add(memory_tm)
+
+    # When three calls are sent at once, with options for all
+    handles = add.send_many([(1, 2), {"x": 3, "y": 4, "scale": 2}, [5, 6]], priority=3)
+
+    # Then each is a message of its own, in order, with its arguments and the shared options
+    messages = queued_messages(memory_tm.broker, "math")
+    assert [m.message_id for m in messages] == [h.id for h in handles]
+    assert [(list(m.args), m.kwargs) for m in messages] == [
+        ([1, 2], {}),
+        ([], {"x": 3, "y": 4, "scale": 2}),
+        ([5, 6], {}),
+    ]
+    assert {m.options["priority"] for m in messages} == {3}
+
+
+def test_send_many_in_eager_mode_runs_each_call(eager_tm: TaskManager) -> None:
+    add = declare_add(eager_tm)
+    assert [h.eager_result for h in add.send_many([(1, 2), {"x": 1, "y": 1, "scale": 5}])] == [3, 10]
+    with pytest.raises(TypeError, match="argument 0"):
+        add.send_many([(1, 2), (float("nan"), 1)])
