@@ -181,9 +181,10 @@ class AuryRedisBroker(RedisBroker):
 
         Every message is copied, announced to the middleware (``before_enqueue``) and encoded
         before anything is sent; then their script calls, each with its ledger writes riding
-        just before it, go :data:`BULK_BATCH_SIZE` messages per round trip, and ``after_enqueue``
-        is emitted for the messages of each batch once it is sent. Queue maintenance is left
-        to single sends and fetches.
+        just before it, are written :data:`BULK_BATCH_SIZE` messages at a time (Redis runs a
+        batch while the next is written) and their replies read every :data:`BULK_ROUND_TRIP`
+        messages; ``after_enqueue`` is emitted for those messages then. Queue maintenance is
+        left to single sends and fetches.
 
         Parameters:
           messages: ``(message, delay)`` pairs, the delay in ms or ``None``.
@@ -218,10 +219,12 @@ class AuryRedisBroker(RedisBroker):
                 calls.append(Write(self._dispatch_script, [self.namespace], args))
             per_message.append(calls)
         _load_scripts(self.client, {call.script for calls in per_message for call in calls})
-        for start in range(0, len(prepared), BULK_BATCH_SIZE):
-            batch = per_message[start : start + BULK_BATCH_SIZE]
-            run_calls(self.client, [call for calls in batch for call in calls])
-            for message, delay in prepared[start : start + BULK_BATCH_SIZE]:
+        for start in range(0, len(prepared), BULK_ROUND_TRIP):
+            batch = per_message[start : start + BULK_ROUND_TRIP]
+            calls_per_message = len(batch[0])
+            run_calls(self.client, [call for calls in batch for call in calls],
+                      chunk_size=BULK_BATCH_SIZE * calls_per_message)  # fmt: skip
+            for message, delay in prepared[start : start + BULK_ROUND_TRIP]:
                 self.emit_after("enqueue", message, delay)
         return [message for message, _ in prepared]
 
@@ -290,8 +293,11 @@ class AuryRedisBroker(RedisBroker):
         return True
 
 
-#: Messages sent per round trip by :meth:`AuryRedisBroker.enqueue_many`.
+#: Messages written at a time by :meth:`AuryRedisBroker.enqueue_many` (Redis runs them while the
+#: next are written).
 BULK_BATCH_SIZE = 500
+#: Messages whose replies are read together by :meth:`AuryRedisBroker.enqueue_many`: one round trip.
+BULK_ROUND_TRIP = 10 * BULK_BATCH_SIZE
 
 
 def enqueue_many(

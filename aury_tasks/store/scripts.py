@@ -64,7 +64,7 @@ def run_pipelined(client: redis.Redis, writes: Sequence[Write], extra: Write | N
     return replies[-1] if extra is not None else None
 
 
-def run_calls(client: redis.Redis, calls: Sequence[Write]) -> list[Any]:
+def run_calls(client: redis.Redis, calls: Sequence[Write], *, chunk_size: int = 0) -> list[Any]:
     """Send ``calls`` in one round trip, in order; return their replies.
 
     The calls are packed and written on one pooled connection and their replies read back, with
@@ -72,8 +72,13 @@ def run_calls(client: redis.Redis, calls: Sequence[Write]) -> list[Any]:
     answered ``NOSCRIPT`` did not run: it is sent again with its source. Any other error reply is
     raised once every reply has been read. A pooled connection found closed while sending (the
     server restarted) is replaced once; nothing had reached the server then.
+
+    With ``chunk_size``, the calls are written that many at a time (the server runs the first
+    while the next are written), every reply being read at the end: for thousands of calls.
     """
-    packed = [b"".join(_pack_call(call) for call in calls)]
+    size = chunk_size or len(calls) or 1
+    packed = [b"".join(_pack_call(call) for call in calls[start : start + size])
+              for start in range(0, len(calls), size)]  # fmt: skip
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
