@@ -8,20 +8,16 @@ at all the embedded Redis (:mod:`aury_tasks.embedded`).
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
-from uuid import uuid4
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
-from dramatiq.brokers.redis import _scripts as _dramatiq_scripts
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import current_millis, dq_name, q_name
+from dramatiq.common import q_name
 from dramatiq.errors import DecodeError
 from dramatiq.middleware import (
     AgeLimit,
@@ -42,13 +38,14 @@ from .embedded import EmbeddedServer, ensure_embedded_server
 from .encoding import install_strict_encoder
 from .errors import ConfigError
 from .middleware import CancelAwareRetries, FlowControl, LedgerWriter, LogContext
-from .priority import enqueue_write, message_priority, promote_write
-from .recovery import READ_SUSPECTS, REDELIVERY_LIMIT, MarkSuspectsRunning, recover_dead_workers_messages
-from .riders import Riders, fill_message
+from .priority import message_priority
+from .recovery import REDELIVERY_LIMIT, MarkSuspectsRunning, recover_dead_workers_messages
+from .redis_internals import FastRedisBroker, copy_for_enqueue, load_scripts
+from .riders import Riders
 from .settings import TaskSettings, redact_url
 from .status import TaskStatus
 from .store.redis import RedisTaskStore
-from .store.scripts import LuaScript, Write, run_calls, run_pipelined
+from .store.scripts import Write, run_calls
 from .workflows.middleware import WorkflowSteps
 
 
@@ -72,25 +69,25 @@ class BrokerInfo:
         return f"{self.kind} at {self.display_url}"
 
 
-class AuryRedisBroker(RedisBroker):
-    """Dramatiq's Redis broker with time-based queue maintenance and ledger writes riding along.
+class AuryRedisBroker(FastRedisBroker):
+    """Dramatiq's Redis broker with time-based queue maintenance, ledger writes riding along, wake-ups.
 
     Dramatiq runs maintenance (giving a dead worker's unacknowledged messages back to the
     queue) on a 0.1 % chance per broker call, so with little traffic a killed worker's tasks
-    can wait for hours (Dramatiq issue #527). Here every process also runs it at least once per
-    ``maintenance_interval`` *for each queue* it fetches from or sends to (maintenance only
-    recovers the messages of the queue of the call that runs it), which bounds recovery at
-    about heartbeat timeout + interval + 1 s.
+    can wait for hours (Dramatiq issue #527). Here a worker process's wake-up thread, which
+    beats every third of the heartbeat timeout, notices a worker newly dead and makes
+    maintenance due on every queue, waking the consumers: their next fetch gives the dead
+    worker's messages back (maintenance only recovers the messages of the queue of the call that
+    runs it). Recovery is so bounded at about 4/3 of the heartbeat timeout. Every process also runs
+    it at least once per ``maintenance_interval`` for each queue it fetches from or sends to (a
+    safety net, and Dramatiq's expiry of old dead letters).
 
     Ledger writes parked in :attr:`riders` for an enqueue, ack or nack are sent in the same
-    pipeline as Dramatiq's script call (see :mod:`aury_tasks.riders`). A message sent with a
-    priority waits in its queue's priority set and is fetched first (see
+    pipeline as the broker's own script call (see :mod:`aury_tasks.riders`). A message sent
+    with a priority waits in its queue's priority set and is fetched first (see
     :mod:`aury_tasks.priority`); :meth:`enqueue_many` sends many messages in few round trips.
-
-    This overrides Dramatiq's private ``_dispatch`` (the argument list of its Lua dispatch
-    script) and ``_should_do_maintenance``, and its ``enqueue`` is copied for messages with a
-    priority and in bulk: Dramatiq is pinned to its minor version, and
-    ``tests/unit/test_dramatiq_internals.py`` fails, naming what changed, if they differ.
+    Fetches, sends and the consumer loop are aury-tasks's own (:mod:`aury_tasks.redis_internals`):
+    an idle worker waits for a wake signal instead of polling.
     """
 
     def __init__(self, *, maintenance_interval: float, max_deliveries: int = 5, **kwargs: object) -> None:
@@ -105,74 +102,6 @@ class AuryRedisBroker(RedisBroker):
         #: Deliveries of a message that may end with their worker dead before it is dead-lettered.
         self.max_deliveries = max_deliveries
         self._next_maintenance: dict[str, float] = {}
-        # The queue of the call in progress on this thread, for _should_do_maintenance.
-        self._call = threading.local()
-        #: Ledger writes waiting for their enqueue/ack/nack (set when the ledger shares this Redis).
-        self.riders: Riders | None = None
-        self._dispatch_script = LuaScript(_dramatiq_scripts["dispatch"].decode())
-        #: Per queue, the delivery ids of its suspects as of this process's last fetch from it
-        #: (messages once held by a worker that died; see :mod:`aury_tasks.recovery`).
-        self.suspects: dict[str, frozenset[str]] = {}
-        self._fetch_scripts_loaded = False
-
-    def _dispatch(self, command: str) -> Callable[..., Any]:
-        keys_ = [self.namespace]
-        script = self.scripts["dispatch"]
-        rides = command in ("enqueue", "ack", "nack")
-
-        def do_dispatch(queue_name: str, *args: Any) -> Any:
-            self._call.queue_name = queue_name
-            script_args = self._script_args(command, queue_name, self._should_do_maintenance(command), *args)
-            if command == "fetch":  # put priority messages first, learn the suspects: same round trip
-                calls = [Write(self._dispatch_script, keys_, script_args),
-                         Write(READ_SUSPECTS, [keys.suspects(queue_name)], [])]  # fmt: skip
-                if not queue_name.endswith(".DQ"):
-                    calls.insert(0, promote_write(queue_name, args[0]))
-                if not self._fetch_scripts_loaded:  # a call answered NOSCRIPT would run after the fetch
-                    _load_scripts(self.client, {call.script for call in calls})
-                    self._fetch_scripts_loaded = True
-                *_, fetched, suspects = run_calls(self.client, calls)
-                self.suspects[queue_name] = frozenset(item.decode() for item in suspects)
-                return fetched
-            riders = self.riders.take(args[0]) if rides and self.riders is not None else None
-            if not riders:
-                return script(args=script_args, keys=keys_)
-            if command == "enqueue":
-                for write in riders:
-                    fill_message(write, args[1])
-            # A connection that cannot be made is retried by the pool like any command's.
-            return run_pipelined(self.client, riders, Write(self._dispatch_script, keys_, script_args))
-
-        return do_dispatch
-
-    def _script_args(self, command: str, queue_name: str, maintenance: int, *args: Any) -> list[Any]:
-        """The arguments of Dramatiq's dispatch script for ``command`` on ``queue_name``."""
-        return [command, current_millis(), queue_name, self.broker_id, self.heartbeat_timeout,
-                self.dead_message_ttl, maintenance, self._max_unpack_size(), *args]  # fmt: skip
-
-    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
-        """Enqueue ``message`` as Dramatiq does, except one with a priority (see :mod:`aury_tasks.priority`).
-
-        A message of priority 1 or more, not delayed, goes to its queue's priority set, in one
-        script call with its riding ledger writes; a delayed one waits in the delay queue as usual.
-        """
-        priority = message_priority(message) if delay is None else 0
-        if not priority:
-            return super().enqueue(message, delay=delay)  # the hot path: Dramatiq's own
-        message = _copy_for_enqueue(message, None)
-        queue_name, redis_message_id = message.queue_name, message.options["redis_message_id"]
-        self.emit_before("enqueue", message, None)
-        data = message.encode()
-        calls = self._riders_of(redis_message_id, data)
-        self._call.queue_name = queue_name
-        if self._should_do_maintenance("enqueue"):  # Dramatiq's script, with a command it does not know
-            maintain = self._script_args("maintain", queue_name, 1)
-            calls.append(Write(self._dispatch_script, [self.namespace], maintain))
-        calls.append(enqueue_write(queue_name, redis_message_id, data, priority,
-                                   broker_id=self.broker_id, now_ms=current_millis()))  # fmt: skip
-        run_calls(self.client, calls)
-        self.emit_after("enqueue", message, None)
-        return message
 
     def enqueue_many(
         self, messages: Sequence[tuple[dramatiq.Message[Any], int | None]]
@@ -198,7 +127,7 @@ class AuryRedisBroker(RedisBroker):
           redis.ConnectionError, redis.TimeoutError: when Redis cannot be reached; the batches
             sent before the failing one are enqueued.
         """
-        prepared = [(_copy_for_enqueue(message, delay), delay) for message, delay in messages]
+        prepared = [(copy_for_enqueue(message, delay), delay) for message, delay in messages]
         if not prepared:
             return []
         if self._ledger_writes_at_once():
@@ -209,16 +138,10 @@ class AuryRedisBroker(RedisBroker):
             self.emit_before("enqueue", message, delay)
             data = message.encode()
             queue_name, redis_message_id = message.queue_name, message.options["redis_message_id"]
-            calls = self._riders_of(redis_message_id, data)
             priority = message_priority(message) if delay is None else 0
-            if priority:
-                calls.append(enqueue_write(queue_name, redis_message_id, data, priority,
-                                           broker_id=self.broker_id, now_ms=current_millis()))  # fmt: skip
-            else:
-                args = self._script_args("enqueue", queue_name, 0, redis_message_id, data)
-                calls.append(Write(self._dispatch_script, [self.namespace], args))
+            calls = self.send_calls(queue_name, redis_message_id, data, priority, before=[])
             per_message.append(calls)
-        _load_scripts(self.client, {call.script for calls in per_message for call in calls})
+        load_scripts(self.client, {call.script for calls in per_message for call in calls})
         for start in range(0, len(prepared), BULK_ROUND_TRIP):
             batch = per_message[start : start + BULK_ROUND_TRIP]
             calls_per_message = len(batch[0])
@@ -227,13 +150,6 @@ class AuryRedisBroker(RedisBroker):
             for message, delay in prepared[start : start + BULK_ROUND_TRIP]:
                 self.emit_after("enqueue", message, delay)
         return [message for message, _ in prepared]
-
-    def _riders_of(self, redis_message_id: str, data: bytes) -> list[Write]:
-        """The ledger writes parked for the message ``redis_message_id``, with its encoded ``data`` in."""
-        riders = self.riders.take(redis_message_id) if self.riders is not None else None
-        for write in riders or ():
-            fill_message(write, data)
-        return list(riders or ())
 
     def _ledger_writes_at_once(self) -> bool:
         """Whether ``before_enqueue`` sends its ledger write at once (the ledger is on another Redis)."""
@@ -247,20 +163,20 @@ class AuryRedisBroker(RedisBroker):
 
     @property
     def consumer_class(self) -> type:
-        """Dramatiq's consumer, dead-lettering what it cannot decode (:mod:`aury_tasks.consumer`)."""
+        """The waking consumer, dead-lettering what it cannot decode (:mod:`aury_tasks.consumer`)."""
         return PoisonSafeRedisConsumer
 
-    def _should_do_maintenance(self, command: str) -> int:
+    def _maintenance_due_for(self, command: str, queue_name: str) -> bool:
         if command != "fetch" and command != "enqueue":
-            return 0
-        queue_name = getattr(self._call, "queue_name", "")
+            return False
         now = time.monotonic()
-        due = now >= self._next_maintenance.get(queue_name, 0.0)
-        if due:
-            self._next_maintenance[queue_name] = now + self.maintenance_interval
-        if due or super()._should_do_maintenance(command):  # Dramatiq's own 0.1 % chance too
-            return int(self._recover(queue_name))
-        return 0
+        if now < self._next_maintenance.get(queue_name, 0.0):
+            return False
+        self._next_maintenance[queue_name] = now + self.maintenance_interval
+        return self._recover(queue_name)
+
+    def maintenance_due(self) -> None:
+        self._next_maintenance.clear()
 
     def _recover(self, queue_name: str) -> bool:
         """Give dead workers' messages of ``queue_name`` back, dead-lettering those past the limit.
@@ -293,6 +209,10 @@ class AuryRedisBroker(RedisBroker):
         return True
 
 
+#: Seconds between two maintenance passes of a queue by one process when no worker was seen dying
+#: (see :class:`AuryRedisBroker`): an idle worker's fallback fetches should not each run one.
+MAINTENANCE_INTERVAL = 60.0
+
 #: Messages written at a time by :meth:`AuryRedisBroker.enqueue_many` (Redis runs them while the
 #: next are written).
 BULK_BATCH_SIZE = 500
@@ -317,27 +237,10 @@ def enqueue_many(
     return [broker.enqueue(message, delay=delay) for message, delay in messages]
 
 
-def _copy_for_enqueue(message: dramatiq.Message[Any], delay: int | None) -> dramatiq.Message[Any]:
-    """The copy Dramatiq's ``RedisBroker.enqueue`` sends: a fresh broker id, and the delay queue and eta."""
-    message = message.copy(options={"redis_message_id": str(uuid4())})
-    if delay is not None:
-        eta = current_millis() + delay
-        message = message.copy(queue_name=dq_name(message.queue_name), options={"eta": eta})
-    return message
-
-
 def _check_encodable(message: dramatiq.Message[Any]) -> None:
     """Encode ``message`` as it will be sent (the ledger takes its metadata out first), or raise."""
     options = {key: value for key, value in message.options.items() if key != "metadata"}
     dataclasses.replace(message, options=options).encode()
-
-
-def _load_scripts(client: redis.Redis, scripts: set[LuaScript]) -> None:
-    """Load the scripts Redis lacks: in a batch, each call answered NOSCRIPT is sent again alone."""
-    listed = list(scripts)
-    for script, present in zip(listed, client.script_exists(*(s.sha for s in listed)), strict=True):
-        if not present:
-            client.script_load(script.source)
 
 
 #: A command that fails to reach Redis is tried again this many times, waiting 0.2, 0.4, 0.8 and
@@ -425,7 +328,7 @@ def build_broker(settings: TaskSettings, url: str | None = None) -> tuple[dramat
             namespace=keys.BROKER_NAMESPACE,
             heartbeat_timeout=heartbeat_ms,
             dead_message_ttl=keys.DEAD_MESSAGE_TTL_MS,
-            maintenance_interval=max(1.0, settings.heartbeat_timeout / 3),
+            maintenance_interval=MAINTENANCE_INTERVAL,
             max_deliveries=settings.max_deliveries,
         )
         kind = "redis"

@@ -1,4 +1,4 @@
-"""The Redis consumer: Dramatiq's, except that a message it cannot decode is dead-lettered.
+"""The Redis consumer: the waking one, except that a message it cannot decode is dead-lettered.
 
 Dramatiq's consumer raises when a fetched message is not a message (bad JSON, bytes that are
 not UTF-8, missing fields); its worker thread logs the traceback and restarts the consumer, and
@@ -25,13 +25,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis
-from dramatiq.brokers.redis import _RedisConsumer
 from dramatiq.common import q_name
 from dramatiq.errors import ConnectionClosed, DecodeError
 from loguru import logger
 
 from . import keys
 from .middleware import LedgerWriter
+from .redis_internals import WakingRedisConsumer
 from .status import TaskStatus
 
 #: The reason an undecodable message is dead-lettered with (shown by ``aum dlq list``).
@@ -44,7 +44,7 @@ _held: dict[tuple[str, str], set[str]] = {}
 _held_lock = threading.Lock()
 
 
-class PoisonSafeRedisConsumer(_RedisConsumer):  # type: ignore[misc]  # Dramatiq's consumer is untyped
+class PoisonSafeRedisConsumer(WakingRedisConsumer):
     """Dramatiq's Redis consumer that dead-letters what it cannot decode and gives back what it forgot."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

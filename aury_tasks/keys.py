@@ -239,3 +239,21 @@ def workflow_owed() -> str:
     removes the entry; an entry left behind by a worker that died is taken over by another.
     """
     return f"{LEDGER_PREFIX}owed"
+
+
+def wake_channel(queue_name: str) -> str:
+    """Channel told when a message arrives on ``queue_name`` while a consumer of it idles.
+
+    See :mod:`aury_tasks.wakeup`; a delay queue (``<queue>.DQ``) has its own.
+    """
+    return f"{BROKER_NAMESPACE}:wake:{queue_name}"
+
+
+def wake_pattern() -> str:
+    """Pattern of every queue's :func:`wake_channel`: one subscription per worker process."""
+    return f"{BROKER_NAMESPACE}:wake:*"
+
+
+def idle_marker(queue_name: str) -> str:
+    """Set by a fetch of ``queue_name`` that found nothing; the next send deletes it and wakes consumers."""
+    return f"{BROKER_NAMESPACE}:idle:{queue_name}"

@@ -5,9 +5,10 @@ in, first out. A message whose ``options["priority"]`` is 1 to 9 (``send_with_op
 or the task's own priority) is stored as any other (its body in the queue's ``.msgs`` hash), but
 its id goes to the queue's priority set (:func:`aury_tasks.keys.priority_queue`) instead of the
 list, scored highest priority first, then in the order sent. Every fetch first moves as many ids
-as it is about to take from that set to the head of the list, in the same round trip, so the
-highest-priority, oldest message waiting is fetched first. With none waiting, that costs one
-``ZPOPMIN`` of an empty key. Priority 0, the default, takes Dramatiq's own path, untouched.
+as it is about to take from that set to the head of the list, in the same script call (see
+:data:`aury_tasks.redis_internals.FETCH`), so the highest-priority, oldest message waiting is
+fetched first. With none waiting, that costs one ``ZPOPMIN`` of an empty key. Priority 0, the
+default, takes the ordinary path.
 
 Delayed messages and retries wait in the delay queue as usual and join the priority set when
 due (the worker's re-enqueue carries the message's options). What a priority does not survive:
@@ -37,25 +38,16 @@ MAX_PRIORITY = 9
 _BAND = 10**14
 
 # A send with a priority: Dramatiq's enqueue (heartbeat, message body), with the id put in the
-# priority set instead of the list.
-# KEYS: heartbeats, queue messages, priority set, priority sequence
-# ARGV: now (ms), broker id, message id, message, score of the priority's band
+# priority set instead of the list, waking idle consumers (see aury_tasks.wakeup).
+# KEYS: heartbeats, queue messages, priority set, priority sequence, idle marker
+# ARGV: now (ms), broker id, message id, message, score of the priority's band, wake channel
 _ENQUEUE = LuaScript("""
 redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
 redis.call("hset", KEYS[2], ARGV[3], ARGV[4])
 redis.call("zadd", KEYS[3], tonumber(ARGV[5]) + redis.call("incr", KEYS[4]), ARGV[3])
-""")
-
-# Before a fetch: move up to ARGV[1] ids, best first, from the priority set to the list's head
-# (Dramatiq's fetch pops from the head), pushing the best last so that it ends up first.
-# KEYS: priority set, queue list  ARGV: how many
-# Returns how many ids were moved.
-_PROMOTE = LuaScript("""
-local popped = redis.call("zpopmin", KEYS[1], ARGV[1])
-for i = #popped - 1, 1, -2 do
-    redis.call("lpush", KEYS[2], popped[i])
+if redis.call("del", KEYS[5]) == 1 then
+    redis.call("publish", ARGV[6], "")
 end
-return #popped / 2
 """)
 
 
@@ -90,14 +82,7 @@ def enqueue_write(
     return Write(
         _ENQUEUE,
         [keys.broker_heartbeats(), keys.broker_messages(queue_name), keys.priority_queue(queue_name),
-         keys.priority_sequence(queue_name)],
-        [now_ms, broker_id, redis_message_id, data, (MAX_PRIORITY - priority) * _BAND],
+         keys.priority_sequence(queue_name), keys.idle_marker(queue_name)],
+        [now_ms, broker_id, redis_message_id, data, (MAX_PRIORITY - priority) * _BAND,
+         keys.wake_channel(queue_name)],
     )  # fmt: skip
-
-
-def promote_write(queue_name: str, count: int) -> Write:
-    """The script call that moves up to ``count`` ids of ``queue_name``'s priority set to its list's head.
-
-    Sent just before a fetch of ``count`` messages, in the same round trip.
-    """
-    return Write(_PROMOTE, [keys.priority_queue(queue_name), keys.broker_queue(queue_name)], [max(count, 1)])

@@ -47,9 +47,9 @@ if TYPE_CHECKING:
 REDELIVERY_LIMIT = "redelivery_limit"
 
 # KEYS: heartbeats, queue list, queue messages, dead letters, dead letter messages, suspects
-#       (delivery id -> deaths counted), running suspects (delivery id -> worker)
+#       (delivery id -> deaths counted), running suspects (delivery id -> worker), idle marker
 # ARGV: now (ms), heartbeat timeout (ms), prefix of the workers' fetched sets, queue name,
-#       max deliveries, the caller's broker id
+#       max deliveries, the caller's broker id, wake channel
 # Returns 1 and nothing else when the caller's own heartbeat was stale (a stall: recover nothing),
 # else 0 followed by the ids of the messages dead-lettered.
 _RECOVER = LuaScript("""
@@ -63,6 +63,7 @@ if own and now - tonumber(own) > timeout then
     return {1}
 end
 local buried = {0}
+local requeued = 0
 for _, worker in ipairs(redis.call("zrangebyscore", heartbeats, 0, now - timeout)) do
     local fetched = fetched_prefix .. worker .. "." .. queue_name
     for _, id in ipairs(redis.call("smembers", fetched)) do
@@ -82,6 +83,7 @@ for _, worker in ipairs(redis.call("zrangebyscore", heartbeats, 0, now - timeout
             else
                 redis.call("hset", suspects, id, deaths)
                 redis.call("rpush", queue, id)
+                requeued = requeued + 1
             end
         end
     end
@@ -93,11 +95,11 @@ for _, id in ipairs(redis.call("hkeys", suspects)) do
         redis.call("hdel", running, id)
     end
 end
+if requeued > 0 and redis.call("del", KEYS[8]) == 1 then
+    redis.call("publish", ARGV[7], "")
+end
 return buried
 """)
-
-#: Reads the delivery ids of a queue's suspects; sent in the same round trip as each fetch.
-READ_SUSPECTS = LuaScript("""return redis.call("hkeys", KEYS[1])""")
 
 
 def recover_dead_workers_messages(broker: AuryRedisBroker, queue_name: str) -> list[str] | None:
@@ -112,9 +114,9 @@ def recover_dead_workers_messages(broker: AuryRedisBroker, queue_name: str) -> l
     keys_ = [f"{keys.BROKER_NAMESPACE}:__heartbeats__", keys.broker_queue(queue_name),
              keys.broker_messages(queue_name), keys.dead_letters(canonical),
              keys.dead_letter_messages(canonical), keys.suspects(queue_name),
-             keys.running_suspects(queue_name)]  # fmt: skip
+             keys.running_suspects(queue_name), keys.idle_marker(queue_name)]  # fmt: skip
     args = [current_millis(), broker.heartbeat_timeout, f"{keys.BROKER_NAMESPACE}:__acks__.", queue_name,
-            broker.max_deliveries, broker.broker_id]  # fmt: skip
+            broker.max_deliveries, broker.broker_id, keys.wake_channel(queue_name)]  # fmt: skip
     stalled, *buried = _RECOVER(broker.client, keys_, args)
     if stalled:
         return None

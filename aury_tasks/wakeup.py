@@ -1,0 +1,146 @@
+"""Waking idle consumers when a message arrives, instead of polling Redis on a timer.
+
+Dramatiq's Redis consumer polls: after an empty fetch it sleeps a growing back-off (up to the
+worker timeout, 1 s) and fetches again, so a message sent to an idle worker waits up to a second
+and an idle worker process makes several Redis commands a second. Here:
+
+- A fetch that finds its queue empty sets the queue's idle marker (:func:`aury_tasks.keys.idle_marker`)
+  in the same script call. A send deletes the marker in its own script call and, if it was there,
+  publishes on the queue's wake channel: one ``PUBLISH`` per idle-to-busy change, none while
+  every consumer is busy. Requeued and recovered messages wake consumers the same way, and a
+  delayed message or a retry wakes the consumers of the delay queue (``<queue>.DQ``), which hold it
+  until its time and then send it to its queue, waking that queue's consumers.
+- Each worker process runs one :class:`Waker` thread, subscribed to every wake channel by one
+  pattern, which sets the events its consumers wait on. The same thread keeps the process's
+  heartbeat fresh (Dramatiq's, which its fetches used to refresh) and watches for dead workers: a
+  newly dead one wakes the consumers, whose next fetch gives its messages back.
+- A lost signal only delays: after a reconnect the thread wakes every consumer, and an idle
+  consumer fetches anyway every :data:`IDLE_FETCH_INTERVAL` seconds (well within the marker's
+  lifetime, so a sleeping consumer never loses its marker).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import redis
+from dramatiq.common import current_millis
+from loguru import logger
+
+from . import keys
+from .settings import redact_text
+from .store.scripts import LuaScript
+
+if TYPE_CHECKING:
+    from .broker import AuryRedisBroker
+
+#: Seconds an idle consumer waits for a signal before it fetches anyway (a lost signal's cost).
+IDLE_FETCH_INTERVAL = 30.0
+#: Lifetime of an idle marker (ms): a consumer that died idle stops costing sends a PUBLISH then.
+IDLE_MARKER_TTL_MS = int(3 * IDLE_FETCH_INTERVAL * 1000)
+#: Seconds between attempts to reconnect the wake subscription after Redis was lost.
+RECONNECT_DELAY = 1.0
+
+# Refresh this process's heartbeat and list the workers whose heartbeat is stale.
+# KEYS: heartbeats  ARGV: now (ms), broker id, heartbeat timeout (ms)
+_BEAT = LuaScript("""
+redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
+return redis.call("zrangebyscore", KEYS[1], 0, tonumber(ARGV[1]) - tonumber(ARGV[3]))
+""")
+
+
+class Waker(threading.Thread):
+    """A worker process's thread that wakes its consumers and keeps its heartbeat.
+
+    Parameters:
+      broker: the process's broker (its client, broker id and heartbeat timeout are used).
+    """
+
+    def __init__(self, broker: AuryRedisBroker) -> None:
+        super().__init__(name="aury-wakeup", daemon=True)
+        self.broker = broker
+        #: Set once the subscription is active: until then consumers poll as Dramatiq does.
+        self.ready = threading.Event()
+        self._events: dict[str, set[threading.Event]] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._dead_seen: set[str] = set()
+        self._prefix = keys.wake_channel("")
+        #: Seconds between heartbeats: a third of the timeout, as a fetch every so often gave.
+        self.beat_interval = max(0.2, broker.heartbeat_timeout / 1000 / 3)
+
+    def register(self, queue_name: str) -> threading.Event:
+        """An event set whenever ``queue_name`` may have messages for an idle consumer."""
+        event = threading.Event()
+        with self._lock:
+            self._events.setdefault(queue_name, set()).add(event)
+        return event
+
+    def unregister(self, queue_name: str, event: threading.Event) -> None:
+        """Stop setting ``event`` (its consumer closed)."""
+        with self._lock:
+            self._events.get(queue_name, set()).discard(event)
+
+    def wake(self, queue_name: str) -> None:
+        """Wake this process's consumers of ``queue_name``."""
+        with self._lock:
+            events = list(self._events.get(queue_name, ()))
+        for event in events:
+            event.set()
+
+    def wake_all(self) -> None:
+        """Wake every consumer of this process (after a reconnect, or a worker found dead)."""
+        with self._lock:
+            events = [event for group in self._events.values() for event in group]
+        for event in events:
+            event.set()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the thread to end and wait a little for it."""
+        self._stopping.set()
+        self.join(timeout)
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            pubsub = self.broker.client.pubsub()
+            try:
+                self._listen(pubsub)
+            except (redis.RedisError, OSError) as exc:
+                self.ready.clear()
+                logger.warning("wake-up subscription lost Redis, retrying: {}", redact_text(str(exc)))
+                self._stopping.wait(RECONNECT_DELAY)
+            finally:
+                pubsub.close()
+
+    def _listen(self, pubsub: redis.client.PubSub) -> None:
+        pubsub.psubscribe(keys.wake_pattern())
+        next_beat = 0.0
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if now >= next_beat:
+                self._beat()
+                next_beat = now + self.beat_interval
+            message = pubsub.get_message(timeout=min(1.0, max(0.0, next_beat - time.monotonic())))
+            if message is None:
+                continue
+            if message["type"] == "psubscribe":  # active now: whatever was sent before, fetch it
+                self.ready.set()
+                self.wake_all()
+            elif message["type"] == "pmessage":
+                channel = message["channel"]
+                channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+                self.wake(channel[len(self._prefix) :])
+
+    def _beat(self) -> None:
+        """Refresh the heartbeat; on a newly dead worker, make recovery due and wake the consumers."""
+        broker = self.broker
+        dead = _BEAT(broker.client, [keys.broker_heartbeats()],
+                     [current_millis(), broker.broker_id, broker.heartbeat_timeout])  # fmt: skip
+        dead_ids = {item.decode() if isinstance(item, bytes) else str(item) for item in dead}
+        dead_ids.discard(broker.broker_id)
+        if dead_ids - self._dead_seen:
+            broker.maintenance_due()
+            self.wake_all()
+        self._dead_seen = dead_ids

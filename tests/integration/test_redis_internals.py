@@ -1,0 +1,131 @@
+"""aury-tasks's own fetch and send scripts keep Dramatiq's Redis layout, on a real Redis.
+
+A message sent by aury-tasks is fetched, acknowledged and maintained by Dramatiq's own Redis
+broker, and one sent by Dramatiq is fetched by aury-tasks's consumer: if the key layout or the
+fetch bookkeeping drifted from Dramatiq's (after an upgrade, say), these fail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from aury_tasks import keys
+from aury_tasks.redis_internals import FastRedisBroker, WakingRedisConsumer
+
+QUEUE = "compat"
+
+
+@pytest.fixture
+def brokers(redis_url: str) -> Iterator[tuple[FastRedisBroker, RedisBroker]]:
+    ours = FastRedisBroker(client=redis.Redis.from_url(redis_url), namespace=keys.BROKER_NAMESPACE)
+    theirs = RedisBroker(client=redis.Redis.from_url(redis_url), namespace=keys.BROKER_NAMESPACE)
+    for broker in (ours, theirs):
+        broker.declare_queue(QUEUE)
+    yield ours, theirs
+    ours.close()
+    theirs.close()
+
+
+def _message(number: int) -> dramatiq.Message[Any]:
+    return dramatiq.Message(queue_name=QUEUE, actor_name="compat_task", args=(number,), kwargs={}, options={})
+
+
+def _drain(consumer: Any, expected: int) -> list[Any]:
+    received: list[Any] = []
+    deadline = time.monotonic() + 10
+    while len(received) < expected and time.monotonic() < deadline:
+        message = next(consumer)
+        if message is not None:
+            received.append(message)
+    return received
+
+
+def test_dramatiq_consumes_what_aury_tasks_sends(brokers: tuple[FastRedisBroker, RedisBroker]) -> None:
+    ours, theirs = brokers
+    sent = [ours.enqueue(_message(number)) for number in range(5)]
+    consumer = theirs.consume(QUEUE, prefetch=10, timeout=100)
+    received = _drain(consumer, 5)
+    assert [message.args for message in received] == [message.args for message in sent]
+    for message in received:
+        consumer.ack(message)
+    client = ours.client
+    assert client.hlen(keys.broker_messages(QUEUE)) == 0
+    assert client.scard(keys.broker_fetched(theirs.broker_id, QUEUE)) == 0
+
+
+def test_aury_tasks_consumes_what_dramatiq_sends(brokers: tuple[FastRedisBroker, RedisBroker]) -> None:
+    ours, theirs = brokers
+    sent = [theirs.enqueue(_message(number)) for number in range(5)]
+    consumer = ours.consume(QUEUE, prefetch=10, timeout=100)
+    assert isinstance(consumer, WakingRedisConsumer)
+    try:
+        received = _drain(consumer, 5)
+        assert [message.args for message in received] == [message.args for message in sent]
+        client = ours.client
+        # Fetched as Dramatiq records it: in this worker's set of unacknowledged messages.
+        assert client.scard(keys.broker_fetched(ours.broker_id, QUEUE)) == 5
+        for message in received:
+            consumer.ack(message)
+        assert client.scard(keys.broker_fetched(ours.broker_id, QUEUE)) == 0
+        assert client.hlen(keys.broker_messages(QUEUE)) == 0
+    finally:
+        consumer.close()
+
+
+def test_dramatiq_maintenance_gives_back_what_a_dead_aury_worker_fetched(
+    brokers: tuple[FastRedisBroker, RedisBroker],
+) -> None:
+    ours, theirs = brokers
+    ours.enqueue(_message(1))
+    consumer = ours.consume(QUEUE, prefetch=10, timeout=100)
+    try:
+        assert len(_drain(consumer, 1)) == 1
+    finally:
+        consumer.close()
+    # The aury worker "dies": its wake-up thread stops beating, its heartbeat is made stale, and
+    # Dramatiq's maintenance runs.
+    ours.close()
+    client = ours.client
+    client.zadd(keys.broker_heartbeats(), {ours.broker_id: 1})
+    theirs.do_fetch(QUEUE, 0)  # warm the script cache
+    args = [
+        "maintain", int(time.time() * 1000), QUEUE, theirs.broker_id, theirs.heartbeat_timeout,
+        theirs.dead_message_ttl, 1, 100,
+    ]  # fmt: skip
+    theirs.scripts["dispatch"](args=args, keys=[keys.BROKER_NAMESPACE])
+    assert client.llen(keys.broker_queue(QUEUE)) == 1
+    assert client.scard(keys.broker_fetched(ours.broker_id, QUEUE)) == 0
+
+
+def test_an_empty_fetch_marks_the_queue_idle_and_a_send_wakes_it(
+    brokers: tuple[FastRedisBroker, RedisBroker],
+) -> None:
+    ours, _ = brokers
+    client = ours.client
+    pubsub = client.pubsub()
+    pubsub.subscribe(keys.wake_channel(QUEUE))
+    try:
+        assert ours.do_fetch(QUEUE, 5) == []
+        assert client.exists(keys.idle_marker(QUEUE)) == 1
+        ours.enqueue(_message(1))
+        ours.enqueue(_message(2))  # the marker is gone: no second signal
+        assert client.exists(keys.idle_marker(QUEUE)) == 0
+        signals = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            item = pubsub.get_message(timeout=0.2)
+            if item is not None and item["type"] == "message":
+                signals.append(item)
+            elif item is None and signals:
+                break
+        assert len(signals) == 1
+        assert len(ours.do_fetch(QUEUE, 5)) == 2
+    finally:
+        pubsub.close()
