@@ -373,6 +373,7 @@ class WakingRedisConsumer(_DramatiqRedisConsumer):  # type: ignore[misc]  # Dram
                         self._etas[message.message_id] = int(eta)
                     return MessageProxy(message)
                 now = time.monotonic()
+                self._waker.check_in(self.queue_name, self._wake)
                 free = self.prefetch - self.outstanding_message_count
                 woken = self._wake.is_set()
                 if free > 0 and (now >= self._fetch_due or (woken if self._idle else free >= self._refill)):

@@ -13,7 +13,10 @@ and an idle worker process makes several Redis commands a second. Here:
 - Each worker process runs one :class:`Waker` thread, subscribed to every wake channel by one
   pattern, which sets the events its consumers wait on. The same thread keeps the process's
   heartbeat fresh (Dramatiq's, which its fetches used to refresh) and watches for dead workers: a
-  newly dead one wakes the consumers, whose next fetch gives its messages back.
+  newly dead one wakes the consumers, whose next fetch gives its messages back. It beats only
+  while every consumer thread of the process keeps turning (each checks in at least once a
+  second): a process whose consumer is stuck stops beating, as it would have under Dramatiq, and
+  its messages go to other workers.
 - A lost signal only delays: after a reconnect the thread wakes every consumer, and an idle
   consumer fetches anyway every :data:`IDLE_FETCH_INTERVAL` seconds (well within the marker's
   lifetime, so a sleeping consumer never loses its marker).
@@ -64,6 +67,9 @@ class Waker(threading.Thread):
         #: Set once the subscription is active: until then consumers poll as Dramatiq does.
         self.ready = threading.Event()
         self._events: dict[str, set[threading.Event]] = {}
+        # consumer's event -> (queue, when it last checked in, monotonic s)
+        self._turns: dict[threading.Event, tuple[str, float]] = {}
+        self._stuck_said: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._dead_seen: set[str] = set()
@@ -76,12 +82,18 @@ class Waker(threading.Thread):
         event = threading.Event()
         with self._lock:
             self._events.setdefault(queue_name, set()).add(event)
+            self._turns[event] = (queue_name, time.monotonic())
         return event
+
+    def check_in(self, queue_name: str, event: threading.Event) -> None:
+        """Say that the consumer waiting on ``event`` is turning (called by it at least once a second)."""
+        self._turns[event] = (queue_name, time.monotonic())
 
     def unregister(self, queue_name: str, event: threading.Event) -> None:
         """Stop setting ``event`` (its consumer closed)."""
         with self._lock:
             self._events.get(queue_name, set()).discard(event)
+            self._turns.pop(event, None)
 
     def wake(self, queue_name: str) -> None:
         """Wake this process's consumers of ``queue_name``."""
@@ -134,8 +146,21 @@ class Waker(threading.Thread):
                 self.wake(channel[len(self._prefix) :])
 
     def _beat(self) -> None:
-        """Refresh the heartbeat; on a newly dead worker, make recovery due and wake the consumers."""
+        """Refresh the heartbeat; on a newly dead worker, make recovery due and wake the consumers.
+
+        No beat while a consumer has not checked in for two beat intervals (it is stuck).
+        """
         broker = self.broker
+        cutoff = time.monotonic() - 2 * self.beat_interval
+        stuck = sorted({queue for queue, seen in list(self._turns.values()) if seen < cutoff})
+        if stuck:
+            if set(stuck) - self._stuck_said:
+                logger.warning("the consumer of queue(s) {} has not turned for over {:g} s: this process "
+                               "stops beating, so its messages go to other workers",
+                               ", ".join(stuck), 2 * self.beat_interval)  # fmt: skip
+            self._stuck_said = set(stuck)
+            return
+        self._stuck_said = set()
         dead = _BEAT(broker.client, [keys.broker_heartbeats()],
                      [current_millis(), broker.broker_id, broker.heartbeat_timeout])  # fmt: skip
         dead_ids = {item.decode() if isinstance(item, bytes) else str(item) for item in dead}
