@@ -211,7 +211,7 @@ class AuryRedisBroker(FastRedisBroker):
 
 #: Seconds between two maintenance passes of a queue by one process when no worker was seen dying
 #: (see :class:`AuryRedisBroker`): an idle worker's fallback fetches should not each run one.
-MAINTENANCE_INTERVAL = 60.0
+MAINTENANCE_INTERVAL = 300.0
 
 #: Messages written at a time by :meth:`AuryRedisBroker.enqueue_many` (Redis runs them while the
 #: next are written).

@@ -46,11 +46,22 @@ IDLE_MARKER_TTL_MS = int(3 * IDLE_FETCH_INTERVAL * 1000)
 #: Seconds between attempts to reconnect the wake subscription after Redis was lost.
 RECONNECT_DELAY = 1.0
 
-# Refresh this process's heartbeat and list the workers whose heartbeat is stale.
-# KEYS: heartbeats  ARGV: now (ms), broker id, heartbeat timeout (ms)
+# Refresh this process's heartbeat and list the workers whose heartbeat is stale and that hold
+# messages of one of the given queues (a process that only sent is in the heartbeats too).
+# KEYS: heartbeats  ARGV: now (ms), broker id, heartbeat timeout (ms), prefix of the workers'
+# fetched sets, queue names…
 _BEAT = LuaScript("""
 redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
-return redis.call("zrangebyscore", KEYS[1], 0, tonumber(ARGV[1]) - tonumber(ARGV[3]))
+local dead = {}
+for _, worker in ipairs(redis.call("zrangebyscore", KEYS[1], 0, tonumber(ARGV[1]) - tonumber(ARGV[3]))) do
+    for i = 5, #ARGV do
+        if redis.call("exists", ARGV[4] .. worker .. "." .. ARGV[i]) == 1 then
+            dead[#dead + 1] = worker
+            break
+        end
+    end
+end
+return dead
 """)
 
 
@@ -161,8 +172,11 @@ class Waker(threading.Thread):
             self._stuck_said = set(stuck)
             return
         self._stuck_said = set()
+        with self._lock:
+            queues = sorted(name for name, events in self._events.items() if events)
         dead = _BEAT(broker.client, [keys.broker_heartbeats()],
-                     [current_millis(), broker.broker_id, broker.heartbeat_timeout])  # fmt: skip
+                     [current_millis(), broker.broker_id, broker.heartbeat_timeout,
+                      f"{keys.BROKER_NAMESPACE}:__acks__.", *queues])  # fmt: skip
         dead_ids = {item.decode() if isinstance(item, bytes) else str(item) for item in dead}
         dead_ids.discard(broker.broker_id)
         if dead_ids - self._dead_seen:

@@ -18,6 +18,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from aury_tasks import keys
 from aury_tasks.redis_internals import FastRedisBroker, WakingRedisConsumer
+from aury_tasks.wakeup import Waker
 
 QUEUE = "compat"
 
@@ -129,3 +130,37 @@ def test_an_empty_fetch_marks_the_queue_idle_and_a_send_wakes_it(
         assert len(ours.do_fetch(QUEUE, 5)) == 2
     finally:
         pubsub.close()
+
+
+def test_no_heartbeat_while_a_consumer_is_stuck(brokers: tuple[FastRedisBroker, RedisBroker]) -> None:
+    ours, _ = brokers
+    client = ours.client
+    waker = Waker(ours)  # not started: its beat is called here
+    event = waker.register(QUEUE)
+    waker._turns[event] = (QUEUE, time.monotonic() - 3 * waker.beat_interval)  # last turned long ago
+    waker._beat()
+    assert client.zscore(keys.broker_heartbeats(), ours.broker_id) is None
+    waker.check_in(QUEUE, event)
+    waker._beat()
+    assert client.zscore(keys.broker_heartbeats(), ours.broker_id) is not None
+
+
+def test_a_newly_dead_worker_makes_maintenance_due_and_wakes_consumers(
+    brokers: tuple[FastRedisBroker, RedisBroker],
+) -> None:
+    ours, _ = brokers
+    waker = Waker(ours)
+    event = waker.register(QUEUE)
+    waker._beat()
+    assert not event.is_set()
+    client = ours.client
+    client.zadd(keys.broker_heartbeats(), {"a-quiet-sender": 1, "a-dead-worker": 1})
+    client.sadd(keys.broker_fetched("a-dead-worker", "other-queue"), "x")
+    waker._beat()  # stale, but holding nothing of this process's queues
+    assert not event.is_set()
+    client.sadd(keys.broker_fetched("a-dead-worker", QUEUE), "y")
+    waker._beat()
+    assert event.is_set()
+    event.clear()
+    waker._beat()  # the same dead worker again: nothing new
+    assert not event.is_set()

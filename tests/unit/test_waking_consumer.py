@@ -1,0 +1,152 @@
+"""When the waking consumer fetches: after a wake-up, on its fallback, and as acks free its window.
+
+The consumer runs against a broker in memory (its fetches and acks recorded) with an unstarted
+:class:`~aury_tasks.wakeup.Waker`, which the tests drive by hand: its ``ready`` flag says the wake
+subscription is active, and ``wake`` is what a wake message does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.common import current_millis
+
+from aury_tasks import redis_internals
+from aury_tasks.redis_internals import WakingRedisConsumer
+from aury_tasks.wakeup import Waker
+
+QUEUE = "q"
+#: The worker timeout (ms) the consumers get: how long one call waits at most.
+TIMEOUT_MS = 10
+
+
+class MemoryBroker:
+    """What the consumer asks of its broker, in memory: one queue, its fetches and acks recorded."""
+
+    heartbeat_timeout = 15_000
+
+    def __init__(self) -> None:
+        self.waiting: list[bytes] = []
+        self.fetches: list[int] = []
+        self.acked: list[str] = []
+        self.waker = Waker(self)  # type: ignore[arg-type]  # never started
+
+    def send(self, count: int, **options: Any) -> None:
+        for _ in range(count):
+            message = dramatiq.Message(
+                queue_name=QUEUE, actor_name="noop", args=(), kwargs={}, options=options
+            )
+            self.waiting.append(message.copy(options={"redis_message_id": message.message_id}).encode())
+
+    def do_fetch(self, queue_name: str, count: int) -> list[bytes]:
+        self.fetches.append(count)
+        taken, self.waiting = self.waiting[:count], self.waiting[count:]
+        return taken
+
+    def do_ack(self, queue_name: str, redis_message_id: str) -> None:
+        self.acked.append(redis_message_id)
+
+
+@pytest.fixture
+def broker() -> MemoryBroker:
+    """A broker in memory whose wake subscription is active."""
+    broker = MemoryBroker()
+    broker.waker.ready.set()
+    return broker
+
+
+def consumer_of(broker: MemoryBroker, prefetch: int = 4) -> WakingRedisConsumer:
+    return WakingRedisConsumer(broker, QUEUE, prefetch, TIMEOUT_MS)  # type: ignore[arg-type]
+
+
+def test_an_idle_consumer_fetches_again_only_when_woken(broker: MemoryBroker) -> None:
+    # Given a consumer that found its queue empty
+    consumer = consumer_of(broker)
+    assert next(consumer) is None
+    assert len(broker.fetches) == 1
+
+    # When it is called again and again, and another queue is woken
+    broker.waker.wake("other")
+    assert [next(consumer) for _ in range(5)] == [None] * 5
+
+    # Then it fetched nothing more
+    assert len(broker.fetches) == 1
+
+    # ... until its own queue is woken, with a message there
+    broker.send(1)
+    broker.waker.wake(QUEUE)
+    assert next(consumer) is not None
+    assert len(broker.fetches) == 2
+
+
+def test_an_idle_consumer_fetches_anyway_once_the_fallback_interval_has_passed(
+    broker: MemoryBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a consumer that fetches on its own every 50 ms when idle, and that found its queue empty
+    monkeypatch.setattr(redis_internals, "IDLE_FETCH_INTERVAL", 0.05)
+    consumer = consumer_of(broker)
+    assert next(consumer) is None
+
+    # When a message arrives without a wake-up (its signal was lost)
+    broker.send(1)
+
+    # Then the consumer gets it all the same, on its next fetch
+    message = None
+    for _ in range(100):  # 10 ms a call: at most a second
+        if (message := next(consumer)) is not None:
+            break
+    assert message is not None
+    assert len(broker.fetches) == 2
+
+
+def test_before_the_subscription_is_active_an_idle_consumer_polls(broker: MemoryBroker) -> None:
+    # Given a consumer whose process is not subscribed to wake-ups yet
+    broker.waker.ready.clear()
+    consumer = consumer_of(broker)
+
+    # When it finds its queue empty, time after time
+    calls = [next(consumer) for _ in range(3)]
+
+    # Then it fetches at every call, as Dramatiq's consumer does (each waits the worker timeout)
+    assert calls == [None] * 3
+    assert len(broker.fetches) == 3
+
+
+def test_with_its_window_full_a_consumer_fetches_again_once_a_quarter_of_it_is_free(
+    broker: MemoryBroker,
+) -> None:
+    # Given a consumer with a window of 8 messages, all taken, and more waiting
+    broker.send(20)
+    consumer = consumer_of(broker, prefetch=8)
+    held = [next(consumer) for _ in range(8)]
+    assert broker.fetches == [8]
+
+    # When the window is full, then when one message is acknowledged
+    assert next(consumer) is None
+    consumer.ack(held.pop(0))
+    assert next(consumer) is None
+
+    # Then it fetched nothing more
+    assert broker.fetches == [8]
+
+    # ... and once a second one is acknowledged (a quarter of the window), it fetches two
+    consumer.ack(held.pop(0))
+    assert next(consumer) is not None
+    assert broker.fetches == [8, 2]
+
+
+def test_a_consumer_holding_a_delayed_message_waits_no_longer_than_its_eta(broker: MemoryBroker) -> None:
+    # Given a consumer of a delay queue holding a message due in 0.2 s
+    broker.send(1, eta=current_millis() + 200)
+    consumer = WakingRedisConsumer(broker, QUEUE, 4, 1000)  # type: ignore[arg-type]
+    delayed = next(consumer)
+    assert delayed is not None
+
+    # Then it waits at most until that eta for a wake-up, not the worker timeout of 1 s
+    assert 0 < consumer._wait_seconds() <= 0.2
+
+    # ... and once the message went to its queue (acknowledged here), the worker timeout again
+    consumer.ack(delayed)
+    assert consumer._wait_seconds() == 1.0
