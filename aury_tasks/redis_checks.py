@@ -71,6 +71,20 @@ def server_warnings(client: redis.Redis, *, role: str = "broker") -> list[str]:
     return warnings
 
 
+#: The oldest Redis the broker runs on: a fetch pops with ``LPOP key count`` (Redis 6.2).
+MIN_REDIS_VERSION = (6, 2)
+
+
+def too_old(client: redis.Redis) -> str | None:
+    """The server's version when it is older than :data:`MIN_REDIS_VERSION`, else ``None``."""
+    version = str(client.info("server").get("redis_version", ""))
+    try:
+        numbers = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return None  # a server that does not say: let it try
+    return version if numbers < MIN_REDIS_VERSION else None
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (a name or an address) is this machine."""
     if host.lower() in _LOCAL_NAMES:

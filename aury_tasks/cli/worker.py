@@ -26,7 +26,7 @@ from ..discovery import import_task_modules
 from ..errors import BrokerUnavailable, ConfigError, LedgerUnavailable
 from ..logging import setup_logging
 from ..manager import TaskManager
-from ..redis_checks import redis_warnings
+from ..redis_checks import MIN_REDIS_VERSION, redis_warnings, too_old
 from ..settings import RunMode, TaskSettings, redact_text
 from .context import AumContext, modules_option, pass_context
 
@@ -186,7 +186,8 @@ def reach_broker(tm: TaskManager) -> None:
     ever. Once running, a worker rides out a Redis restart by itself.
 
     Raises:
-      ConfigError: the server refused the URL's credentials (a wrong or missing password).
+      ConfigError: the server refused the URL's credentials (a wrong or missing password), or is
+        older than Redis 6.2.
       BrokerUnavailable: the server could not be reached (after the client's bounded retries).
     """
     if not isinstance(tm.broker, RedisBroker):
@@ -194,6 +195,11 @@ def reach_broker(tm: TaskManager) -> None:
     shown = tm.broker_info.display_url
     try:
         tm.broker.client.ping()
+        version = too_old(tm.broker.client)
+        if version is not None:
+            wanted = ".".join(map(str, MIN_REDIS_VERSION))
+            raise ConfigError(f"invalid setting TASK_BROKER_URL: {shown} is Redis {version}; "
+                              f"aury-tasks needs Redis {wanted} or later (or Valkey)")  # fmt: skip
     except (redis.AuthenticationError, AuthorizationError, redis.ResponseError) as exc:
         text = str(exc)
         if isinstance(exc, redis.ResponseError) and not ("NOAUTH" in text or "WRONGPASS" in text):

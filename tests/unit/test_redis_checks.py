@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from aury_tasks.redis_checks import connection_warnings, is_loopback
+from aury_tasks.redis_checks import connection_warnings, is_loopback, too_old
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,22 @@ def test_a_network_connection_without_tls_or_password_is_warned_about(url: str, 
 )  # fmt: skip
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+class _Server:
+    """Answers INFO server as a server of ``version`` would (the part too_old reads)."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+
+    def info(self, section: str) -> dict[str, str]:
+        assert section == "server"
+        return {"redis_version": self.version}
+
+
+@pytest.mark.parametrize(
+    ("version", "old"),
+    [("5.0.7", True), ("6.0.16", True), ("6.2.0", False), ("7.0.15", False), ("8.1.8", False), ("", False)],
+)
+def test_a_server_older_than_redis_6_2_is_too_old(version: str, old: bool) -> None:
+    assert (too_old(_Server(version)) == version) is old  # type: ignore[arg-type]
