@@ -35,7 +35,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.redis import _RedisConsumer as _DramatiqRedisConsumer
 from dramatiq.brokers.redis import _scripts as _dramatiq_scripts
 from dramatiq.common import current_millis, dq_name
-from dramatiq.errors import ConnectionClosed
+from dramatiq.errors import ConnectionClosed, DecodeError
 
 from . import keys
 from .priority import enqueue_write as priority_enqueue_write
@@ -425,5 +425,25 @@ class WakingRedisConsumer(_DramatiqRedisConsumer):  # type: ignore[misc]  # Dram
             self._settled([message.message_id for message in messages])
 
     def close(self) -> None:
-        self._waker.unregister(self.queue_name, self._wake)
-        super().close()
+        """Give back the messages fetched but not handed to the worker yet, then stop being woken.
+
+        (Dramatiq's consumer leaves them to wait for the heartbeat timeout: a worker stopping
+        between two messages of a fetch would hold the rest until then.)
+        """
+        try:
+            cached, self.message_cache = self.message_cache, []
+            ids = []
+            for data in cached:
+                if data is None:
+                    continue
+                try:
+                    ids.append(dramatiq.Message.decode(data).options["redis_message_id"])
+                except (DecodeError, KeyError):
+                    continue  # what cannot be read is dealt with when fetched again
+            if ids:
+                self.broker.do_requeue(self.queue_name, *ids)
+        except redis.ConnectionError as error:
+            raise ConnectionClosed(error) from None
+        finally:
+            self._waker.unregister(self.queue_name, self._wake)
+            super().close()

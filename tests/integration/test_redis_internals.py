@@ -164,3 +164,18 @@ def test_a_newly_dead_worker_makes_maintenance_due_and_wakes_consumers(
     event.clear()
     waker._beat()  # the same dead worker again: nothing new
     assert not event.is_set()
+
+
+def test_a_closing_consumer_gives_back_what_it_fetched_but_did_not_hand_out(
+    brokers: tuple[FastRedisBroker, RedisBroker],
+) -> None:
+    ours, _ = brokers
+    for number in range(5):
+        ours.enqueue(_message(number))
+    consumer = ours.consume(QUEUE, prefetch=10, timeout=100)
+    first = _drain(consumer, 1)[0]  # one fetch took all five; one was handed out
+    consumer.close()
+    client = ours.client
+    assert client.llen(keys.broker_queue(QUEUE)) == 4
+    fetched = {item.decode() for item in client.smembers(keys.broker_fetched(ours.broker_id, QUEUE))}
+    assert fetched == {first.options["redis_message_id"]}
