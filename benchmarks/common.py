@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: a free port, a percentile and a description of the machine."""
+"""What the benchmark scripts share: a free port, a percentile, a process tree's CPU and peak memory
+(from ``/proc``) and a description of the machine."""
 
 from __future__ import annotations
 
@@ -30,6 +31,62 @@ def percentile(values: list[float], pct: float) -> float:
         return math.nan
     ordered = sorted(values)
     return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
+
+
+def process_tree(pid: int) -> dict[int, list[str]]:
+    """``pid`` and its descendants, each with the fields of its ``/proc/<pid>/stat`` after the name.
+
+    Empty when ``pid`` is gone or there is no ``/proc``.
+    """
+    stats: dict[int, list[str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stats[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError, ValueError):
+            continue
+    if pid not in stats:
+        return {}
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [
+            child for child, fields in stats.items() if int(fields[1]) == parent and child not in tree
+        ]
+        tree.update(children)
+        frontier.extend(children)
+    return {p: stats[p] for p in tree}
+
+
+def process_tree_cpu(pid: int, *, reaped: bool = False) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its descendants; NaN without /proc.
+
+    With ``reaped``, also the CPU of descendants that have exited and were waited for (an RQ
+    worker's forked work horses); left out otherwise, so that a Redis server's AOF rewrite does
+    not count.
+    """
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    fields = (11, 12, 13, 14) if reaped else (11, 12)
+    tree = process_tree(pid)
+    if not tree:
+        return math.nan
+    return sum(int(stat[i]) for stat in tree.values() for i in fields) / tick
+
+
+def process_tree_peak_rss(pid: int) -> float:
+    """The sum of the peak resident set sizes (``VmHWM``) of ``pid`` and its descendants, in MiB.
+
+    NaN when ``pid`` is gone or there is no ``/proc``.
+    """
+    total_kib = 0
+    for member in process_tree(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total_kib += int(line.split()[1])
+    return total_kib / 1024 if total_kib else math.nan
 
 
 def machine_info(server: EmbeddedServer, **extra: Any) -> dict[str, Any]:

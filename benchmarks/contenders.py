@@ -1,13 +1,18 @@
-"""The two contenders of ``run.py``: raw Dramatiq and aury-tasks, set up alike.
+"""The contenders of ``run.py``: what a contender is, and the two Dramatiq ones.
 
-Both sides register the same two sync tasks under the same names on the same queue, run the
-same worker concurrency through Dramatiq's CLI (``dramatiq`` for raw, ``aum worker`` for aury,
-which calls into it), and differ only in what each adds on its own path:
+Every contender registers the same two sync tasks under the same names on the same queue name,
+in its own database of the one private Redis, and runs its worker through its own CLI. Raw
+Dramatiq and aury-tasks run the same worker concurrency through Dramatiq's CLI (``dramatiq`` for
+raw, ``aum worker`` for aury, which calls into it) and differ only in what each adds on its own
+path:
 
 * raw: ``RedisBroker`` with Dramatiq's default middleware plus ``AsyncIO`` (aury always has it),
   tasks declared with ``@dramatiq.actor`` and sent with ``actor.send``;
 * aury: the broker ``TaskManager`` builds (``AuryRedisBroker``, aury's middleware and defaults),
-  tasks declared with ``@tm.conditional_task`` and sent with ``Task.send``.
+  tasks declared with ``@tm.conditional_task``, sent with ``Task.send`` and, for the bulk
+  enqueue rate, ``Task.send_many``.
+
+The peers (Celery, RQ, taskiq) are in ``peers.py``.
 """
 
 from __future__ import annotations
@@ -20,21 +25,24 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO, default_middleware
 
 from aury_tasks import TaskManager, TaskSettings, keys
 
-#: The queue both sides use, and the names both sides register their two tasks under.
+#: The queue every contender uses, and the names every contender registers its two tasks under.
 QUEUE = "bench"
 NOOP_ACTOR = "bench.noop"
 LATENCY_ACTOR = "bench.latency"
 #: Raw Dramatiq's own default namespace; aury-tasks uses ``keys.BROKER_NAMESPACE``.
 RAW_NAMESPACE = "dramatiq"
+#: The Redis database of each contender (``aury`` on 0, the default it is used with).
+DATABASES = {"aury": 0, "raw": 1, "celery": 2, "rq": 3, "taskiq": 4}
 
-# The worker-side task modules, written to the run's temporary directory. The task bodies are
-# the same code on both sides; only the declarations differ.
-_TASK_BODIES = """
+# The worker-side task bodies, written to the run's temporary directory with each contender's
+# declarations. The bodies are the same code for every contender.
+TASK_BODIES = """
 _results = None
 
 
@@ -75,7 +83,7 @@ broker = RedisBroker(
 )
 dramatiq.set_broker(broker)
 '''
-    + _TASK_BODIES
+    + TASK_BODIES
     + _TASKS.format(decorator="dramatiq.actor", queue=QUEUE, noop=NOOP_ACTOR, latency=LATENCY_ACTOR)
 )
 
@@ -90,19 +98,23 @@ from aury_tasks import TaskManager
 
 tm = TaskManager.get_instance()
 '''
-    + _TASK_BODIES
+    + TASK_BODIES
     + _TASKS.format(decorator="tm.conditional_task", queue=QUEUE, noop=NOOP_ACTOR, latency=LATENCY_ACTOR)
 )
 
 
+def _no_dead_letters(client: redis.Redis) -> int:
+    return 0
+
+
 @dataclass
 class Side:
-    """One contender: how the harness sends to it and how its worker is started."""
+    """One contender: how the harness sends to it, starts its worker and sees its progress."""
 
-    #: ``raw`` or ``aury``.
+    #: A short key: ``raw``, ``aury``, ``celery``, ``rq`` or ``taskiq``.
     name: str
-    #: The broker namespace, for the queue's Redis keys.
-    namespace: str
+    #: The Redis URL of the contender's database: its messages, and the latency results.
+    url: str
     #: Send one no-op task: the producer path being measured.
     send_noop: Callable[[], object]
     #: Send one latency task with its submit time and the Redis list it records to.
@@ -112,23 +124,60 @@ class Side:
     worker_env: dict[str, str]
     #: Close the harness-side broker.
     close: Callable[[], None]
+    #: Tasks sent and not yet done, read with a client on ``url``.
+    remaining: Callable[[redis.Redis], int]
+    #: Messages that failed for good (dead-lettered): must stay 0.
+    dead_letters: Callable[[redis.Redis], int] = _no_dead_letters
+    #: The column header.
+    label: str = ""
+    #: Send ``n`` no-op tasks one by one (``send_noop`` ``n`` times unless the contender's
+    #: producer is better driven otherwise, as taskiq's from one event loop run).
+    send_noops: Callable[[int], None] | None = None
+    #: Send ``n`` no-op tasks through the contender's bulk API, if it has one.
+    send_bulk: Callable[[int], None] | None = None
+    #: Drop the tasks still waiting in the queue (a peer's drain stopped by the time budget).
+    discard_waiting: Callable[[redis.Redis], None] | None = None
+    #: Worker processes started by ``worker_argv`` (the idle command rate is given per process).
+    worker_processes: int = 1
+    #: Descendant processes that exited count towards the worker's CPU (RQ's forked work horses).
+    reaped_cpu: bool = False
 
-    @property
-    def messages_key(self) -> str:
-        """Dramatiq's hash of the queue's not-yet-acknowledged messages (see its ``dispatch.lua``).
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
+        if self.send_noops is None:
+            send = self.send_noop
 
-        A message stays in it from enqueue to ack, so its length is what is left to do.
-        """
-        return f"{self.namespace}:{QUEUE}.msgs"
+            def send_noops(n: int) -> None:
+                for _ in range(n):
+                    send()
 
-    @property
-    def dead_letter_key(self) -> str:
-        """Dramatiq's dead-letter set of the queue: must stay empty."""
-        return f"{self.namespace}:{QUEUE}.XQ"
+            self.send_noops = send_noops
+
+
+def database_url(url: str, name: str) -> str:
+    """The server ``url`` (``redis://host:port/0``) with the database of contender ``name``."""
+    return f"{url.rsplit('/', 1)[0]}/{DATABASES[name]}"
+
+
+def dramatiq_side(name: str, url: str, namespace: str, **fields: Any) -> Side:
+    """A contender on Dramatiq's Redis broker: progress is read from Dramatiq's own keys.
+
+    ``<namespace>:<queue>.msgs`` is Dramatiq's hash of the queue's not-yet-acknowledged messages
+    (see its ``dispatch.lua``): a message stays in it from enqueue to ack, so its length is what
+    is left to do. ``<namespace>:<queue>.XQ`` is the queue's dead-letter set.
+    """
+    messages_key, dead_letter_key = f"{namespace}:{QUEUE}.msgs", f"{namespace}:{QUEUE}.XQ"
+    return Side(
+        name=name,
+        url=url,
+        remaining=lambda client: int(client.hlen(messages_key)),
+        dead_letters=lambda client: int(client.zcard(dead_letter_key)),
+        **fields,
+    )
 
 
 def write_worker_modules(workdir: Path) -> Path:
-    """Write both task modules under ``workdir``; return the ``--modules`` directory for aury."""
+    """Write both Dramatiq task modules under ``workdir``; return the ``--modules`` directory for aury."""
     (workdir / "bench_raw_tasks.py").write_text(RAW_WORKER_MODULE)
     modules_dir = workdir / "bench_modules"
     (modules_dir / "bench").mkdir(parents=True)
@@ -138,6 +187,7 @@ def write_worker_modules(workdir: Path) -> Path:
 
 def make_raw_side(url: str, workdir: Path, args: argparse.Namespace, env: dict[str, str]) -> Side:
     """Raw Dramatiq: a ``RedisBroker`` in this process, ``dramatiq`` CLI for the worker."""
+    url = database_url(url, "raw")
     broker = RedisBroker(
         url=url, namespace=RAW_NAMESPACE, middleware=[m() for m in default_middleware] + [AsyncIO()]
     )
@@ -154,13 +204,16 @@ def make_raw_side(url: str, workdir: Path, args: argparse.Namespace, env: dict[s
         sys.executable, "-m", "dramatiq", "bench_raw_tasks", "--path", str(workdir),
         "--processes", str(args.processes), "--threads", str(args.threads), "--queues", QUEUE,
     ]  # fmt: skip
-    return Side(
-        name="raw",
-        namespace=RAW_NAMESPACE,
+    return dramatiq_side(
+        "raw",
+        url,
+        RAW_NAMESPACE,
+        label="raw dramatiq",
         send_noop=noop_actor.send,
         send_latency=latency_actor.send,
         worker_argv=argv,
         worker_env={**env, "BENCH_REDIS_URL": url, "BENCH_RAW_NAMESPACE": RAW_NAMESPACE},
+        worker_processes=args.processes,
         close=broker.close,
     )
 
@@ -169,6 +222,7 @@ def make_aury_side(
     url: str, workdir: Path, modules_dir: Path, args: argparse.Namespace, env: dict[str, str]
 ) -> Side:
     """aury-tasks: a producer-mode ``TaskManager`` in this process, ``aum worker`` for the worker."""
+    url = database_url(url, "aury")
     data_dir = str(workdir / ".aum")
     settings = TaskSettings.load(_env_file=None, broker_url=url, data_dir=data_dir)
     tm = TaskManager("benchmark", settings=settings)
@@ -182,16 +236,23 @@ def make_aury_side(
     def latency(submitted: float, key: str) -> None:
         pass
 
+    def send_bulk(n: int) -> None:
+        noop.send_many([()] * n)
+
     argv = [
         sys.executable, "-m", "aury_tasks.cli", "worker", "--modules", str(modules_dir),
         "--processes", str(args.processes), "--concurrency", str(args.threads), "--queues", QUEUE,
     ]  # fmt: skip
-    return Side(
-        name="aury",
-        namespace=keys.BROKER_NAMESPACE,
+    return dramatiq_side(
+        "aury",
+        url,
+        keys.BROKER_NAMESPACE,
+        label="aury-tasks",
         send_noop=noop.send,
         send_latency=latency.send,
+        send_bulk=send_bulk,
         worker_argv=argv,
         worker_env={**env, "BENCH_REDIS_URL": url, "TASK_BROKER_URL": url, "TASK_DATA_DIR": data_dir},
+        worker_processes=args.processes,
         close=tm.close,
     )

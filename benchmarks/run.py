@@ -1,23 +1,38 @@
-"""Raw Dramatiq versus aury-tasks, side by side on one private Redis.
+"""Raw Dramatiq, aury-tasks and the installed peers (Celery, RQ, taskiq), side by side on one private Redis.
 
-For the same no-op sync task and the same worker concurrency (see ``contenders.py``):
+For the same no-op sync task and the same worker concurrency (see ``contenders.py`` and
+``peers.py``), each contender in its own database of the one server:
 
-* enqueue rate: ``--tasks`` sends per side from one producer thread, no worker running. The two
-  sides take turns in chunks of ``--enqueue-chunk`` sends (A B B A …) so that a burst of load
-  from elsewhere on the machine hits both alike (messages/s);
+* enqueue rate: ``--tasks`` sends per contender from one producer thread, no worker running. The
+  contenders take turns in chunks of ``--enqueue-chunk`` sends (A B C C B A …) so that a burst of
+  load from elsewhere on the machine hits all alike (messages/s);
+* bulk enqueue rate: the same number of tasks through the contender's bulk API, if it has one
+  (aury-tasks ``Task.send_many``, RQ ``Queue.enqueue_many``), ``--bulk-chunk`` tasks a call, the
+  contenders taking turns likewise; then the server is emptied again;
 * drain rate: the worker is started on the ``--tasks`` waiting messages and timed from the first
-  acknowledgement to the last, so its start-up is left out. Progress is read from Dramatiq's
-  own hash of unacknowledged messages: the task does no I/O at all (messages/s);
+  acknowledgement to the last, so its start-up is left out. Progress is read from the queue's own
+  keys (for Dramatiq, its hash of unacknowledged messages): the task does no I/O at all. A peer
+  still draining ``--drain-budget`` s after its first acknowledgement is stopped there: its rate is
+  what it did by then, and the rest is dropped (messages/s);
 * submit-to-start latency: ``--latency-tasks`` tasks sent one every ``--latency-interval`` ms to
   the idle-running worker, each recording ``time.time()`` at its start minus the submit time it
-  was given (p50, p99); then ``--idle-samples`` tasks each sent after ``--idle-gap`` s of silence.
+  was given (p50, p95, p99); then ``--idle-samples`` tasks each sent after ``--idle-gap`` s of
+  silence (pooled over rounds);
+* idle Redis commands: the worker left idle 2 s, then ``INFO stats`` ``total_commands_processed``
+  (commands run inside Lua scripts included) over ``--idle-window`` s, less the harness's own
+  ``INFO``; per worker process. Only that worker is connected then, and the harness is idle;
+* worker peak RSS: ``VmHWM`` of the worker's process tree (the CLI's parent process and its
+  worker processes), read just before it is stopped (MiB).
 
-Every round runs both sides (raw first in odd rounds, aury first in even ones) on a flushed
-server; figures are medians over ``--rounds``, and the ratio is the median of the per-round
-ratios. Run it from the repository with the project's venv::
+Every round runs every contender (in the listed order in odd rounds, reversed in even ones) on
+a flushed server, each contender's database emptied after its turn; rates are medians over
+``--rounds``, a ratio to raw Dramatiq is the median of the per-round ratios, and latency
+percentiles are over the samples of all rounds. Run it from the repository with the project's
+venv::
 
-    python benchmarks/run.py                         # 3 rounds of 20,000 tasks, ~4 minutes
-    python benchmarks/run.py --rounds 5 --json /tmp/bench.json
+    pip install -e '.[bench]'    # the peers and matplotlib, for the chart
+    python benchmarks/run.py     # 2 rounds of 20,000 tasks, all installed peers: ~15 minutes
+    python benchmarks/run.py --peers none --rounds 5 --json /tmp/bench.json
 """
 
 from __future__ import annotations
@@ -27,7 +42,6 @@ import math
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,8 +54,10 @@ from typing import Any
 
 import dramatiq
 import redis
-from common import free_port, machine_info, percentile, save_json
+from common import free_port, machine_info, percentile, process_tree_cpu, process_tree_peak_rss
 from contenders import Side, make_aury_side, make_raw_side, write_worker_modules
+from peers import PEERS, available, make_peer
+from report import report
 
 from aury_tasks.embedded import start_server
 
@@ -50,29 +66,25 @@ LATENCY_KEY = "benchmark:latency"
 IDLE_LATENCY_KEY = "benchmark:idle-latency"
 #: How often the harness looks at Redis while it waits (seconds).
 POLL_INTERVAL = 0.005
-#: Sends per side, thrown away, before the first round.
+#: Sends per contender, thrown away, before the first round.
 WARMUP_SENDS = 300
-
-#: The table's rows: (metric, label, higher is better, target ratio).
-ROWS: list[tuple[str, str, bool, float | None]] = [
-    ("enqueue_rate", "enqueue rate (msg/s)", True, 0.95),
-    ("drain_rate", "drain rate (msg/s)", True, 0.90),
-    ("latency_p50_ms", "submit→start latency p50 (ms)", False, None),
-    ("latency_p99_ms", "submit→start latency p99 (ms)", False, None),
-    ("idle_latency_ms", "latency after {gap:g} s idle, median of all (ms)", False, None),
-    ("enqueue_cpu_us", "producer CPU per send (µs)", False, None),
-    ("drain_cpu_us", "worker CPU per task while draining (µs)", False, None),
-    ("worker_start_s", "worker start → first task (s)", False, None),
-]
+#: Seconds a worker is left idle before its Redis commands are counted.
+IDLE_SETTLE = 2.0
+#: The contenders that must run: the others are peers, left out when their run fails.
+SUBJECTS = ("raw", "aury")
 
 
 @dataclass
 class Rate:
-    """``count`` messages handled in ``seconds`` of wall time, using ``cpu_seconds`` of CPU."""
+    """``count`` messages handled in ``seconds`` of wall time, using ``cpu_seconds`` of CPU.
+
+    ``complete`` is false for a drain stopped by the time budget before the queue was empty.
+    """
 
     count: int
     seconds: float
     cpu_seconds: float
+    complete: bool = True
 
     @property
     def per_second(self) -> float:
@@ -86,25 +98,35 @@ class Rate:
 
 @dataclass
 class Run:
-    """What one side measured in one round."""
+    """What one contender measured in one round."""
 
     side: str
     enqueue: Rate
+    bulk: Rate | None
     drain: Rate
     worker_start_s: float
     latency_samples: list[float] = field(repr=False)
     idle_samples: list[float] = field(repr=False)
+    idle_commands_per_s: float
+    peak_rss_mib: float
 
     def metrics(self) -> dict[str, float]:
+        """The round's figures; latency percentiles over this round's samples only."""
         return {
             "enqueue_rate": self.enqueue.per_second,
+            "bulk_rate": self.bulk.per_second if self.bulk else math.nan,
             "drain_rate": self.drain.per_second,
             "latency_p50_ms": percentile(self.latency_samples, 50),
+            "latency_p95_ms": percentile(self.latency_samples, 95),
             "latency_p99_ms": percentile(self.latency_samples, 99),
-            "idle_latency_ms": statistics.median(self.idle_samples) if self.idle_samples else math.nan,
-            "worker_start_s": self.worker_start_s,
+            "idle_p50_ms": percentile(self.idle_samples, 50),
+            "idle_p95_ms": percentile(self.idle_samples, 95),
+            "idle_p99_ms": percentile(self.idle_samples, 99),
+            "idle_commands_per_s": self.idle_commands_per_s,
+            "peak_rss_mib": self.peak_rss_mib,
             "enqueue_cpu_us": self.enqueue.cpu_us_each,
             "drain_cpu_us": self.drain.cpu_us_each,
+            "worker_start_s": self.worker_start_s,
         }
 
 
@@ -128,18 +150,22 @@ def reset_redis(client: redis.Redis) -> None:
         time.sleep(0.02)
 
 
-def measure_enqueue(sides: list[Side], count: int, chunk: int) -> dict[str, Rate]:
-    """Send ``count`` no-op tasks per side, the sides taking turns in chunks."""
+def measure_sends(sides: list[Side], count: int, chunk: int, *, bulk: bool = False) -> dict[str, Rate]:
+    """Send ``count`` no-op tasks per contender, the contenders taking turns in chunks.
+
+    With ``bulk``, through each contender's bulk API (one call per chunk); the others are skipped.
+    """
+    sides = [side for side in sides if side.send_bulk] if bulk else sides
     rates = {side.name: Rate(0, 0.0, 0.0) for side in sides}
     turn = 0
     while any(rate.count < count for rate in rates.values()):
         for side in sides if turn % 2 == 0 else sides[::-1]:
             rate = rates[side.name]
             todo = min(chunk, count - rate.count)
-            send = side.send_noop
+            send = side.send_bulk if bulk else side.send_noops
+            assert send is not None
             cpu, started = time.thread_time(), time.perf_counter()
-            for _ in range(todo):
-                send()
+            send(todo)
             rate.seconds += time.perf_counter() - started
             rate.cpu_seconds += time.thread_time() - cpu
             rate.count += todo
@@ -149,7 +175,7 @@ def measure_enqueue(sides: list[Side], count: int, chunk: int) -> dict[str, Rate
 
 @contextmanager
 def worker_process(side: Side, workdir: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run the side's worker, its output to ``log_path``; stop it (SIGTERM, then SIGKILL) after."""
+    """Run the contender's worker, its output to ``log_path``; stop it (SIGTERM, then SIGKILL) after."""
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             side.worker_argv,
@@ -158,6 +184,7 @@ def worker_process(side: Side, workdir: Path, log_path: Path) -> Iterator[subpro
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
+            start_new_session=True,
         )
         try:
             yield process
@@ -167,7 +194,7 @@ def worker_process(side: Side, workdir: Path, log_path: Path) -> Iterator[subpro
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
 
@@ -178,57 +205,68 @@ def check_alive(process: subprocess.Popen[bytes], log_path: Path) -> None:
 
 
 def measure_drain(
-    side: Side, client: redis.Redis, count: int, process: subprocess.Popen[bytes], log_path: Path
+    side: Side,
+    client: redis.Redis,
+    count: int,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    budget: float | None = None,
 ) -> tuple[Rate, float]:
     """Wait for the just-started worker to empty the queue.
+
+    The queue counts as empty when ``side.remaining`` reads 0 twice in a row (a message between
+    two of a peer's keys can read as done for an instant); the first of the two reads ends the
+    span. A contender that can drop what waits (``side.discard_waiting``) is stopped ``budget``
+    seconds after its first acknowledgement.
 
     Returns:
       tuple: the rate from the first acknowledgement seen to the last (CPU: the worker's
       processes over the same span), and the seconds from the worker's start to that first
       acknowledgement.
     """
+
+    def cpu() -> float:
+        return process_tree_cpu(process.pid, reaped=side.reaped_cpu)
+
     spawned = time.perf_counter()
     deadline = time.monotonic() + 120 + count / 100
     first_at: float | None = None
-    left_at_first = count
-    cpu_at_first = 0.0
+    empty_at: float | None = None
+    left_at_first, cpu_at_first, cpu_at_empty = count, 0.0, 0.0
     while time.monotonic() < deadline:
-        left = int(client.hlen(side.messages_key))
+        left = side.remaining(client)
         now = time.perf_counter()
         if first_at is None and left < count:
-            first_at, left_at_first, cpu_at_first = now, left, process_tree_cpu(process.pid)
-        if left == 0 and first_at is not None:
-            cpu = process_tree_cpu(process.pid) - cpu_at_first
-            if client.zcard(side.dead_letter_key):
-                raise BenchmarkError(f"{side.name}: messages were dead-lettered; see {log_path}")
-            return Rate(left_at_first, now - first_at, cpu), first_at - spawned
+            first_at, left_at_first, cpu_at_first = now, left, cpu()
+        if first_at is not None and left == 0:
+            if empty_at is not None:
+                if side.dead_letters(client):
+                    raise BenchmarkError(f"{side.name}: messages were dead-lettered; see {log_path}")
+                drain = Rate(left_at_first, empty_at - first_at, cpu_at_empty - cpu_at_first)
+                return drain, first_at - spawned
+            empty_at, cpu_at_empty = now, cpu()
+        elif first_at is not None:
+            empty_at = None
+            if budget is not None and side.discard_waiting is not None and now - first_at > budget:
+                rate = Rate(left_at_first - left, now - first_at, cpu() - cpu_at_first, complete=False)
+                side.discard_waiting(client)
+                wait_until_empty(side, client, process, log_path)
+                return rate, first_at - spawned
         check_alive(process, log_path)
         time.sleep(POLL_INTERVAL)
     raise BenchmarkError(f"{side.name}: the queue was not drained in time; see {log_path}")
 
 
-def process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by ``pid`` and its descendants; NaN without /proc."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        child = int(stat.parent.name)
-        parents[child] = int(fields[1])
-        times[child] = (int(fields[11]) + int(fields[12])) / tick
-    if pid not in times:
-        return math.nan
-    tree, frontier = {pid}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, ppid in parents.items() if ppid == parent and child not in tree]
-        tree.update(children)
-        frontier.extend(children)
-    return sum(times[p] for p in tree)
+def wait_until_empty(
+    side: Side, client: redis.Redis, process: subprocess.Popen[bytes], log_path: Path
+) -> None:
+    """Wait for the tasks the worker has taken to finish (after the waiting ones were dropped)."""
+    deadline = time.monotonic() + 60
+    while side.remaining(client):
+        if time.monotonic() > deadline:
+            raise BenchmarkError(f"{side.name}: tasks handed out did not finish; see {log_path}")
+        check_alive(process, log_path)
+        time.sleep(POLL_INTERVAL)
 
 
 def wait_for_results(client: redis.Redis, key: str, expected: int, timeout: float) -> list[float]:
@@ -248,7 +286,7 @@ def measure_latency(side: Side, client: redis.Redis, count: int, interval: float
         if pause > 0:
             time.sleep(pause)
         side.send_latency(time.time(), LATENCY_KEY)
-    return wait_for_results(client, LATENCY_KEY, count, timeout=60)
+    return wait_for_results(client, LATENCY_KEY, count, timeout=60 + count * interval)
 
 
 def measure_idle_latency(side: Side, client: redis.Redis, samples: int, gap: float) -> list[float]:
@@ -260,135 +298,101 @@ def measure_idle_latency(side: Side, client: redis.Redis, samples: int, gap: flo
     return wait_for_results(client, IDLE_LATENCY_KEY, samples, timeout=30)
 
 
+def commands_per_second(client: redis.Redis, window: float) -> float:
+    """Commands the server processed per second over ``window`` seconds, less this call's own ``INFO``.
+
+    ``total_commands_processed`` counts a command once it has run, so of the two ``INFO`` calls
+    only the first falls in the difference.
+    """
+    before = client.info("stats")["total_commands_processed"]
+    started = time.perf_counter()
+    time.sleep(window)
+    after = client.info("stats")["total_commands_processed"]
+    return (after - before - 1) / (time.perf_counter() - started)
+
+
+def run_side(
+    side: Side,
+    enqueue: Rate,
+    bulk: Rate | None,
+    client: redis.Redis,
+    args: argparse.Namespace,
+    workdir: Path,
+    round_no: int,
+) -> Run:
+    """Start the contender's worker on its waiting messages: drain, latencies, idle figures; stop it."""
+    log_path = workdir / f"worker-{side.name}-{round_no}.log"
+    budget = None if side.name in SUBJECTS else args.drain_budget
+    with worker_process(side, workdir, log_path) as process:
+        drain, worker_start = measure_drain(side, client, args.tasks, process, log_path, budget)
+        latencies = measure_latency(side, client, args.latency_tasks, args.latency_interval / 1000)
+        idle = measure_idle_latency(side, client, args.idle_samples, args.idle_gap)
+        time.sleep(IDLE_SETTLE)
+        idle_commands = commands_per_second(client, args.idle_window) / side.worker_processes
+        peak_rss = process_tree_peak_rss(process.pid)
+        check_alive(process, log_path)
+    client.flushdb()
+    return Run(side.name, enqueue, bulk, drain, worker_start, latencies, idle, idle_commands, peak_rss)
+
+
+def print_run(run: Run, round_no: int) -> None:
+    m = run.metrics()
+    bulk = f"bulk {m['bulk_rate']:7,.0f}/s  " if run.bulk else " " * 19
+    cut = "*" if not run.drain.complete else " "
+    print(
+        f"round {round_no} {run.side:<6}  enqueue {m['enqueue_rate']:6,.0f}/s  {bulk}"
+        f"drain {m['drain_rate']:6,.0f}/s{cut} latency p50 {m['latency_p50_ms']:5.1f} "
+        f"p95 {m['latency_p95_ms']:5.1f} p99 {m['latency_p99_ms']:6.1f} ms  "
+        f"idle p50 {m['idle_p50_ms']:6.1f} ms  idle {m['idle_commands_per_s']:5.2f} cmd/s  "
+        f"RSS {m['peak_rss_mib']:5.1f} MiB  start {m['worker_start_s']:4.2f} s  "
+        f"CPU/task: send {m['enqueue_cpu_us']:4.0f} us, worker {m['drain_cpu_us']:4.0f} us",
+        flush=True,
+    )
+
+
 def run_round(
-    sides: list[Side], client: redis.Redis, args: argparse.Namespace, workdir: Path, round_no: int
+    sides: list[Side],
+    clients: dict[str, redis.Redis],
+    server_client: redis.Redis,
+    args: argparse.Namespace,
+    workdir: Path,
+    round_no: int,
+    failures: dict[str, str],
 ) -> dict[str, Run]:
-    """Enqueue for both sides, then for each in turn: start its worker, drain, latency, stop."""
-    reset_redis(client)
-    rates = measure_enqueue(sides, args.tasks, args.enqueue_chunk)
+    """Bulk and single sends for all, then for each in turn: start its worker, measure, stop.
+
+    A peer whose run fails is reported in ``failures`` and left out of the next rounds; a
+    failure of raw Dramatiq or aury-tasks ends the benchmark.
+    """
+    reset_redis(server_client)
+    bulk_rates = measure_sends(sides, args.tasks, args.bulk_chunk, bulk=True)
+    reset_redis(server_client)
+    rates = measure_sends(sides, args.tasks, args.enqueue_chunk)
     results = {}
     for side in sides:
-        log_path = workdir / f"worker-{side.name}-{round_no}.log"
-        with worker_process(side, workdir, log_path) as process:
-            drain, worker_start = measure_drain(side, client, args.tasks, process, log_path)
-            latencies = measure_latency(side, client, args.latency_tasks, args.latency_interval / 1000)
-            idle = measure_idle_latency(side, client, args.idle_samples, args.idle_gap)
-            check_alive(process, log_path)
-        client.delete(LATENCY_KEY, IDLE_LATENCY_KEY)
-        run = results[side.name] = Run(side.name, rates[side.name], drain, worker_start, latencies, idle)
-        m = run.metrics()
-        print(
-            f"round {round_no} {side.name:<4}  enqueue {m['enqueue_rate']:7,.0f}/s  "
-            f"drain {m['drain_rate']:7,.0f}/s  latency p50 {m['latency_p50_ms']:5.1f} ms  "
-            f"p99 {m['latency_p99_ms']:6.1f} ms  idle {m['idle_latency_ms']:6.1f} ms  "
-            f"start {m['worker_start_s']:4.2f} s  CPU/task: send {m['enqueue_cpu_us']:4.0f} us, "
-            f"worker {m['drain_cpu_us']:4.0f} us",
-            flush=True,
-        )
+        try:
+            run = run_side(side, rates[side.name], bulk_rates.get(side.name), clients[side.name], args,
+                           workdir, round_no)  # fmt: skip
+        except BenchmarkError as exc:
+            if side.name in SUBJECTS:
+                raise
+            failures[side.name] = f"round {round_no}: {exc}"
+            print(f"round {round_no} {side.name}: failed, left out from now on: {exc}", flush=True)
+            clients[side.name].flushdb()
+            continue
+        results[side.name] = run
+        print_run(run, round_no)
     return results
 
 
 def warm_up(sides: list[Side], client: redis.Redis) -> None:
     """Exercise each producer path once, so the first round does not pay for first calls."""
     for side in sides:
-        for _ in range(WARMUP_SENDS):
-            side.send_noop()
+        assert side.send_noops is not None
+        side.send_noops(WARMUP_SENDS)
+        if side.send_bulk:
+            side.send_bulk(WARMUP_SENDS)
     reset_redis(client)
-
-
-# Reporting
-
-
-def summarize(rounds: list[dict[str, Run]]) -> dict[str, dict[str, Any]]:
-    """Per metric: each side's median, and the median of the per-round aury/raw ratios."""
-    summary: dict[str, dict[str, Any]] = {}
-    for key, _, higher_is_better, target in ROWS:
-        raw = [r["raw"].metrics()[key] for r in rounds]
-        aury = [r["aury"].metrics()[key] for r in rounds]
-        if any(math.isnan(v) for v in raw + aury):
-            continue
-        ratios = [a / b if b else math.nan for a, b in zip(aury, raw, strict=True)]
-        entry: dict[str, Any] = {
-            "raw": statistics.median(raw),
-            "aury": statistics.median(aury),
-            "ratio": statistics.median(ratios),
-            "round_ratios": ratios,
-            "higher_is_better": higher_is_better,
-        }
-        if key == "idle_latency_ms":
-            # A few samples a round, each mostly Dramatiq's jittered idle back-off: pool them.
-            raw_all = [v for r in rounds for v in r["raw"].idle_samples]
-            aury_all = [v for r in rounds for v in r["aury"].idle_samples]
-            entry.update(raw=statistics.median(raw_all), aury=statistics.median(aury_all))
-            entry["ratio"] = entry["aury"] / entry["raw"]
-        if target is not None:
-            entry["target"] = target
-            entry["meets_target"] = entry["ratio"] >= target
-        summary[key] = entry
-    return summary
-
-
-def format_table(summary: dict[str, dict[str, Any]], idle_gap: float) -> str:
-    headers = ["metric", "raw dramatiq", "aury_tasks", "ratio aury/raw", "per round", "target"]
-    rows = []
-    for key, label, higher_is_better, _ in ROWS:
-        if key not in summary:
-            continue
-        entry = summary[key]
-        if "target" in entry:
-            note = f">= {entry['target']:.2f}x " + ("met" if entry["meets_target"] else "MISSED")
-        else:
-            note = "(higher is better)" if higher_is_better else "(lower is better)"
-        digits = ",.0f" if key.endswith(("_rate", "_us")) else ".2f" if key.endswith("_s") else ".1f"
-        rows.append([
-            label.format(gap=idle_gap),
-            format(entry["raw"], digits),
-            format(entry["aury"], digits),
-            f"{entry['ratio']:.3f}x",
-            " ".join(f"{r:.2f}" for r in entry["round_ratios"]),
-            note,
-        ])  # fmt: skip
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        aligned = [
-            c.rjust(w) if i in (1, 2, 3) else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(aligned).rstrip()
-
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(row) for row in rows)])
-
-
-def reproduce_command(args: argparse.Namespace) -> str:
-    options = ["rounds", "tasks", "latency_tasks", "latency_interval", "idle_samples", "idle_gap",
-               "enqueue_chunk", "threads", "processes"]  # fmt: skip
-    return "python benchmarks/run.py " + " ".join(
-        f"--{name.replace('_', '-')} {getattr(args, name):g}" for name in options
-    )
-
-
-def report(args: argparse.Namespace, info: dict[str, Any], rounds: list[dict[str, Run]]) -> None:
-    summary = summarize(rounds)
-    print()
-    print(
-        f"{args.tasks:,} no-op tasks; {args.latency_tasks} latency tasks, one every "
-        f"{args.latency_interval:g} ms; worker {args.processes} process(es) x {args.threads} thread(s); "
-        f"median of {args.rounds} round(s)"
-    )
-    print(format_table(summary, args.idle_gap))
-    print()
-    print(
-        f"machine: {info['cpus']} CPU(s) {info['cpu']}, load at start {info['load_average']}; "
-        f"{info['platform']}; Python {info['python']}; dramatiq {info['dramatiq']}; "
-        f"aury-tasks {info['aury_tasks']}; redis-py {info['redis_py']}; {info['server']}"
-    )
-    print(f"reproduce: {reproduce_command(args)}")
-    if args.json:
-        runs = [{name: {**run.metrics(), "latency_samples_ms": run.latency_samples,
-                        "idle_samples_ms": run.idle_samples} for name, run in r.items()}
-                for r in rounds]  # fmt: skip
-        save_json(args, machine=info, summary=summary, rounds=runs)
 
 
 # Main
@@ -396,54 +400,84 @@ def report(args: argparse.Namespace, info: dict[str, Any], rounds: list[dict[str
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Raw Dramatiq vs aury-tasks: enqueue rate, drain rate and latency on one private Redis.",
+        description="Raw Dramatiq vs aury-tasks (and Celery, RQ, taskiq if installed) on one private Redis.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
-    add("--rounds", type=int, default=3, help="rounds, each running both sides; figures are medians")
-    add("--tasks", type=int, default=20_000, help="tasks enqueued and drained per side and round")
+    add("--rounds", type=int, default=2, help="rounds, each running every contender; rates are medians")
+    add("--tasks", type=int, default=20_000, help="tasks sent (single, bulk) and drained per contender")
     add("--latency-tasks", type=int, default=500, help="tasks sent for the latency figures")
     add("--latency-interval", type=float, default=20.0, help="milliseconds between latency tasks")
-    add("--idle-samples", type=int, default=3, help="tasks sent each after an idle gap (0: none)")
+    add("--idle-samples", type=int, default=8, help="tasks sent each after an idle gap, per round (0: none)")
     add("--idle-gap", type=float, default=3.0, help="seconds of silence before each idle sample")
-    add("--enqueue-chunk", type=int, default=200, help="sends per turn while the sides take turns")
-    add("--threads", type=int, default=8, help="worker threads per process, both sides")
-    add("--processes", type=int, default=1, help="worker processes, both sides")
+    add(
+        "--idle-window",
+        type=float,
+        default=31.0,
+        help="seconds an idle worker's commands are counted (31: one aury fallback fetch falls in it)",
+    )
+    add("--enqueue-chunk", type=int, default=200, help="sends per turn while the contenders take turns")
+    add("--bulk-chunk", type=int, default=1000, help="tasks per bulk call (aury send_many, RQ enqueue_many)")
+    add("--drain-budget", type=float, default=30.0, help="seconds after which a peer's drain is stopped")
+    add("--threads", type=int, default=8, help="worker threads per process (taskiq: async tasks)")
+    add("--processes", type=int, default=1, help="worker processes (Dramatiq, aury, taskiq)")
+    add("--peers", default=",".join(PEERS), help="peers to run when installed, comma-separated, or 'none'")
+    add("--chart", type=Path, default=Path(__file__).parent / "latency.png", metavar="PATH",
+        help="where to save the latency chart (needs matplotlib)")  # fmt: skip
+    add("--no-chart", action="store_true", help="do not draw the latency chart")
     add("--json", type=Path, default=None, metavar="PATH", help="also save the results here")
     add("--keep-workdir", action="store_true", help="keep the temporary directory (worker and server logs)")
     args = parser.parse_args(argv)
-    for name in ("rounds", "tasks", "latency_tasks", "enqueue_chunk", "threads", "processes"):
+    for name in ("rounds", "tasks", "latency_tasks", "enqueue_chunk", "bulk_chunk", "threads", "processes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be 1 or more")
-    if args.idle_samples < 0 or args.latency_interval < 0 or args.idle_gap < 0:
+    if min(args.idle_samples, args.latency_interval, args.idle_gap) < 0:
         parser.error("--idle-samples, --latency-interval and --idle-gap must not be negative")
+    if args.idle_window <= 0 or args.drain_budget <= 0:
+        parser.error("--idle-window and --drain-budget must be positive")
+    peers = [] if args.peers.strip() == "none" else [p.strip() for p in args.peers.split(",") if p.strip()]
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        parser.error(f"--peers: unknown {', '.join(unknown)} (known: {', '.join(PEERS)}, or none)")
+    args.peers = ",".join(peers) or "none"
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # Settings from the environment would make the two sides differ: drop them here and for
+    # Settings from the environment would make the contenders differ: drop them here and for
     # the workers (the harness-side aury settings also ignore any .env file).
-    for key in [k for k in os.environ if k.startswith(("TASK_", "AURY_TASKS_", "dramatiq_"))]:
+    prefixes = ("TASK_", "AURY_TASKS_", "dramatiq_", "CELERY_", "RQ_")
+    for key in [k for k in os.environ if k.startswith(prefixes)]:
         del os.environ[key]
     env = dict(os.environ)
+    peers, notes = available([] if args.peers == "none" else args.peers.split(","))
+    for note in notes:
+        print(f"# {note}")
     workdir = Path(tempfile.mkdtemp(prefix="aury-bench-"))
     server = start_server(workdir / "redis", port=free_port())
-    client = redis.Redis.from_url(server.url)
+    server_client = redis.Redis.from_url(server.url)
     sides: list[Side] = []
+    clients: dict[str, redis.Redis] = {}
+    failures: dict[str, str] = {}
     try:
         modules_dir = write_worker_modules(workdir)
         sides.append(make_raw_side(server.url, workdir, args, env))
         sides.append(make_aury_side(server.url, workdir, modules_dir, args, env))
-        info = machine_info(server, dramatiq=dramatiq.__version__)
+        for name in peers:
+            sides.append(make_peer(name, server.url, workdir, args, env))
+        clients = {side.name: redis.Redis.from_url(side.url) for side in sides}
+        info = machine_info(server, dramatiq=dramatiq.__version__, **peer_versions(peers))
         print(f"# {server.version} at {server.url}; workdir {workdir}", flush=True)
-        warm_up(sides, client)
+        warm_up(sides, server_client)
+        info["harness_idle_commands_per_s"] = round(commands_per_second(server_client, IDLE_SETTLE), 2)
         rounds = []
         for round_no in range(1, args.rounds + 1):
-            order = sides if round_no % 2 else sides[::-1]
-            rounds.append(run_round(order, client, args, workdir, round_no))
-        report(args, info, rounds)
-        return 0
+            running = [side for side in sides if side.name not in failures]
+            order = running if round_no % 2 else running[::-1]
+            rounds.append(run_round(order, clients, server_client, args, workdir, round_no, failures))
+        report(args, info, rounds, {side.name: side.label for side in sides}, notes, failures)
+        return 2 if failures else 0
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         args.keep_workdir = True
@@ -451,12 +485,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for side in sides:
             side.close()
-        client.close()
+        for client in clients.values():
+            client.close()
+        server_client.close()
         server.stop()
-        if args.keep_workdir:
+        if args.keep_workdir or failures:
             print(f"workdir kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def peer_versions(peers: list[str]) -> dict[str, Any]:
+    """The installed versions of the peers' packages, for the report."""
+    from importlib.metadata import version
+
+    packages = {"celery": ["celery", "kombu"], "rq": ["rq"], "taskiq": ["taskiq", "taskiq-redis"]}
+    return {package: version(package) for name in peers for package in packages[name]}
 
 
 if __name__ == "__main__":

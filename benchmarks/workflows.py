@@ -42,10 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from common import free_port, machine_info, save_json
-from contenders import QUEUE, Side
+from common import free_port, machine_info, process_tree_cpu, save_json
+from contenders import QUEUE, Side, dramatiq_side
 from redis.connection import AbstractConnection
-from run import BenchmarkError, Rate, measure_drain, process_tree_cpu, reset_redis, worker_process
+from run import BenchmarkError, Rate, measure_drain, reset_redis, worker_process
 
 from aury_tasks import TaskManager, TaskSettings, chord, group, keys
 from aury_tasks.embedded import EmbeddedServer, start_server
@@ -379,9 +379,9 @@ def main(argv: list[str] | None = None) -> int:
             "--processes", str(args.processes), "--concurrency", str(args.threads), "--queues", QUEUE,
         ]  # fmt: skip
         env = {**os.environ, "TASK_BROKER_URL": server.url, "TASK_DATA_DIR": data_dir}
-        side = Side(name="aury", namespace=keys.BROKER_NAMESPACE, send_noop=producer.noop.send,
-                    send_latency=lambda *_: None, worker_argv=argv_, worker_env=env,
-                    close=producer.manager.close)  # fmt: skip
+        side = dramatiq_side("aury", server.url, keys.BROKER_NAMESPACE, send_noop=producer.noop.send,
+                             send_latency=lambda *_: None, worker_argv=argv_, worker_env=env,
+                             close=producer.manager.close)  # fmt: skip
         info = machine_info(server)
         print(f"# {server.version} at {server.url}; workdir {workdir}", flush=True)
         warm_up(producer, client)
