@@ -11,57 +11,141 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("aury-tasks")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-from .dead_letters import DeadLetter, DeadLetterQueue
-from .errors import (
-    AuryTasksError,
-    BrokerUnavailable,
-    ConfigError,
-    DiscoveryError,
-    EmbeddedServerError,
-    LedgerUnavailable,
-    PayloadTooLarge,
-    PermanentError,
-    SchedulerError,
-    SerializationError,
-    TaskCancelled,
-    TaskExpired,
-    TaskFailed,
-    TaskInterrupted,
-    TaskNotFound,
-    TaskOptionError,
-    TaskRecordNotFound,
-    TaskStateError,
-)
-from .events import ProgressSubscription
-from .handle import TaskHandle
-from .manager import TaskManager
-from .progress import report_progress
-from .scheduler import CronCheck, JobDefinition, JobInfo, JobOptions, LastRun, SchedulerManager, TriggerSpec
-from .settings import RunMode, TaskSettings, get_settings
-from .status import TaskStatus
-from .store import Progress, QueueStats, Statistics, TaskPage, TaskRecord, WorkerInfo
-from .task import Task
-from .workflows import (
-    Chain,
-    Chord,
-    Group,
-    GroupHandle,
-    Signature,
-    TaskChain,
-    WorkflowHandle,
-    WorkflowTree,
-    batch,
-    chain,
-    chord,
-    group,
-)
+if TYPE_CHECKING:
+    from .dead_letters import DeadLetter, DeadLetterQueue
+    from .errors import (
+        AuryTasksError,
+        BrokerUnavailable,
+        ConfigError,
+        DiscoveryError,
+        EmbeddedServerError,
+        LedgerUnavailable,
+        PayloadTooLarge,
+        PermanentError,
+        SchedulerError,
+        SerializationError,
+        TaskCancelled,
+        TaskExpired,
+        TaskFailed,
+        TaskInterrupted,
+        TaskNotFound,
+        TaskOptionError,
+        TaskRecordNotFound,
+        TaskStateError,
+    )
+    from .events import ProgressSubscription
+    from .handle import TaskHandle
+    from .manager import TaskManager
+    from .progress import report_progress
+    from .scheduler import (
+        CronCheck,
+        JobDefinition,
+        JobInfo,
+        JobOptions,
+        LastRun,
+        SchedulerManager,
+        TriggerSpec,
+    )
+    from .settings import RunMode, TaskSettings, get_settings
+    from .status import TaskStatus
+    from .store import Progress, QueueStats, Statistics, TaskPage, TaskRecord, WorkerInfo
+    from .task import Task
+    from .workflows import (
+        Chain,
+        Chord,
+        Group,
+        GroupHandle,
+        Signature,
+        TaskChain,
+        WorkflowHandle,
+        WorkflowTree,
+        batch,
+        chain,
+        chord,
+        group,
+    )
+
+#: Where each public name lives: imported on first use, so that importing one part of the package
+#: (the embedded server, the worker's supervisor) does not load the rest.
+_LOCATIONS: dict[str, str] = {
+    "DeadLetter": "dead_letters",
+    "DeadLetterQueue": "dead_letters",
+    "AuryTasksError": "errors",
+    "BrokerUnavailable": "errors",
+    "ConfigError": "errors",
+    "DiscoveryError": "errors",
+    "EmbeddedServerError": "errors",
+    "LedgerUnavailable": "errors",
+    "PayloadTooLarge": "errors",
+    "PermanentError": "errors",
+    "SchedulerError": "errors",
+    "SerializationError": "errors",
+    "TaskCancelled": "errors",
+    "TaskExpired": "errors",
+    "TaskFailed": "errors",
+    "TaskInterrupted": "errors",
+    "TaskNotFound": "errors",
+    "TaskOptionError": "errors",
+    "TaskRecordNotFound": "errors",
+    "TaskStateError": "errors",
+    "ProgressSubscription": "events",
+    "TaskHandle": "handle",
+    "TaskManager": "manager",
+    "report_progress": "progress",
+    "CronCheck": "scheduler",
+    "JobDefinition": "scheduler",
+    "JobInfo": "scheduler",
+    "JobOptions": "scheduler",
+    "LastRun": "scheduler",
+    "SchedulerManager": "scheduler",
+    "TriggerSpec": "scheduler",
+    "RunMode": "settings",
+    "TaskSettings": "settings",
+    "get_settings": "settings",
+    "TaskStatus": "status",
+    "Progress": "store",
+    "QueueStats": "store",
+    "Statistics": "store",
+    "TaskPage": "store",
+    "TaskRecord": "store",
+    "WorkerInfo": "store",
+    "Task": "task",
+    "Chain": "workflows",
+    "Chord": "workflows",
+    "Group": "workflows",
+    "GroupHandle": "workflows",
+    "Signature": "workflows",
+    "TaskChain": "workflows",
+    "WorkflowHandle": "workflows",
+    "WorkflowTree": "workflows",
+    "batch": "workflows",
+    "chain": "workflows",
+    "chord": "workflows",
+    "group": "workflows",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aury_tasks' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LOCATIONS})
+
 
 __all__ = [  # noqa: RUF022 - grouped by topic
     "__version__",

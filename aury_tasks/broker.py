@@ -38,14 +38,14 @@ from .embedded import EmbeddedServer, ensure_embedded_server
 from .encoding import install_strict_encoder
 from .errors import ConfigError
 from .middleware import CancelAwareRetries, FlowControl, LedgerWriter, LogContext
-from .priority import message_priority
+from .priority import ENQUEUE_WITH_PRIORITY, message_priority
 from .recovery import REDELIVERY_LIMIT, MarkSuspectsRunning, recover_dead_workers_messages
-from .redis_internals import FastRedisBroker, copy_for_enqueue, load_scripts
+from .redis_internals import ENQUEUE, TRACKED_ENQUEUE, FastRedisBroker, copy_for_enqueue, load_scripts
 from .riders import Riders
 from .settings import TaskSettings, redact_url
 from .status import TaskStatus
 from .store.redis import RedisTaskStore
-from .store.scripts import Write, run_calls
+from .store.scripts import TRANSITION, Write, run_chunks
 from .workflows.middleware import WorkflowSteps
 
 
@@ -108,12 +108,12 @@ class AuryRedisBroker(FastRedisBroker):
     ) -> list[dramatiq.Message[Any]]:
         """Enqueue many messages in few round trips, each as :meth:`enqueue` would, in order.
 
-        Every message is copied, announced to the middleware (``before_enqueue``) and encoded
-        before anything is sent; then their script calls, each with its ledger writes riding
-        just before it, are written :data:`BULK_BATCH_SIZE` messages at a time (Redis runs a
-        batch while the next is written) and their replies read every :data:`BULK_ROUND_TRIP`
-        messages; ``after_enqueue`` is emitted for those messages then. Queue maintenance is
-        left to single sends and fetches.
+        Every message is first checked to encode (strict JSON, size cap), so that nothing is sent
+        when one cannot be. Then, :data:`BULK_BATCH_SIZE` messages at a time, they are announced
+        to the middleware (``before_enqueue``), encoded, and their script calls (each with its
+        ledger write in the same call) written at once: Redis runs a batch while the next is
+        built. Replies are read every :data:`BULK_ROUND_TRIP` messages, and ``after_enqueue`` is
+        emitted for those messages then. Queue maintenance is left to single sends and fetches.
 
         Parameters:
           messages: ``(message, delay)`` pairs, the delay in ms or ``None``.
@@ -130,24 +130,27 @@ class AuryRedisBroker(FastRedisBroker):
         prepared = [(copy_for_enqueue(message, delay), delay) for message, delay in messages]
         if not prepared:
             return []
-        if self._ledger_writes_at_once():
+        # A batch goes (and a ledger on another Redis writes) before the next is encoded: check all first.
+        if len(prepared) > BULK_BATCH_SIZE or self._ledger_writes_at_once():
             for message, _ in prepared:
                 _check_encodable(message)
-        per_message: list[list[Write]] = []
-        for message, delay in prepared:
-            self.emit_before("enqueue", message, delay)
-            data = message.encode()
-            queue_name, redis_message_id = message.queue_name, message.options["redis_message_id"]
-            priority = message_priority(message) if delay is None else 0
-            calls = self.send_calls(queue_name, redis_message_id, data, priority, before=[])
-            per_message.append(calls)
-        load_scripts(self.client, {call.script for calls in per_message for call in calls})
+        load_scripts(self.client, BULK_SCRIPTS)
+
+        def calls_of(batch: Sequence[tuple[dramatiq.Message[Any], int | None]]) -> list[Write]:
+            calls: list[Write] = []
+            for message, delay in batch:
+                self.emit_before("enqueue", message, delay)
+                data = message.encode()
+                priority = message_priority(message) if delay is None else 0
+                calls += self.send_calls(message.queue_name, message.options["redis_message_id"], data,
+                                         priority, before=[])  # fmt: skip
+            return calls
+
         for start in range(0, len(prepared), BULK_ROUND_TRIP):
-            batch = per_message[start : start + BULK_ROUND_TRIP]
-            calls_per_message = len(batch[0])
-            run_calls(self.client, [call for calls in batch for call in calls],
-                      chunk_size=BULK_BATCH_SIZE * calls_per_message)  # fmt: skip
-            for message, delay in prepared[start : start + BULK_ROUND_TRIP]:
+            group = prepared[start : start + BULK_ROUND_TRIP]
+            run_chunks(self.client, (calls_of(group[index : index + BULK_BATCH_SIZE])
+                                     for index in range(0, len(group), BULK_BATCH_SIZE)))  # fmt: skip
+            for message, delay in group:
                 self.emit_after("enqueue", message, delay)
         return [message for message, _ in prepared]
 
@@ -213,6 +216,9 @@ class AuryRedisBroker(FastRedisBroker):
 #: (see :class:`AuryRedisBroker`): an idle worker's fallback fetches should not each run one.
 MAINTENANCE_INTERVAL = 300.0
 
+#: The scripts :meth:`AuryRedisBroker.enqueue_many` may call, loaded before it sends.
+BULK_SCRIPTS = {ENQUEUE, TRACKED_ENQUEUE, ENQUEUE_WITH_PRIORITY, TRANSITION}
+
 #: Messages written at a time by :meth:`AuryRedisBroker.enqueue_many` (Redis runs them while the
 #: next are written).
 BULK_BATCH_SIZE = 500
@@ -239,8 +245,10 @@ def enqueue_many(
 
 def _check_encodable(message: dramatiq.Message[Any]) -> None:
     """Encode ``message`` as it will be sent (the ledger takes its metadata out first), or raise."""
-    options = {key: value for key, value in message.options.items() if key != "metadata"}
-    dataclasses.replace(message, options=options).encode()
+    if "metadata" in message.options:
+        options = {key: value for key, value in message.options.items() if key != "metadata"}
+        message = dataclasses.replace(message, options=options)
+    message.encode()
 
 
 #: A command that fails to reach Redis is tried again this many times, waiting 0.2, 0.4, 0.8 and

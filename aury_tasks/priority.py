@@ -41,7 +41,7 @@ _BAND = 10**14
 # priority set instead of the list, waking idle consumers (see aury_tasks.wakeup).
 # KEYS: heartbeats, queue messages, priority set, priority sequence, idle marker
 # ARGV: now (ms), broker id, message id, message, score of the priority's band, wake channel
-_ENQUEUE = LuaScript("""
+ENQUEUE_WITH_PRIORITY = LuaScript("""
 redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
 redis.call("hset", KEYS[2], ARGV[3], ARGV[4])
 redis.call("zadd", KEYS[3], tonumber(ARGV[5]) + redis.call("incr", KEYS[4]), ARGV[3])
@@ -80,7 +80,7 @@ def enqueue_write(
       now_ms: the time of the send, in ms.
     """
     return Write(
-        _ENQUEUE,
+        ENQUEUE_WITH_PRIORITY,
         [keys.broker_heartbeats(), keys.broker_messages(queue_name), keys.priority_queue(queue_name),
          keys.priority_sequence(queue_name), keys.idle_marker(queue_name)],
         [now_ms, broker_id, redis_message_id, data, (MAX_PRIORITY - priority) * _BAND,

@@ -10,7 +10,7 @@ pays for a ``SCRIPT EXISTS`` round trip.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ class LuaScript:
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+        self.sha_bytes = self.sha.encode()
 
     def __call__(self, client: redis.Redis, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         try:
@@ -73,20 +74,34 @@ def run_calls(client: redis.Redis, calls: Sequence[Write], *, chunk_size: int = 
     raised once every reply has been read. A pooled connection found closed while sending (the
     server restarted) is replaced once; nothing had reached the server then.
 
-    With ``chunk_size``, the calls are written that many at a time (the server runs the first
-    while the next are written), every reply being read at the end: for thousands of calls.
+    With ``chunk_size``, the calls are packed and written that many at a time (see :func:`run_chunks`).
     """
     size = chunk_size or len(calls) or 1
-    packed = [b"".join(_pack_call(call) for call in calls[start : start + size])
-              for start in range(0, len(calls), size)]  # fmt: skip
+    return run_chunks(client, (calls[start : start + size] for start in range(0, len(calls), size)))
+
+
+def run_chunks(client: redis.Redis, chunks: Iterable[Sequence[Write]]) -> list[Any]:
+    """Send the calls of ``chunks`` in one round trip, a chunk at a time; return their replies.
+
+    Each chunk is packed and written as soon as the iterable gives it, so the server runs one
+    while the caller builds the next; every reply is read at the end. As :func:`run_calls`
+    otherwise (which sends its calls this way).
+    """
     pool = client.connection_pool
     connection = pool.get_connection()
+    calls: list[Write] = []
     try:
-        try:
-            connection.send_packed_command(packed)
-        except (redis.ConnectionError, redis.TimeoutError):
-            connection.disconnect()
-            connection.send_packed_command(packed)
+        for number, chunk in enumerate(chunks):
+            calls += chunk
+            packed = [b"".join(_pack_call(call) for call in chunk)]
+            if number:
+                connection.send_packed_command(packed)
+                continue
+            try:
+                connection.send_packed_command(packed)
+            except (redis.ConnectionError, redis.TimeoutError):
+                connection.disconnect()
+                connection.send_packed_command(packed)
         replies: list[Any] = []
         for _ in calls:
             try:
@@ -108,11 +123,17 @@ def run_calls(client: redis.Redis, calls: Sequence[Write], *, chunk_size: int = 
 
 def _pack_call(call: Write) -> bytes:
     # The EVALSHA command in RESP. redis-py's general packer costs a third of a send's CPU; the
-    # arguments here are only str, bytes, int and float.
-    arguments = [b"EVALSHA", call.script.sha.encode(), b"%d" % len(call.keys)]
-    arguments += [_encode(value) for value in call.keys]
-    arguments += [_encode(value) for value in call.args]
-    return b"*%d\r\n" % len(arguments) + b"".join(b"$%d\r\n%s\r\n" % (len(data), data) for data in arguments)
+    # arguments here are only str, bytes, int and float (the common types tested inline: this
+    # runs for every argument of every call).
+    keys, args = call.keys, call.args
+    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % (len(keys) + len(args) + 3, call.script.sha_bytes)]
+    count = b"%d" % len(keys)
+    parts.append(b"$%d\r\n%s\r\n" % (len(count), count))
+    for value in (*keys, *args):
+        kind = type(value)
+        data = value.encode() if kind is str else value if kind is bytes else _encode(value)
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 def _encode(value: Any) -> bytes:
