@@ -83,6 +83,11 @@ class EmbeddedServer:
         """Whether this process started the server (and so stops it at exit)."""
         return self.process is not None
 
+    @property
+    def state_file(self) -> Path:
+        """The file that tells other processes where this server listens (removed when it stops)."""
+        return self.data_dir / _STATE_FILE
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server if this process started it; its AOF is flushed on the way out."""
         process, self.process = self.process, None

@@ -14,10 +14,11 @@ from ..errors import AuryTasksError
 from ..manager import TaskManager
 from ..scheduler.manager import SchedulerManager
 from ..settings import redact_text
+from ..worker_process import boot_process
 from .context import AumContext, pass_context
 from .ledger import reaching_ledger
 from .scheduler import lease_ttl_option, start_scheduler
-from .worker import boot_process, run_worker, worker_options
+from .worker import run_worker, worker_options
 
 #: Environment variable carrying ``--lease-ttl`` to the scheduler process.
 _LEASE_TTL_ENV = "AURY_TASKS_SCHEDULER_LEASE_TTL"

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
-import signal
 import sys
-import time
-import uuid
 from collections.abc import Callable, Sequence
-from types import FrameType
 from typing import Any, NoReturn
 
 import click
-import dramatiq
 import redis
-from dramatiq import cli as dramatiq_cli
 from dramatiq.brokers.redis import RedisBroker
 from loguru import logger
 from redis.exceptions import AuthorizationError
@@ -24,16 +19,11 @@ from redis.exceptions import AuthorizationError
 from .. import __version__
 from ..discovery import import_task_modules
 from ..errors import BrokerUnavailable, ConfigError, LedgerUnavailable
-from ..logging import setup_logging
 from ..manager import TaskManager
 from ..redis_checks import MIN_REDIS_VERSION, redis_warnings, too_old
-from ..settings import RunMode, TaskSettings, redact_text
+from ..settings import RunMode, redact_text
+from ..worker_process import QUEUES_ENV
 from .context import AumContext, modules_option, pass_context
-
-#: Environment variable carrying the queues to the worker processes.
-_QUEUES_ENV = "AURY_TASKS_WORKER_QUEUES"
-#: A repeated stop signal within this many seconds is the same stop request.
-_REPEAT_WINDOW = 2.0
 
 
 def _split_queues(values: tuple[str, ...]) -> list[str]:
@@ -114,7 +104,10 @@ def run_worker(
     role: str = "worker",
     check: Callable[[TaskManager], None] | None = None,
 ) -> NoReturn:
-    """Import the task modules and hand over to Dramatiq's supervisor; exit with its code.
+    """Import the task modules, check the broker, then become Dramatiq's supervisor.
+
+    The process replaces itself with :mod:`aury_tasks.supervisor` (same process id), which
+    starts the worker processes; its exit code is Dramatiq's.
 
     ``forks``: import paths of functions Dramatiq runs in processes of their own next to the
     worker processes (``aum run``'s scheduler). ``check``: called with the TaskManager once the
@@ -128,7 +121,7 @@ def run_worker(
     # Worker processes may be spawned rather than forked: they read their setup from here.
     os.environ["TASK_RUN_MODE"] = RunMode.WORKER.value
     os.environ["TASK_MODULES_DIR"] = os.path.abspath(settings.modules_dir)
-    os.environ[_QUEUES_ENV] = ",".join(queue_list)
+    os.environ[QUEUES_ENV] = ",".join(queue_list)
     if aum.env_file is not None:
         os.environ["AURY_TASKS_ENV_FILE"] = str(aum.env_file)
 
@@ -157,7 +150,7 @@ def run_worker(
         ", ".join(consumed), processes, threads,
     )  # fmt: skip
     args = argparse.Namespace(
-        broker=f"{__name__}:boot_worker_process",
+        broker="aury_tasks.worker_process:boot_worker_process",
         modules=[],
         processes=processes,
         threads=threads,
@@ -176,7 +169,14 @@ def run_worker(
         exclude_patterns=None,
         verbose=0,
     )
-    sys.exit(dramatiq_cli.main(args))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    given: dict[str, Any] = vars(args)
+    server = tm.broker_info.server
+    if server is not None and server.owned:  # the supervisor stops it, as this process would have
+        given["embedded_server"] = {"pid": server.pid, "state_file": str(server.state_file)}
+    supervisor = [sys.executable, "-m", "aury_tasks.supervisor", json.dumps(given)]
+    os.execv(sys.executable, supervisor)  # noqa: S606 - this interpreter, our own module
 
 
 def reach_broker(tm: TaskManager) -> None:
@@ -232,62 +232,3 @@ def warn_about_redis(tm: TaskManager) -> None:
             continue
         for warning in warnings:
             logger.warning(warning)
-
-
-def boot_process() -> TaskManager:
-    """Settings, logging, TaskManager and task modules in a process Dramatiq's supervisor started.
-
-    A forked child inherits the parent's imported tasks; a spawned one imports them again.
-    Either way its logs go to the pipe Dramatiq gives it in place of standard error.
-    """
-    env_file = os.environ.get("AURY_TASKS_ENV_FILE")
-    settings = TaskSettings.load(**({"_env_file": env_file} if env_file else {}))
-    setup_logging(settings.log_level, json=settings.log_json, stream=sys.stderr)
-    tm = TaskManager.get_instance()
-    if not tm.is_initialized:
-        tm.initialize(run_mode=RunMode.WORKER, settings=settings)
-        import_task_modules(settings.modules_dir)
-    return tm
-
-
-def boot_worker_process() -> dramatiq.Broker:
-    """Set up one worker process; Dramatiq's supervisor calls this in each child."""
-    tm = boot_process()
-    if isinstance(tm.broker, RedisBroker):
-        # Forked from `aum worker`, it shares its parent's broker: it needs an id of its own, for
-        # its heartbeat and the messages it fetches (a sibling's death is not its own, nor hidden by it).
-        tm.broker.broker_id = str(uuid.uuid4())
-    _install_stop_handler()
-    for queue_name in filter(None, os.environ.get(_QUEUES_ENV, "").split(",")):
-        tm.broker_for_queue(queue_name)  # queues no task declares, given with -q
-    dramatiq.set_broker(tm.broker)
-    return tm.broker
-
-
-def _install_stop_handler() -> None:
-    """Make a worker process stop gracefully on SIGTERM even when the signal arrives twice.
-
-    ``timeout``, ``kill -- -PGID`` and systemd's default ``KillMode=control-group`` signal the
-    whole process group, so a worker process gets SIGTERM from there and again from the
-    supervisor that forwards it. Dramatiq takes the second one for "kill now" and calls
-    ``sys.exit`` in the main thread, which then waits forever for the worker threads. Here a
-    repeat within a short window is ignored, and a later one (a second Ctrl-C, an operator who
-    insists) ends the process at once: its unacknowledged messages are delivered again.
-    """
-    graceful = signal.getsignal(signal.SIGTERM)
-    if not callable(graceful):
-        return
-    first_at: float | None = None
-
-    def on_stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal first_at
-        now = time.monotonic()
-        if first_at is None:
-            first_at = now
-            graceful(signum, frame)
-        elif now - first_at >= _REPEAT_WINDOW:
-            logger.warning("stopping now: unfinished tasks will be delivered again")
-            os._exit(dramatiq_cli.RET_KILLED)
-
-    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(stop_signal, on_stop)

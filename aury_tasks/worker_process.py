@@ -1,0 +1,90 @@
+"""Setting up a worker process that Dramatiq's supervisor started (kept apart from the CLI).
+
+The supervisor (:mod:`aury_tasks.supervisor`) starts each worker process with
+:func:`boot_worker_process`, which reads the settings from the environment ``aum worker`` left,
+sets up logging, imports the task modules and returns the broker. Nothing here imports click or
+the ``aum`` commands: a worker process loads only what running tasks needs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import uuid
+from types import FrameType
+
+import dramatiq
+from dramatiq import cli as dramatiq_cli
+from dramatiq.brokers.redis import RedisBroker
+from loguru import logger
+
+from .discovery import import_task_modules
+from .logging import setup_logging
+from .manager import TaskManager
+from .settings import RunMode, TaskSettings
+
+#: Environment variable carrying the queues to the worker processes.
+QUEUES_ENV = "AURY_TASKS_WORKER_QUEUES"
+#: A repeated stop signal within this many seconds is the same stop request.
+_REPEAT_WINDOW = 2.0
+
+
+def boot_process() -> TaskManager:
+    """Settings, logging, TaskManager and task modules in a process Dramatiq's supervisor started.
+
+    It imports the task modules unless it inherited them (forked from a process that had them).
+    Its logs go to the pipe Dramatiq gives it in place of standard error.
+    """
+    env_file = os.environ.get("AURY_TASKS_ENV_FILE")
+    settings = TaskSettings.load(**({"_env_file": env_file} if env_file else {}))
+    setup_logging(settings.log_level, json=settings.log_json, stream=sys.stderr)
+    tm = TaskManager.get_instance()
+    if not tm.is_initialized:
+        tm.initialize(run_mode=RunMode.WORKER, settings=settings)
+        import_task_modules(settings.modules_dir)
+    return tm
+
+
+def boot_worker_process() -> dramatiq.Broker:
+    """Set up one worker process; Dramatiq's supervisor calls this in each child."""
+    tm = boot_process()
+    if isinstance(tm.broker, RedisBroker):
+        # Forked from `aum worker`, it shares its parent's broker: it needs an id of its own, for
+        # its heartbeat and the messages it fetches (a sibling's death is not its own, nor hidden by it).
+        tm.broker.broker_id = str(uuid.uuid4())
+    _install_stop_handler()
+    for queue_name in filter(None, os.environ.get(QUEUES_ENV, "").split(",")):
+        tm.broker_for_queue(queue_name)  # queues no task declares, given with -q
+    dramatiq.set_broker(tm.broker)
+    return tm.broker
+
+
+def _install_stop_handler() -> None:
+    """Make a worker process stop gracefully on SIGTERM even when the signal arrives twice.
+
+    ``timeout``, ``kill -- -PGID`` and systemd's default ``KillMode=control-group`` signal the
+    whole process group, so a worker process gets SIGTERM from there and again from the
+    supervisor that forwards it. Dramatiq takes the second one for "kill now" and calls
+    ``sys.exit`` in the main thread, which then waits forever for the worker threads. Here a
+    repeat within a short window is ignored, and a later one (a second Ctrl-C, an operator who
+    insists) ends the process at once: its unacknowledged messages are delivered again.
+    """
+    graceful = signal.getsignal(signal.SIGTERM)
+    if not callable(graceful):
+        return
+    first_at: float | None = None
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal first_at
+        now = time.monotonic()
+        if first_at is None:
+            first_at = now
+            graceful(signum, frame)
+        elif now - first_at >= _REPEAT_WINDOW:
+            logger.warning("stopping now: unfinished tasks will be delivered again")
+            os._exit(dramatiq_cli.RET_KILLED)
+
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, on_stop)
