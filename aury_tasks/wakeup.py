@@ -43,19 +43,24 @@ if TYPE_CHECKING:
 IDLE_FETCH_INTERVAL = 30.0
 #: Lifetime of an idle marker (ms): a consumer that died idle stops costing sends a PUBLISH then.
 IDLE_MARKER_TTL_MS = int(3 * IDLE_FETCH_INTERVAL * 1000)
+#: How many beats back a worker's heartbeat may have gone stale to be noticed: one missed (a busy
+#: moment) is covered; a death noticed by none is still recovered by the 5-minute maintenance.
+STALE_WINDOW_BEATS = 3
 #: Seconds between attempts to reconnect the wake subscription after Redis was lost.
 RECONNECT_DELAY = 1.0
 
-# Refresh this process's heartbeat and list the workers whose heartbeat is stale and that hold
-# messages of one of the given queues (a process that only sent is in the heartbeats too).
-# KEYS: heartbeats  ARGV: now (ms), broker id, heartbeat timeout (ms), prefix of the workers'
-# fetched sets, queue names…
+# Refresh this process's heartbeat and list the workers whose heartbeat went stale lately (in
+# the last ARGV[4] ms) and that hold messages of one of the given queues (a process that only
+# sent is in the heartbeats too). Those stale for longer were looked at by earlier beats.
+# KEYS: heartbeats  ARGV: now (ms), broker id, heartbeat timeout (ms), how far back (ms), prefix
+# of the workers' fetched sets, queue names…
 _BEAT = LuaScript("""
 redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
 local dead = {}
-for _, worker in ipairs(redis.call("zrangebyscore", KEYS[1], 0, tonumber(ARGV[1]) - tonumber(ARGV[3]))) do
-    for i = 5, #ARGV do
-        if redis.call("exists", ARGV[4] .. worker .. "." .. ARGV[i]) == 1 then
+local stale = tonumber(ARGV[1]) - tonumber(ARGV[3])
+for _, worker in ipairs(redis.call("zrangebyscore", KEYS[1], stale - tonumber(ARGV[4]), stale)) do
+    for i = 6, #ARGV do
+        if redis.call("exists", ARGV[5] .. worker .. "." .. ARGV[i]) == 1 then
             dead[#dead + 1] = worker
             break
         end
@@ -176,6 +181,7 @@ class Waker(threading.Thread):
             queues = sorted(name for name, events in self._events.items() if events)
         dead = _BEAT(broker.client, [keys.broker_heartbeats()],
                      [current_millis(), broker.broker_id, broker.heartbeat_timeout,
+                      int(STALE_WINDOW_BEATS * self.beat_interval * 1000),
                       f"{keys.BROKER_NAMESPACE}:__acks__.", *queues])  # fmt: skip
         dead_ids = {item.decode() if isinstance(item, bytes) else str(item) for item in dead}
         dead_ids.discard(broker.broker_id)

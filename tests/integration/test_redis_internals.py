@@ -154,7 +154,9 @@ def test_a_newly_dead_worker_makes_maintenance_due_and_wakes_consumers(
     waker._beat()
     assert not event.is_set()
     client = ours.client
-    client.zadd(keys.broker_heartbeats(), {"a-quiet-sender": 1, "a-dead-worker": 1})
+    stale = int(time.time() * 1000) - ours.heartbeat_timeout - 1000  # went stale a second ago
+    client.zadd(keys.broker_heartbeats(), {"a-quiet-sender": stale, "a-dead-worker": stale, "long-dead": 1})
+    client.sadd(keys.broker_fetched("long-dead", QUEUE), "z")  # stale for ages: looked at before
     client.sadd(keys.broker_fetched("a-dead-worker", "other-queue"), "x")
     waker._beat()  # stale, but holding nothing of this process's queues
     assert not event.is_set()
