@@ -58,6 +58,11 @@ def status_index(status: str, *, queue_name: str | None = None, task_name: str |
     return f"{LEDGER_PREFIX}idx:status:{status}"
 
 
+def unindexed() -> str:
+    """List of the ids of records a send wrote whose index entries are still to be added."""
+    return f"{LEDGER_PREFIX}unindexed"
+
+
 def known_queues() -> str:
     """Set of every queue name the ledger has seen."""
     return f"{LEDGER_PREFIX}queues"

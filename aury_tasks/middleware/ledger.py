@@ -108,7 +108,7 @@ class LedgerWriter(Middleware):
         # Announced once its consumers exist, so the first heartbeat already names its queues.
         if self.store is None:
             return
-        self.upkeep = Upkeep(self.store, self.worker_name, worker)
+        self.upkeep = Upkeep(self.store, self.worker_name, worker, self.running)
         self.upkeep.start()
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
@@ -174,6 +174,7 @@ class LedgerWriter(Middleware):
                 retry_of=options.get("retry_of"),
                 workflow_id=(options.get("aury_wf") or {}).get("wf"),
                 message=ENCODED_MESSAGE,
+                index_later=True,
             )
         riders.add(options.get("redis_message_id", task_id), write, encoded)
 

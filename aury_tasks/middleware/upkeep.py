@@ -25,6 +25,11 @@ from ..store.scripts import Write, run_pipelined
 HEARTBEAT_INTERVAL = 5.0
 #: Seconds between index trims (one worker of all does it, under a lock).
 TRIM_INTERVAL = 300.0
+#: Seconds between index catch-ups of a worker that ran no task (one that did catches up at
+#: each heartbeat; see :meth:`RedisTaskStore.catch_up`).
+IDLE_CATCH_UP_INTERVAL = 60.0
+#: Most backlog ids a worker indexes per heartbeat (a later beat goes on; readers catch up fully).
+CATCH_UP_PER_BEAT = 50_000
 
 
 class _LoopThread(threading.Thread):
@@ -44,11 +49,14 @@ class RunningTasks:
     def __init__(self) -> None:
         self._threads: dict[str, int] = {}
         self._lock = threading.Lock()
+        #: Tasks started since this process began.
+        self.started = 0
 
     def add(self, task_id: str) -> None:
         """Record that ``task_id`` runs on the calling thread."""
         with self._lock:
             self._threads[task_id] = threading.get_ident()
+            self.started += 1
 
     def remove(self, task_id: str) -> None:
         """Record that ``task_id`` has stopped running."""
@@ -161,12 +169,16 @@ class CancelWatcher(_LoopThread):
 
 
 class Upkeep(_LoopThread):
-    """Announces the worker every few seconds and, now and then, trims the ledger's indexes."""
+    """Announces the worker every few seconds, keeps the ledger's indexes caught up with the
+    sends (at each heartbeat after tasks ran, else every minute) and, now and then, trims them."""
 
-    def __init__(self, store: RedisTaskStore, worker_name: str, worker: dramatiq.Worker) -> None:
+    def __init__(
+        self, store: RedisTaskStore, worker_name: str, worker: dramatiq.Worker, running: RunningTasks
+    ) -> None:
         super().__init__("aury-ledger-upkeep")
         self.store = store
         self.worker = worker
+        self.running = running
         host, _, pid = worker_name.rpartition(":")
         self.info = WorkerInfo(id=f"{worker_name}:{id(worker):x}", host=host, pid=int(pid), queues=[],
                                started_at=time.time(), last_seen=0.0)  # fmt: skip
@@ -177,10 +189,15 @@ class Upkeep(_LoopThread):
 
     def run(self) -> None:
         next_trim = time.monotonic() + 10.0
+        next_catch_up, started = 0.0, self.running.started
         while not self._stopping.is_set():
             try:
                 self.info.queues[:] = self._queues()
                 self.store.heartbeat(self.info)
+                if self.running.started != started or time.monotonic() >= next_catch_up:
+                    started = self.running.started
+                    next_catch_up = time.monotonic() + IDLE_CATCH_UP_INTERVAL
+                    self.store.catch_up(limit=CATCH_UP_PER_BEAT)
                 if time.monotonic() >= next_trim:
                     next_trim = time.monotonic() + TRIM_INTERVAL
                     if self.store.client.set(

@@ -7,6 +7,10 @@ Layout (names in :mod:`aury_tasks.keys`):
 * ``idx:status:<s>`` and ``idx:status:<s>:queue:<q>`` / ``:task:<name>``: ids by current status.
   So every filter of :meth:`RedisTaskStore.list_tasks` but queue *and* task name together is one
   ``ZREVRANGEBYSCORE`` and its total one ``ZCOUNT``; nothing ever scans keys.
+* ``unindexed``: ids of records written by a send whose index entries are not added yet. A send
+  only writes the record (its round trip stays short); every index read first adds the waiting
+  entries (:meth:`RedisTaskStore.catch_up`), as do workers that ran tasks and a send that finds
+  more than :data:`~aury_tasks.store.scripts.INDEX_BACKLOG_LIMIT` waiting. Reads never miss a task.
 * ``stats:{m|h}:<bucket>[:q:<q>|:t:<name>]``: counters of :mod:`aury_tasks.store.stats`.
 
 Index entries outlive expired records until :meth:`RedisTaskStore.trim_indexes` (run by workers
@@ -26,7 +30,7 @@ from .. import keys
 from ..status import TaskStatus
 from . import stats
 from .base import Progress, Statistics, TaskPage, TaskRecord, WorkerInfo
-from .scripts import CLEANUP, PROGRESS, TRANSITION, TRIM_INDEX, Write
+from .scripts import CLEANUP, INDEX_BACKLOG, PROGRESS, TRANSITION, TRIM_INDEX, Write
 
 #: Fields stored as JSON.
 _JSON_FIELDS = frozenset({"result", "metadata", "errors"})
@@ -45,6 +49,8 @@ _TEXT_FIELDS = (
 )
 #: Ids looked at per script call when trimming or cleaning up.
 _BATCH = 500
+#: Backlog ids indexed per script call (a few milliseconds of the server's time).
+_INDEX_BATCH = 1_000
 
 
 class RedisTaskStore:
@@ -76,6 +82,7 @@ class RedisTaskStore:
         error: dict[str, Any] | None = None,
         cancel: bool = False,
         now: float | None = None,
+        index_later: bool = False,
         **fields: Any,
     ) -> Write:
         """The script call that moves ``task_id`` to ``status``, ready to send or to pipeline.
@@ -86,6 +93,8 @@ class RedisTaskStore:
           duration: seconds the run took (counted in the statistics of a final write).
           error: appended to the record's list of errors.
           cancel: also announce the id on the cancel channel and keep it in the cancelled set.
+          index_later: a send's write: when the record is new, leave its index entries to
+            :meth:`catch_up` (the record and its id in the backlog are all the send writes).
           **fields: further record fields; ``None`` values are left out.
         """
         pairs: list[Any] = []
@@ -120,6 +129,7 @@ class RedisTaskStore:
                 json.dumps(error, separators=(",", ":")) if error else "",
                 "cancel" if cancel else "",
                 keys.MINUTE_BUCKET_TTL,
+                "1" if index_later else "",
                 *pairs,
             ],
         )
@@ -171,6 +181,26 @@ class RedisTaskStore:
 
     # Queries
 
+    def catch_up(self, *, limit: int | None = None) -> int:
+        """Add the index entries of records written by sends since the last catch-up.
+
+        Every index read of this store calls it first, so a query never misses a task sent
+        before it. Runs batches of a thousand ids until none is left (or ``limit`` were done).
+
+        Returns:
+          int: how many ids were taken from the backlog.
+        """
+        done = 0
+        while limit is None or done < limit:
+            count = _INDEX_BATCH if limit is None else min(_INDEX_BATCH, limit - done)
+            popped, waiting = INDEX_BACKLOG(
+                self.client, [], [keys.LEDGER_PREFIX, count, self.ttl_ms, int(time.time() * 1000)]
+            )
+            done += popped
+            if not waiting:
+                break
+        return done
+
     def list_tasks(
         self,
         *,
@@ -189,6 +219,7 @@ class RedisTaskStore:
         low = f"{since * 1000:.0f}" if since is not None else "-inf"
         high = f"{until * 1000:.0f}" if until is not None else "+inf"
         offset = (page - 1) * page_size
+        self.catch_up()
         if status_value is not None and queue_name is not None and task_name is not None:
             matching = self._ids_walked(status_value, queue_name, task_name, low, high)
             total, ids = len(matching), matching[offset : offset + page_size]
@@ -282,6 +313,7 @@ class RedisTaskStore:
     def count_by_status(self, queue_name: str, statuses: Iterable[TaskStatus]) -> dict[TaskStatus, int]:
         """How many kept records of ``queue_name`` are in each of ``statuses``."""
         wanted = list(statuses)
+        self.catch_up()
         pipe = self.client.pipeline(transaction=False)
         for status in wanted:
             pipe.zcard(keys.status_index(status.value, queue_name=queue_name))
@@ -289,10 +321,12 @@ class RedisTaskStore:
 
     def queues(self) -> set[str]:
         """Every queue the ledger has seen a task on."""
+        self.catch_up()
         return set(self.client.smembers(keys.known_queues()))
 
     def task_names(self) -> set[str]:
         """Every task name the ledger has seen."""
+        self.catch_up()
         return set(self.client.smembers(keys.known_task_names()))
 
     # Cancellation
@@ -355,6 +389,7 @@ class RedisTaskStore:
         Returns:
           int: how many records were deleted.
         """
+        self.catch_up()
         cutoff = time.time() - older_than
         deleted = offset = 0
         while True:

@@ -148,6 +148,65 @@ def _encode(value: Any) -> bytes:
     raise redis.DataError(f"cannot send a {type(value).__name__} to Redis: {value!r}")
 
 
+#: Ids a send may leave waiting for their index entries before the send indexes some itself.
+INDEX_BACKLOG_LIMIT = 10_000
+#: Ids a send indexes when the backlog is over the limit (more than it adds: the backlog shrinks).
+_SEND_INDEX_BATCH = 32
+
+# Index entries of records written by a send (see TRANSITION's ARGV[16]), a batch at a time:
+# pop up to `count` ids from the backlog list; for each record still there, add the id to every
+# index it belongs in *now* (its current status, which may have moved on since the send), with
+# one variadic ZADD per index key; give the records their lifetime. Returns the ids popped.
+_INDEX_BACKLOG = """
+local function index_backlog(prefix, count, ttl, now)
+    local ids = redis.call('LPOP', prefix .. 'unindexed', count)
+    if not ids then return 0 end
+    local idx = prefix .. 'idx:'
+    local members, order, queues, tasks, seen = {}, {}, {}, {}, {}
+    local function add(key, score, id)
+        local list = members[key]
+        if not list then
+            list = {}
+            members[key] = list
+            order[#order + 1] = key
+        end
+        list[#list + 1] = score
+        list[#list + 1] = id
+    end
+    for _, id in ipairs(ids) do
+        local rec = prefix .. 'task:' .. id
+        local r = redis.call('HMGET', rec, 'status', 'queue_name', 'task_name', 'enqueued_at')
+        if r[1] then
+            local status, queue, task = r[1], r[2], r[3]
+            local score = now
+            if r[4] then score = math.floor(tonumber(r[4]) * 1000) end
+            add(idx .. 'all', score, id)
+            add(idx .. 'queue:' .. queue, score, id)
+            add(idx .. 'task:' .. task, score, id)
+            add(idx .. 'task:' .. task .. ':queue:' .. queue, score, id)
+            add(idx .. 'status:' .. status, score, id)
+            add(idx .. 'status:' .. status .. ':queue:' .. queue, score, id)
+            add(idx .. 'status:' .. status .. ':task:' .. task, score, id)
+            if not seen['q' .. queue] then
+                seen['q' .. queue] = true
+                queues[#queues + 1] = queue
+            end
+            if not seen['t' .. task] then
+                seen['t' .. task] = true
+                tasks[#tasks + 1] = task
+            end
+            if redis.call('PTTL', rec) == -1 then redis.call('PEXPIRE', rec, ttl) end
+        end
+    end
+    for _, key in ipairs(order) do redis.call('ZADD', key, unpack(members[key])) end
+    if #queues > 0 then
+        redis.call('SADD', prefix .. 'queues', unpack(queues))
+        redis.call('SADD', prefix .. 'tasks', unpack(tasks))
+    end
+    return #ids
+end
+"""
+
 # A status write. Moves the record forward or does nothing, in one atomic step:
 # compare (attempt, phase) with the record's, write the fields, move the record between the
 # status indexes, count a task that ended in the minute and hour statistics buckets (all tasks,
@@ -156,10 +215,33 @@ def _encode(value: Any) -> bytes:
 # ARGV[1] id  [2] status  [3] attempt (0: keep the record's)  [4] phase  [5] final 0/1  [6] ttl ms  [7] now ms
 #     [8] ledger prefix  [9] queue  [10] task name  [11] duration ms or ''  [12] duration bucket
 #     [13] error JSON to append to 'errors' or ''  [14] 'cancel' to announce a cancel, or ''
-#     [15] minute bucket ttl s  [16…] field, value, …
-TRANSITION = LuaScript("""
+#     [15] minute bucket ttl s  [16] '1': a send's write (see below), or ''  [17…] field, value, …
+# A send's write of a record that does not exist yet only writes the record and queues its id
+# for the index entries (INDEX_BACKLOG): the send's round trip stays short; whoever reads an
+# index, a worker that ran tasks, or a send finding the backlog over its limit adds them in
+# batches. The record gets its lifetime then, or with its next status write.
+TRANSITION = LuaScript(
+    _INDEX_BACKLOG
+    + """
 local rec, id, status, prefix = KEYS[1], ARGV[1], ARGV[2], ARGV[8]
 local phase, final, now = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
+if ARGV[16] == '1' and redis.call('EXISTS', rec) == 0 then
+    local attempt = ARGV[3]
+    if attempt == '0' then attempt = '1' end
+    local fields = {'status', status, 'attempt', attempt, 'phase', ARGV[4], 'final', final,
+                    'queue_name', ARGV[9], 'task_name', ARGV[10]}
+    for i = 17, #ARGV do fields[#fields + 1] = ARGV[i] end
+    redis.call('HSET', rec, unpack(fields))
+    if redis.call('RPUSH', prefix .. 'unindexed', id) > """
+    + str(INDEX_BACKLOG_LIMIT)
+    + """ then
+        index_backlog(prefix, """
+    + str(_SEND_INDEX_BATCH)
+    + """, ARGV[6], now)
+    end
+    redis.call('PUBLISH', prefix .. 'events:' .. id, 's:' .. status)
+    return 1
+end
 local cur = redis.call('HMGET', rec, 'status', 'attempt', 'phase', 'final', 'enqueued_at',
                        'queue_name', 'task_name', 'errors')
 if cur[4] == '1' then return 0 end
@@ -189,7 +271,7 @@ else
 end
 local fields = {'status', status, 'attempt', attempt, 'phase', ARGV[4], 'final', final,
                 'queue_name', queue, 'task_name', task}
-for i = 16, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 17, #ARGV do fields[#fields + 1] = ARGV[i] end
 if ARGV[13] ~= '' then
     local errors = cur[8]
     if errors then errors = string.sub(errors, 1, -2) .. ',' .. ARGV[13] .. ']'
@@ -225,7 +307,19 @@ if ARGV[14] == 'cancel' then
 end
 redis.call('PUBLISH', prefix .. 'events:' .. id, 's:' .. status)
 return 1
-""")
+"""
+)
+
+# Index entries for up to ARGV[2] ids of the backlog (see _INDEX_BACKLOG).
+# ARGV[1] ledger prefix  [2] how many  [3] record ttl ms  [4] now ms
+# Returns {ids popped, ids still waiting}.
+INDEX_BACKLOG = LuaScript(
+    _INDEX_BACKLOG
+    + """
+local popped = index_backlog(ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]))
+return {popped, redis.call('LLEN', ARGV[1] .. 'unindexed')}
+"""
+)
 
 # A progress update: stored on the record and published, unless the task has ended.
 # KEYS[1] record  ARGV[1] id  [2] ledger prefix  [3] progress JSON

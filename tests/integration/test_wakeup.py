@@ -75,6 +75,8 @@ def test_an_idle_worker_process_makes_at_most_2_redis_commands_a_second(
     wait_idle(redis_client, QUEUE, DELAY_QUEUE)
     assert producer.get_task("runs").send("warm-up").get_result(timeout=WOKEN_WITHIN) == "warm-up"
     wait_idle(redis_client, QUEUE, DELAY_QUEUE)
+    # ... and that indexed the ledger records of what it ran (at its next heartbeat)
+    wait_until(lambda: redis_client.llen(keys.unindexed()) == 0, timeout=10, what="the index catch-up")
 
     # When it stays idle for a while
     total_before, before = command_counts(redis_client)
