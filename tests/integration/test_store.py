@@ -67,6 +67,21 @@ def test_every_record_expires(store: RedisTaskStore, redis_client: redis.Redis) 
     assert 0 < redis_client.pttl(keys.task_record("t4")) <= 60_000
 
 
+def test_every_statistics_bucket_expires(store: RedisTaskStore, redis_client: redis.Redis) -> None:
+    # Given tasks of two queues ending in two statuses, the second of each status after the first
+    ends = [("a", TaskStatus.SUCCESS), ("a", TaskStatus.SUCCESS), ("b", TaskStatus.FAILURE),
+            ("a", TaskStatus.FAILURE)]  # fmt: skip
+    for number, (queue, status) in enumerate(ends):
+        task_id = f"s{number}"
+        store.transition(task_id, TaskStatus.PENDING, queue_name=queue, task_name="m.t")
+        store.transition(task_id, status, finished_at=1.0, duration=0.01)
+
+    # Then every counter bucket (minute and hour, all / queue / task) has a lifetime
+    buckets = list(redis_client.scan_iter(match=f"{keys.LEDGER_PREFIX}stats:*"))
+    assert len(buckets) == 2 * 4  # (m, h) x (all, q:a, q:b, t:m.t)
+    assert all(redis_client.ttl(bucket) > 0 for bucket in buckets)
+
+
 def test_an_unknown_id_has_no_record(store: RedisTaskStore) -> None:
     assert store.get("never-sent") is None
 
