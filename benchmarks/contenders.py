@@ -107,6 +107,10 @@ def _no_dead_letters(client: redis.Redis) -> int:
     return 0
 
 
+def _always_settled(client: redis.Redis) -> bool:
+    return True
+
+
 @dataclass
 class Side:
     """One contender: how the harness sends to it, starts its worker and sees its progress."""
@@ -141,6 +145,10 @@ class Side:
     worker_processes: int = 1
     #: Descendant processes that exited count towards the worker's CPU (RQ's forked work horses).
     reaped_cpu: bool = False
+    #: Whether the worker has finished the deferred work of the tasks it ran (read before its
+    #: idle commands are counted): aury-tasks' ledger index entries, added at the worker's next
+    #: heartbeat after it ran tasks (see ``RedisTaskStore.catch_up``).
+    settled: Callable[[redis.Redis], bool] = _always_settled
 
     def __post_init__(self) -> None:
         self.label = self.label or self.name
@@ -255,4 +263,5 @@ def make_aury_side(
         worker_env={**env, "BENCH_REDIS_URL": url, "TASK_BROKER_URL": url, "TASK_DATA_DIR": data_dir},
         worker_processes=args.processes,
         close=tm.close,
+        settled=lambda client: client.llen(keys.unindexed()) == 0,
     )

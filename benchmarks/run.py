@@ -18,7 +18,9 @@ For the same no-op sync task and the same worker concurrency (see ``contenders.p
   the idle-running worker, each recording ``time.time()`` at its start minus the submit time it
   was given (p50, p95, p99); then ``--idle-samples`` tasks each sent after ``--idle-gap`` s of
   silence (pooled over rounds);
-* idle Redis commands: the worker left idle 2 s, then ``INFO stats`` ``total_commands_processed``
+* idle Redis commands: once the worker has done the deferred work of the tasks it ran (aury-tasks
+  adds the ledger's index entries of its tasks at its next heartbeat, within 5 s; the others
+  defer nothing), the worker left idle 2 s, then ``INFO stats`` ``total_commands_processed``
   (commands run inside Lua scripts included) over ``--idle-window`` s, less the harness's own
   ``INFO``; per worker process. Only that worker is connected then, and the harness is idle;
 * worker peak RSS: ``VmHWM`` of the worker's process tree (the CLI's parent process and its
@@ -68,8 +70,10 @@ IDLE_LATENCY_KEY = "benchmark:idle-latency"
 POLL_INTERVAL = 0.005
 #: Sends per contender, thrown away, before the first round.
 WARMUP_SENDS = 300
-#: Seconds a worker is left idle before its Redis commands are counted.
+#: Seconds a worker is left idle before its Redis commands are counted (after its deferred work).
 IDLE_SETTLE = 2.0
+#: Seconds a worker may take to finish the deferred work of the tasks it ran (one heartbeat, 5 s).
+SETTLE_TIMEOUT = 15.0
 #: The contenders that must run: the others are peers, left out when their run fails.
 SUBJECTS = ("raw", "aury")
 
@@ -298,6 +302,15 @@ def measure_idle_latency(side: Side, client: redis.Redis, samples: int, gap: flo
     return wait_for_results(client, IDLE_LATENCY_KEY, samples, timeout=30)
 
 
+def wait_settled(side: Side, client: redis.Redis, timeout: float = SETTLE_TIMEOUT) -> None:
+    """Wait until the contender's worker has done the deferred work of the tasks it ran."""
+    deadline = time.monotonic() + timeout
+    while not side.settled(client):
+        if time.monotonic() > deadline:
+            raise BenchmarkError(f"{side.name}: its worker's deferred work was not done within {timeout:g} s")
+        time.sleep(0.05)
+
+
 def commands_per_second(client: redis.Redis, window: float) -> float:
     """Commands the server processed per second over ``window`` seconds, less this call's own ``INFO``.
 
@@ -327,6 +340,7 @@ def run_side(
         drain, worker_start = measure_drain(side, client, args.tasks, process, log_path, budget)
         latencies = measure_latency(side, client, args.latency_tasks, args.latency_interval / 1000)
         idle = measure_idle_latency(side, client, args.idle_samples, args.idle_gap)
+        wait_settled(side, client)
         time.sleep(IDLE_SETTLE)
         idle_commands = commands_per_second(client, args.idle_window) / side.worker_processes
         peak_rss = process_tree_peak_rss(process.pid)
