@@ -41,6 +41,7 @@ from . import keys
 from .priority import enqueue_write as priority_enqueue_write
 from .priority import message_priority
 from .riders import ENCODED_MESSAGE, Riders, fill_message
+from .signals import HandledSignals
 from .store.scripts import TRANSITION, LuaScript, Write, run_calls, run_pipelined
 from .wakeup import IDLE_FETCH_INTERVAL, IDLE_MARKER_TTL_MS, Waker
 
@@ -148,7 +149,7 @@ def copy_for_enqueue(message: dramatiq.Message[Any], delay: int | None) -> drama
     return message
 
 
-class FastRedisBroker(RedisBroker):
+class FastRedisBroker(HandledSignals, RedisBroker):
     """Dramatiq's Redis broker with aury-tasks's fetch, send and consumer (see the module's text).
 
     Subclasses decide when queue maintenance is due (:meth:`_maintenance_due_for`) and may park

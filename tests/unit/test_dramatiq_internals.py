@@ -63,6 +63,10 @@ RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
      "aury_tasks/middleware/ledger.py: hook order, SkipMessage handling"),
     ("Retries.after_process_message", retries.Retries.after_process_message, "54139ce3ab7792bd",
      "aury_tasks/middleware/ledger.py: a retry is a re-enqueue inside the failed attempt's except block"),
+    ("Broker.emit_before", dramatiq.Broker.emit_before, "583dfd2a7233ae1a",
+     "aury_tasks/signals.py HandledSignals.emit_before does what it does for the middleware with the hook"),
+    ("Broker.emit_after", dramatiq.Broker.emit_after, "5cdc14acc687e8c7",
+     "aury_tasks/signals.py HandledSignals.emit_after does what it does for the middleware with the hook"),
     ("EventLoopThread.run_coroutine", dramatiq_asyncio.EventLoopThread.run_coroutine, "a34785a24449bbc8",
      "aury_tasks/middleware/upkeep.py: an Interrupt cancels the running coroutine"),
 ]  # fmt: skip
