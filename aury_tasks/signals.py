@@ -46,26 +46,25 @@ class HandledSignals:
 
     def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
         """Call ``before_<signal>`` of each middleware that has one, in order (as Dramatiq does)."""
-        hook = "before_" + signal
-        if not hasattr(Middleware, hook):
+        if not self._emit("before_" + signal, args, kwargs):
             super().emit_before(signal, *args, **kwargs)  # type: ignore[misc]
-            return
-        for handler in self._handlers(hook):
-            try:
-                handler(self, *args, **kwargs)
-            except MiddlewareError:
-                raise
-            except Exception:
-                self.logger.critical("Unexpected failure in %s of %r.", hook, handler.__self__, exc_info=True)
 
     def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
         """Call ``after_<signal>`` of each middleware that has one, in reverse order (as Dramatiq does)."""
-        hook = "after_" + signal
-        if not hasattr(Middleware, hook):
+        if not self._emit("after_" + signal, args, kwargs):
             super().emit_after(signal, *args, **kwargs)  # type: ignore[misc]
-            return
+
+    def _emit(self, hook: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Call the handlers of ``hook``; ``False`` if Dramatiq's base middleware has no such hook
+        (then Dramatiq's own emit runs it). A before-hook's ``MiddlewareError`` stops the signal;
+        any other failure is logged and the next handler runs."""
+        if not hasattr(Middleware, hook):
+            return False
         for handler in self._handlers(hook):
             try:
                 handler(self, *args, **kwargs)
-            except Exception:
+            except Exception as exc:
+                if isinstance(exc, MiddlewareError) and hook.startswith("before_"):
+                    raise
                 self.logger.critical("Unexpected failure in %s of %r.", hook, handler.__self__, exc_info=True)
+        return True
