@@ -66,8 +66,7 @@ class PoisonSafeRedisConsumer(WakingRedisConsumer):
                     _held.setdefault(self._held_key, set()).add(proxy.options["redis_message_id"])
             return proxy
 
-    def ack(self, message: Any) -> None:
-        super().ack(message)
+    def _ack_sent(self, message: Any) -> None:
         self._settle([message])
 
     def nack(self, message: Any) -> None:

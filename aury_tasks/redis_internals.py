@@ -38,12 +38,16 @@ from dramatiq.common import current_millis, dq_name
 from dramatiq.errors import ConnectionClosed, DecodeError
 
 from . import keys
+from .acks import AckSender
 from .priority import enqueue_write as priority_enqueue_write
 from .priority import message_priority
 from .riders import ENCODED_MESSAGE, Riders, fill_message
 from .signals import HandledSignals
 from .store.scripts import TRANSITION, LuaScript, Write, run_calls, run_pipelined
 from .wakeup import IDLE_FETCH_INTERVAL, IDLE_MARKER_TTL_MS, Waker
+
+#: Seconds a closing consumer or broker waits for its acknowledgements to be sent.
+ACK_FLUSH_TIMEOUT = 30.0
 
 #: Dramatiq's own dispatch script (its ``maintain``, ``ack``, ``nack``, ``requeue`` and the rest).
 DISPATCH = LuaScript(_dramatiq_scripts["dispatch"].decode())
@@ -164,6 +168,7 @@ class FastRedisBroker(HandledSignals, RedisBroker):
         self.suspects: dict[str, frozenset[str]] = {}
         self._waker: Waker | None = None
         self._waker_lock = threading.Lock()
+        self._acks: AckSender | None = None
         self._scripts_loaded = False
 
     @property
@@ -175,8 +180,27 @@ class FastRedisBroker(HandledSignals, RedisBroker):
                 self._waker.start()
             return self._waker
 
+    @property
+    def acks(self) -> AckSender:
+        """This process's acknowledgement thread, started by the first acknowledgement."""
+        with self._waker_lock:
+            if self._acks is None or not self._acks.is_alive():
+                self._acks = AckSender(self.client)
+                self._acks.start()
+            return self._acks
+
+    def flush_acks(self, timeout: float = ACK_FLUSH_TIMEOUT) -> bool:
+        """Wait until every acknowledgement handed to :attr:`acks` was sent (``False``: timed out).
+
+        Returns at once while Redis cannot be reached (the sender keeps trying on its own).
+        """
+        sender = self._acks
+        return sender is None or not sender.connected or sender.flush(timeout)
+
     def close(self) -> None:
-        """Stop the wake-up thread, then close as Dramatiq does."""
+        """Send the acknowledgements still waiting, stop the wake-up thread, then close as Dramatiq does."""
+        if self._acks is not None:
+            self._acks.stop(ACK_FLUSH_TIMEOUT)
         if self._waker is not None:
             self._waker.stop()
         super().close()
@@ -271,19 +295,21 @@ class FastRedisBroker(HandledSignals, RedisBroker):
             fill_message(write, data)
         return [*(riders or ()), *before, send]
 
-    def _ack(self, queue_name: str, redis_message_id: str) -> None:
-        """Acknowledge a message with the ledger writes parked for it, in one round trip."""
+    def ack_calls(self, queue_name: str, redis_message_id: str) -> list[Write]:
+        """The script calls that acknowledge a message with the ledger writes parked for it."""
         keys_ = [keys.broker_heartbeats(), keys.broker_fetched(self.broker_id, queue_name),
                  keys.broker_messages(queue_name)]  # fmt: skip
         ack = Write(ACK, keys_, [current_millis(), self.broker_id, redis_message_id])
         riders = self.riders.take(redis_message_id) if self.riders is not None else None
-        tracked = _tracked(ack, riders[0]) if riders and len(riders) == 1 else None
-        if tracked is not None:  # the common case: the task's final write and its ack
-            run_calls(self.client, [tracked])
-        elif riders:
-            run_pipelined(self.client, riders, ack)
-        else:
-            run_calls(self.client, [ack])
+        if not riders:
+            return [ack]
+        tracked = _tracked(ack, riders[0]) if len(riders) == 1 else None
+        # The common case: the task's final write and its ack, as one call.
+        return [tracked] if tracked is not None else [*riders, ack]
+
+    def _ack(self, queue_name: str, redis_message_id: str) -> None:
+        """Acknowledge a message with the ledger writes parked for it, in one round trip, now."""
+        run_pipelined(self.client, self.ack_calls(queue_name, redis_message_id))
 
     def _requeue(self, queue_name: str, *redis_message_ids: str) -> None:
         """Dramatiq's requeue, waking the queue's idle consumers in the same round trip."""
@@ -407,10 +433,20 @@ class WakingRedisConsumer(_DramatiqRedisConsumer):  # type: ignore[misc]  # Dram
             self._wake.set()
 
     def ack(self, message: Any) -> None:
+        """Hand the acknowledgement to the process's :class:`~aury_tasks.acks.AckSender` and free the slot.
+
+        The message stays fetched by this worker in Redis until the sender has sent it (then
+        :meth:`_ack_sent` is called, from the sender's thread).
+        """
         try:
-            super().ack(message)
+            calls = self.broker.ack_calls(self.queue_name, message.options["redis_message_id"])
+            self.broker.acks.submit(calls, lambda: self._ack_sent(message))
         finally:
+            self.queued_message_ids.discard(message.message_id)
             self._settled([message.message_id])
+
+    def _ack_sent(self, message: Any) -> None:
+        """Called (from the acknowledgement thread) once ``message``'s acknowledgement was sent."""
 
     def nack(self, message: Any) -> None:
         try:
@@ -432,6 +468,7 @@ class WakingRedisConsumer(_DramatiqRedisConsumer):  # type: ignore[misc]  # Dram
         between two messages of a fetch would hold the rest until then.)
         """
         try:
+            self.broker.flush_acks()
             cached, self.message_cache = self.message_cache, []
             ids = []
             for data in cached:

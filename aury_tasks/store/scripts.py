@@ -65,22 +65,28 @@ def run_pipelined(client: redis.Redis, writes: Sequence[Write], extra: Write | N
     return replies[-1] if extra is not None else None
 
 
-def run_calls(client: redis.Redis, calls: Sequence[Write], *, chunk_size: int = 0) -> list[Any]:
+def run_calls(
+    client: redis.Redis, calls: Sequence[Write], *, chunk_size: int = 0, raise_errors: bool = True
+) -> list[Any]:
     """Send ``calls`` in one round trip, in order; return their replies.
 
     The calls are packed and written on one pooled connection and their replies read back, with
     none of the bookkeeping of redis-py's ``Pipeline`` (this is on every task's hot path). A call
     answered ``NOSCRIPT`` did not run: it is sent again with its source. Any other error reply is
-    raised once every reply has been read. A pooled connection found closed while sending (the
-    server restarted) is replaced once; nothing had reached the server then.
+    raised once every reply has been read (with ``raise_errors=False``, left in its place among
+    the replies). A pooled connection found closed while sending (the server restarted) is
+    replaced once; nothing had reached the server then.
 
     With ``chunk_size``, the calls are packed and written that many at a time (see :func:`run_chunks`).
     """
     size = chunk_size or len(calls) or 1
-    return run_chunks(client, (calls[start : start + size] for start in range(0, len(calls), size)))
+    chunks = (calls[start : start + size] for start in range(0, len(calls), size))
+    return run_chunks(client, chunks, raise_errors=raise_errors)
 
 
-def run_chunks(client: redis.Redis, chunks: Iterable[Sequence[Write]]) -> list[Any]:
+def run_chunks(
+    client: redis.Redis, chunks: Iterable[Sequence[Write]], *, raise_errors: bool = True
+) -> list[Any]:
     """Send the calls of ``chunks`` in one round trip, a chunk at a time; return their replies.
 
     Each chunk is packed and written as soon as the iterable gives it, so the server runs one
@@ -115,8 +121,11 @@ def run_chunks(client: redis.Redis, chunks: Iterable[Sequence[Write]]) -> list[A
         pool.release(connection)
     for index, (call, reply) in enumerate(zip(calls, replies, strict=True)):
         if isinstance(reply, NoScriptError):
-            replies[index] = reply = call.script(client, call.keys, call.args)
-        if isinstance(reply, Exception):
+            try:
+                replies[index] = reply = call.script(client, call.keys, call.args)
+            except redis.ResponseError as error:
+                replies[index] = reply = error
+        if raise_errors and isinstance(reply, Exception):
             raise reply
     return replies
 

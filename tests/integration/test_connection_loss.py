@@ -6,50 +6,20 @@ same port and data directory.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from aury_tasks import BrokerUnavailable, TaskManager, TaskStatus
-from aury_tasks.embedded import EmbeddedServer, start_server
 from aury_tasks.settings import get_settings
 
+from .conftest import Restartable
 from .events import wait_until
 
 FIXTURE_MODULES = Path(__file__).resolve().parents[1] / "fixtures" / "sample_modules"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Restartable:
-    """A private server that can be stopped and started again where it was."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory, self.port = directory, _free_port()
-        self.server: EmbeddedServer = start_server(directory, port=self.port)
-        self.url = self.server.url
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def start(self) -> None:
-        self.server = start_server(self.directory, port=self.port)
-
-
-@pytest.fixture
-def private(tmp_path: Path) -> Iterator[Restartable]:
-    server = Restartable(tmp_path / "private-redis")
-    yield server
-    server.stop()
 
 
 @pytest.fixture

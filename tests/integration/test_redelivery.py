@@ -147,6 +147,7 @@ def test_a_message_only_prefetched_by_a_worker_that_died_is_not_blamed_again(
 
     # ... and once acknowledged it is no longer a suspect (the next maintenance forgets it)
     consumer.ack(message)
+    assert survivor.flush_acks()
     survivor._recover("first")
     assert not redis_client.exists(keys.suspects("first"))
     survivor.close()

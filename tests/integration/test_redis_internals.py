@@ -74,6 +74,7 @@ def test_aury_tasks_consumes_what_dramatiq_sends(brokers: tuple[FastRedisBroker,
         assert client.scard(keys.broker_fetched(ours.broker_id, QUEUE)) == 5
         for message in received:
             consumer.ack(message)
+        assert ours.flush_acks()  # (acknowledgements are sent by the process's AckSender thread)
         assert client.scard(keys.broker_fetched(ours.broker_id, QUEUE)) == 0
         assert client.hlen(keys.broker_messages(QUEUE)) == 0
     finally:

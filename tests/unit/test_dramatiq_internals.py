@@ -36,7 +36,8 @@ RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
      "e428a98a5f25c927",
      "aury_tasks/redis_internals.py WakingRedisConsumer: the prefetch window is counted as Dramatiq does"),
     ("_RedisConsumer.ack", redis_broker._RedisConsumer.ack, "a44cb9ea8b6c3f92",
-     "aury_tasks/riders.py: an ack is one dispatch keyed by redis_message_id"),
+     "aury_tasks/redis_internals.py WakingRedisConsumer.ack replaces it (the ack goes to the process's "
+     "AckSender; the message leaves queued_message_ids as Dramatiq does it)"),
     ("_RedisConsumer.nack", redis_broker._RedisConsumer.nack, "573d58e9c2a0765e",
      "aury_tasks/riders.py: a nack is one dispatch keyed by redis_message_id"),
     ("_RedisConsumer.requeue", redis_broker._RedisConsumer.requeue, "4d8aac265b34222e",

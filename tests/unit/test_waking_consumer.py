@@ -45,8 +45,17 @@ class MemoryBroker:
         taken, self.waiting = self.waiting[:count], self.waiting[count:]
         return taken
 
-    def do_ack(self, queue_name: str, redis_message_id: str) -> None:
-        self.acked.append(redis_message_id)
+    def ack_calls(self, queue_name: str, redis_message_id: str) -> list[str]:
+        return [redis_message_id]
+
+    @property
+    def acks(self) -> MemoryBroker:
+        return self
+
+    def submit(self, calls: list[str], on_sent: Any) -> None:
+        """The acknowledgement thread's part, at once."""
+        self.acked += calls
+        on_sent()
 
 
 @pytest.fixture
