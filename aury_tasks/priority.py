@@ -16,7 +16,7 @@ due (the worker's re-enqueue carries the message's options). What a priority doe
 - A message given back to its queue (a worker stopping with messages it prefetched, a dead
   worker's messages recovered, see :mod:`aury_tasks.recovery`) goes to the back of the list:
   it is delivered again, without its priority that time.
-- A worker orders the messages it has already fetched (its prefetch: 2 per thread) by the task's
+- A worker orders the messages it has already fetched (its prefetch: 4 per thread by default) by the task's
   priority (Dramatiq's ``actor.priority``), not the message's: a priority given at send time
   overtakes at most that many fetched messages.
 """

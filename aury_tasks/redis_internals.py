@@ -370,7 +370,7 @@ class WakingRedisConsumer(_DramatiqRedisConsumer):  # type: ignore[misc]  # Dram
     The consumer fetches again at once while its queue has messages. After an empty fetch it
     waits for a wake signal (:mod:`aury_tasks.wakeup`), fetching anyway every
     :data:`~aury_tasks.wakeup.IDLE_FETCH_INTERVAL` seconds; with its prefetch window full it
-    waits for an ack to free a quarter of the window, so fetches come in batches. Every wait
+    waits for acks to free half of the window, so fetches come in batches. Every wait
     is cut at the worker timeout (Dramatiq's worker then looks at its stop and pause flags) and
     at the time of the earliest delayed message it holds (the worker sends it to its queue then).
     """
@@ -381,8 +381,9 @@ class WakingRedisConsumer(_DramatiqRedisConsumer):  # type: ignore[misc]  # Dram
         self._wake = self._waker.register(queue_name)
         self._idle = False
         self._fetch_due = 0.0
-        #: How many slots of the window must be free before a busy consumer fetches again.
-        self._refill = max(1, prefetch // 4)
+        #: How many slots of the window must be free before a busy consumer fetches again: half
+        #: of it, so that a fetch brings a batch while the threads still have work.
+        self._refill = max(1, prefetch // 2)
         # message id -> eta (ms) of the delayed messages handed to the worker and not yet settled.
         self._etas: dict[str, int] = {}
 

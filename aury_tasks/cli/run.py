@@ -33,6 +33,7 @@ def run(
     queues: tuple[str, ...],
     concurrency: int | None,
     processes: int,
+    prefetch: int | None,
     modules_dir: str | None,
     shutdown_timeout: float,
     lease_ttl: float,
@@ -55,7 +56,7 @@ def run(
       aum run -q emails,default -c 16
     """
     os.environ[_LEASE_TTL_ENV] = str(lease_ttl)
-    run_worker(aum, queues, concurrency, processes, modules_dir, shutdown_timeout,
+    run_worker(aum, queues, concurrency, processes, modules_dir, shutdown_timeout, prefetch=prefetch,
                forks=[f"{__name__}:scheduler_process"], role="worker and scheduler",
                check=reach_schedule_store)  # fmt: skip
 

@@ -25,6 +25,13 @@ from ..settings import RunMode, redact_text
 from ..worker_process import QUEUES_ENV
 from .context import AumContext, modules_option, pass_context
 
+#: Messages of a queue a worker process holds per thread by default (Celery's prefetch
+#: multiplier; Dramatiq's is 2). Fetching in batches of half of it keeps the threads fed while
+#: a fetch is under way: with 2 per thread, a draining worker's threads waited for work.
+PREFETCH_PER_THREAD = 4
+#: Dramatiq's environment variable for its queue prefetch.
+PREFETCH_ENV = "dramatiq_queue_prefetch"
+
 
 def _split_queues(values: tuple[str, ...]) -> list[str]:
     return [q.strip() for value in values for q in value.split(",") if q.strip()]
@@ -49,6 +56,13 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Tasks one process runs at once (threads).  [default: TASK_MAX_WORKERS]",
         ),
         click.option("-p", "--processes", type=click.IntRange(1, 256), default=1, help="Worker processes."),
+        click.option(
+            "--prefetch",
+            type=click.IntRange(1, 65535),
+            default=None,
+            help="Messages of a queue one process holds at most, running or waiting; it fetches more "
+            "in batches of half that.  [default: 4 per thread, or dramatiq_queue_prefetch]",
+        ),
         modules_option,
         click.option(
             "--shutdown-timeout",
@@ -70,6 +84,7 @@ def worker(
     queues: tuple[str, ...],
     concurrency: int | None,
     processes: int,
+    prefetch: int | None,
     modules_dir: str | None,
     shutdown_timeout: float,
 ) -> None:
@@ -78,6 +93,9 @@ def worker(
     Imports TASK_MODULES_DIR/<name>/tasks/ (a package) or tasks.py for every module, then runs
     Dramatiq's worker: PROCESSES processes of CONCURRENCY threads each. Sync tasks run in the
     threads, async tasks on an event loop; timeouts apply to both.
+
+    Each process holds up to --prefetch messages of a queue (running, or fetched and waiting for a
+    thread); a lower value spreads long tasks more evenly over several workers.
 
     SIGTERM or SIGINT (Ctrl-C) stops it gracefully: running tasks get --shutdown-timeout seconds
     to finish. A message is acknowledged only after its task ran, so the tasks of a worker that
@@ -89,7 +107,7 @@ def worker(
       aum worker                      every queue, TASK_MAX_WORKERS threads
       aum worker -q emails,default -c 16 -p 2
     """
-    run_worker(aum, queues, concurrency, processes, modules_dir, shutdown_timeout)
+    run_worker(aum, queues, concurrency, processes, modules_dir, shutdown_timeout, prefetch=prefetch)
 
 
 def run_worker(
@@ -100,6 +118,7 @@ def run_worker(
     modules_dir: str | None,
     shutdown_timeout: float,
     *,
+    prefetch: int | None = None,
     forks: Sequence[str] = (),
     role: str = "worker",
     check: Callable[[TaskManager], None] | None = None,
@@ -112,6 +131,8 @@ def run_worker(
     ``forks``: import paths of functions Dramatiq runs in processes of their own next to the
     worker processes (``aum run``'s scheduler). ``check``: called with the TaskManager once the
     modules are imported, before any process starts; it raises to stop with one line.
+    ``prefetch``: messages of a queue a worker process holds (default: Dramatiq's
+    ``dramatiq_queue_prefetch`` if set, else :data:`PREFETCH_PER_THREAD` per thread).
     """
     if modules_dir is not None:
         aum.overrides["modules_dir"] = modules_dir
@@ -138,6 +159,9 @@ def run_worker(
         logger.warning("no discovered task uses queue(s) {}; consuming them anyway", ", ".join(unknown))
     consumed = queue_list or declared
     threads = concurrency or settings.max_workers
+    # Dramatiq's worker reads its prefetch from the environment when it is imported.
+    prefetch = prefetch or int(os.environ.get(PREFETCH_ENV) or 0) or PREFETCH_PER_THREAD * threads
+    os.environ[PREFETCH_ENV] = str(prefetch)
     reach_broker(tm)
     if check is not None:
         check(tm)
@@ -145,9 +169,9 @@ def run_worker(
 
     logger.info("aury-tasks {} {}, broker: {}", __version__, role, tm.broker_info.describe())
     logger.info(
-        "{} task(s) from {} ({}); queues: {}; {} process(es) x {} thread(s)",
+        "{} task(s) from {} ({}); queues: {}; {} process(es) x {} thread(s), prefetch {}",
         len(tm.tasks), settings.modules_dir, ", ".join(m.name for m in modules),
-        ", ".join(consumed), processes, threads,
+        ", ".join(consumed), processes, threads, prefetch,
     )  # fmt: skip
     args = argparse.Namespace(
         broker="aury_tasks.worker_process:boot_worker_process",

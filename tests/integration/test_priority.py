@@ -20,7 +20,7 @@ from aury_tasks.broker import AuryRedisBroker, enqueue_many
 from .events import wait_until
 
 PRIORITY_MODULES = Path(__file__).resolve().parents[1] / "fixtures" / "priority_modules"
-#: Messages a one-thread worker fetches at a time (Dramatiq: 2 per thread).
+#: Messages the one-thread worker holds (``--prefetch``; Dramatiq's default: 2 per thread).
 PREFETCH = 2
 
 
@@ -33,8 +33,10 @@ def ranked(producer: TaskManager, import_modules) -> ModuleType:
 
 @pytest.fixture
 def one_thread_worker(start_worker):
-    """Start a worker on the ``ranked`` queue with one thread."""
-    return lambda: start_worker("-q", "ranked", "-c", "1", modules=PRIORITY_MODULES)
+    """Start a worker on the ``ranked`` queue with one thread, holding :data:`PREFETCH` messages."""
+    return lambda: start_worker(
+        "-q", "ranked", "-c", "1", "--prefetch", str(PREFETCH), modules=PRIORITY_MODULES
+    )
 
 
 def started(client: redis.Redis, ranked: ModuleType, count: int, *, timeout: float = 30.0) -> list[str]:

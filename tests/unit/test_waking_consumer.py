@@ -123,7 +123,7 @@ def test_before_the_subscription_is_active_an_idle_consumer_polls(broker: Memory
     assert len(broker.fetches) == 3
 
 
-def test_with_its_window_full_a_consumer_fetches_again_once_a_quarter_of_it_is_free(
+def test_with_its_window_full_a_consumer_fetches_again_once_half_of_it_is_free(
     broker: MemoryBroker,
 ) -> None:
     # Given a consumer with a window of 8 messages, all taken, and more waiting
@@ -132,18 +132,19 @@ def test_with_its_window_full_a_consumer_fetches_again_once_a_quarter_of_it_is_f
     held = [next(consumer) for _ in range(8)]
     assert broker.fetches == [8]
 
-    # When the window is full, then when one message is acknowledged
+    # When the window is full, then when three messages are acknowledged
     assert next(consumer) is None
-    consumer.ack(held.pop(0))
-    assert next(consumer) is None
+    for _ in range(3):
+        consumer.ack(held.pop(0))
+        assert next(consumer) is None
 
     # Then it fetched nothing more
     assert broker.fetches == [8]
 
-    # ... and once a second one is acknowledged (a quarter of the window), it fetches two
+    # ... and once a fourth one is acknowledged (half of the window), it fetches four
     consumer.ack(held.pop(0))
     assert next(consumer) is not None
-    assert broker.fetches == [8, 2]
+    assert broker.fetches == [8, 4]
 
 
 def test_a_consumer_holding_a_delayed_message_waits_no_longer_than_its_eta(broker: MemoryBroker) -> None:
