@@ -40,12 +40,19 @@ from .errors import ConfigError
 from .middleware import CancelAwareRetries, FlowControl, LedgerWriter, LogContext
 from .priority import ENQUEUE_WITH_PRIORITY, message_priority
 from .recovery import REDELIVERY_LIMIT, MarkSuspectsRunning, recover_dead_workers_messages
-from .redis_internals import ENQUEUE, TRACKED_ENQUEUE, FastRedisBroker, copy_for_enqueue, load_scripts
+from .redis_internals import (
+    ENQUEUE,
+    TRACKED_ENQUEUE,
+    TRACKED_SEND,
+    FastRedisBroker,
+    copy_for_enqueue,
+    load_scripts,
+)
 from .riders import Riders
 from .settings import TaskSettings, redact_url
 from .status import TaskStatus
 from .store.redis import RedisTaskStore
-from .store.scripts import TRANSITION, Write, run_chunks
+from .store.scripts import SEND_RECORD, TRANSITION, Write, run_chunks
 from .workflows.middleware import WorkflowSteps
 
 
@@ -108,12 +115,13 @@ class AuryRedisBroker(FastRedisBroker):
     ) -> list[dramatiq.Message[Any]]:
         """Enqueue many messages in few round trips, each as :meth:`enqueue` would, in order.
 
-        Every message is first checked to encode (strict JSON, size cap), so that nothing is sent
-        when one cannot be. Then, :data:`BULK_BATCH_SIZE` messages at a time, they are announced
-        to the middleware (``before_enqueue``), encoded, and their script calls (each with its
-        ledger write in the same call) written at once: Redis runs a batch while the next is
-        built. Replies are read every :data:`BULK_ROUND_TRIP` messages, and ``after_enqueue`` is
-        emitted for those messages then. Queue maintenance is left to single sends and fetches.
+        Every message is first prepared as :meth:`enqueue` would (``before_enqueue`` announced to
+        the middleware, encoded: strict JSON, size cap), so that nothing is sent when one cannot
+        be; the ledger's writes wait for their sends meanwhile. Then their script calls (each
+        with its ledger write in the same call) are written :data:`BULK_BATCH_SIZE` at a time:
+        Redis runs a batch while the next is packed. Replies are read every
+        :data:`BULK_ROUND_TRIP` messages, and ``after_enqueue`` is emitted for those messages
+        then. Queue maintenance is left to single sends and fetches.
 
         Parameters:
           messages: ``(message, delay)`` pairs, the delay in ms or ``None``.
@@ -130,27 +138,33 @@ class AuryRedisBroker(FastRedisBroker):
         prepared = [(copy_for_enqueue(message, delay), delay) for message, delay in messages]
         if not prepared:
             return []
-        # A batch goes (and a ledger on another Redis writes) before the next is encoded: check all first.
-        if len(prepared) > BULK_BATCH_SIZE or self._ledger_writes_at_once():
+        if self._ledger_writes_at_once():  # before_enqueue would write to the ledger: check all first
             for message, _ in prepared:
                 _check_encodable(message)
+        encoded: list[tuple[bytes, int]] = []
+        try:
+            for message, delay in prepared:
+                self.emit_before("enqueue", message, delay)
+                encoded.append((message.encode(), message_priority(message) if delay is None else 0))
+        except BaseException:
+            if self.riders is not None:
+                self.riders.drop()  # the writes parked for the messages that will not be sent
+            raise
         load_scripts(self.client, BULK_SCRIPTS)
 
-        def calls_of(batch: Sequence[tuple[dramatiq.Message[Any], int | None]]) -> list[Write]:
+        def calls_of(start: int, stop: int) -> list[Write]:
             calls: list[Write] = []
-            for message, delay in batch:
-                self.emit_before("enqueue", message, delay)
-                data = message.encode()
-                priority = message_priority(message) if delay is None else 0
+            for index in range(start, stop):
+                message, (data, priority) = prepared[index][0], encoded[index]
                 calls += self.send_calls(message.queue_name, message.options["redis_message_id"], data,
-                                         priority, before=[])  # fmt: skip
+                                         priority, before=[], keep_others=True)  # fmt: skip
             return calls
 
         for start in range(0, len(prepared), BULK_ROUND_TRIP):
-            group = prepared[start : start + BULK_ROUND_TRIP]
-            run_chunks(self.client, (calls_of(group[index : index + BULK_BATCH_SIZE])
-                                     for index in range(0, len(group), BULK_BATCH_SIZE)))  # fmt: skip
-            for message, delay in group:
+            stop = min(start + BULK_ROUND_TRIP, len(prepared))
+            run_chunks(self.client, (calls_of(index, min(index + BULK_BATCH_SIZE, stop))
+                                     for index in range(start, stop, BULK_BATCH_SIZE)))  # fmt: skip
+            for message, delay in prepared[start:stop]:
                 self.emit_after("enqueue", message, delay)
         return [message for message, _ in prepared]
 
@@ -217,7 +231,7 @@ class AuryRedisBroker(FastRedisBroker):
 MAINTENANCE_INTERVAL = 300.0
 
 #: The scripts :meth:`AuryRedisBroker.enqueue_many` may call, loaded before it sends.
-BULK_SCRIPTS = {ENQUEUE, TRACKED_ENQUEUE, ENQUEUE_WITH_PRIORITY, TRANSITION}
+BULK_SCRIPTS = {ENQUEUE, TRACKED_ENQUEUE, TRACKED_SEND, ENQUEUE_WITH_PRIORITY, TRANSITION, SEND_RECORD}
 
 #: Messages written at a time by :meth:`AuryRedisBroker.enqueue_many` (Redis runs them while the
 #: next are written).

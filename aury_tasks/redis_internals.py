@@ -43,7 +43,15 @@ from .priority import enqueue_write as priority_enqueue_write
 from .priority import message_priority
 from .riders import ENCODED_MESSAGE, Riders, fill_message
 from .signals import HandledSignals
-from .store.scripts import TRANSITION, LuaScript, Write, run_calls, run_pipelined
+from .store.scripts import (
+    SEND_RECORD,
+    TRANSITION,
+    LuaScript,
+    Write,
+    run_calls,
+    run_pipelined,
+    send_transition_args,
+)
 from .wakeup import IDLE_FETCH_INTERVAL, IDLE_MARKER_TTL_MS, Waker
 
 #: Seconds a closing consumer or broker waits for its acknowledgements to be sent.
@@ -127,6 +135,16 @@ ledger({{KEYS[{keys_count + 1}]}}, args)
 
 #: A send and the new task's record in one script call (see :func:`_with_ledger_write`).
 TRACKED_ENQUEUE = _with_ledger_write(_ENQUEUE_BODY, 4, 5)
+#: A send and its record's write in the short form of :data:`~aury_tasks.store.scripts.SEND_RECORD`
+#: (the common send), in one script call: the enqueue's 5 arguments, then the send's write's with
+#: its message left out (the enqueue's 4th argument is put in its place).
+TRACKED_SEND = LuaScript(f"""local function ledger(KEYS, ARGV)
+{TRANSITION.source}
+end
+{send_transition_args(6)}args[#args + 1] = 'message'
+args[#args + 1] = ARGV[4]
+ledger({{KEYS[5]}}, args)
+{_ENQUEUE_BODY}""")
 #: An acknowledgement and the task's final record write in one script call.
 TRACKED_ACK = _with_ledger_write(_ACK_BODY, 3, 3)
 
@@ -273,15 +291,25 @@ class FastRedisBroker(HandledSignals, RedisBroker):
             run_pipelined(self.client, calls)
 
     def send_calls(
-        self, queue_name: str, redis_message_id: str, data: bytes, priority: int, *, before: list[Write]
+        self,
+        queue_name: str,
+        redis_message_id: str,
+        data: bytes,
+        priority: int,
+        *,
+        before: list[Write],
+        keep_others: bool = False,
     ) -> list[Write]:
         """The script calls that send one encoded message with the ledger writes parked for it.
 
         The ledger's record write and the send become one :data:`TRACKED_ENQUEUE` call when that
         is the whole of it (the common case); otherwise the parked writes go first, then
-        ``before`` (maintenance), then the send.
+        ``before`` (maintenance), then the send. ``keep_others``: leave the writes parked for
+        other messages (a bulk send, which announced all its messages first).
         """
-        riders = self.riders.take(redis_message_id) if self.riders is not None else None
+        riders = (
+            self.riders.take(redis_message_id, keep_others=keep_others) if self.riders is not None else None
+        )
         if priority:
             send = priority_enqueue_write(queue_name, redis_message_id, data, priority,
                                           broker_id=self.broker_id, now_ms=current_millis())  # fmt: skip
@@ -344,9 +372,15 @@ class FastRedisBroker(HandledSignals, RedisBroker):
 
 def _tracked(call: Write, ledger_write: Write) -> Write | None:
     """An ENQUEUE or ACK ``call`` and a ``ledger_write`` as one script call, or ``None`` if it cannot be."""
-    if ledger_write.script is not TRANSITION or ledger_write.on_reply is not None:
+    if ledger_write.on_reply is not None:
         return None
     args = ledger_write.args
+    if ledger_write.script is SEND_RECORD:  # a send's write: its message goes last, as a stand-in
+        if call.script is not ENQUEUE or args[-1] is not ENCODED_MESSAGE:
+            return None
+        return Write(TRACKED_SEND, [*call.keys, *ledger_write.keys], [*call.args, *args[:-2]])
+    if ledger_write.script is not TRANSITION:
+        return None
     at = next((index for index, value in enumerate(args) if value is ENCODED_MESSAGE), -1)
     script = TRACKED_ENQUEUE if call.script is ENQUEUE else TRACKED_ACK
     if at >= 0:

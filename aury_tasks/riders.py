@@ -47,18 +47,26 @@ class Riders:
         pending = self._local.__dict__.setdefault("pending", {})
         pending.setdefault(redis_message_id, []).append(write)
 
-    def take(self, redis_message_id: str) -> list[Write] | None:
+    def take(self, redis_message_id: str, *, keep_others: bool = False) -> list[Write] | None:
         """The writes parked for ``redis_message_id``; writes left for any other id are dropped.
 
         A parked write whose call never came (its message failed to encode) must not ride on
-        the next call of the thread.
+        the next call of the thread. With ``keep_others`` (a bulk send, whose messages were all
+        announced before the first is sent), the others stay.
         """
         pending: dict[str, list[Write]] | None = self._local.__dict__.get("pending")
         if not pending:
             return None
         writes = pending.pop(redis_message_id, None)
-        pending.clear()
+        if not keep_others:
+            pending.clear()
         return writes
+
+    def drop(self) -> None:
+        """Forget every write parked by this thread (their messages will not be sent)."""
+        pending: dict[str, list[Write]] | None = self._local.__dict__.get("pending")
+        if pending:
+            pending.clear()
 
 
 def fill_message(write: Write, encoded_message: bytes | str) -> None:

@@ -160,21 +160,19 @@ class LedgerWriter(Middleware):
             eta, expires_at = options.get("eta"), options.get("expires_at")
             if not riders.riding:
                 encoded = message.encode()
-            now = time.time()  # the index's score and the record's enqueued_at agree
-            write = store.transition_write(
+            wf = options.get("aury_wf")
+            write = store.send_write(
                 task_id,
                 TaskStatus.SCHEDULED if delay else TaskStatus.PENDING,
                 queue_name=q_name(message.queue_name),
                 task_name=message.actor_name,
-                now=now,
-                enqueued_at=now,
+                now=time.time(),  # (the index's score and the record's enqueued_at agree)
                 eta=eta / 1000 if eta else None,
                 expires_at=expires_at / 1000 if expires_at else None,
                 metadata=metadata,
                 retry_of=options.get("retry_of"),
-                workflow_id=(options.get("aury_wf") or {}).get("wf"),
+                workflow_id=wf.get("wf") if wf else None,
                 message=ENCODED_MESSAGE,
-                index_later=True,
             )
         riders.add(options.get("redis_message_id", task_id), write, encoded)
 

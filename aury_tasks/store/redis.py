@@ -30,7 +30,7 @@ from .. import keys
 from ..status import TaskStatus
 from . import stats
 from .base import Progress, Statistics, TaskPage, TaskRecord, WorkerInfo
-from .scripts import CLEANUP, INDEX_BACKLOG, PROGRESS, TRANSITION, TRIM_INDEX, Write
+from .scripts import CLEANUP, INDEX_BACKLOG, PROGRESS, SEND_RECORD, TRANSITION, TRIM_INDEX, Write
 
 #: Fields stored as JSON.
 _JSON_FIELDS = frozenset({"result", "metadata", "errors"})
@@ -97,15 +97,7 @@ class RedisTaskStore:
             :meth:`catch_up` (the record and its id in the backlog are all the send writes).
           **fields: further record fields; ``None`` values are left out.
         """
-        pairs: list[Any] = []
-        for name, value in fields.items():
-            if value is None:
-                continue
-            if name in _JSON_FIELDS:
-                value = json.dumps(value, separators=(",", ":"), allow_nan=False)
-            elif isinstance(value, float):
-                value = repr(value)
-            pairs += [name, value]
+        pairs = _field_pairs(fields)
         duration_us = bucket = ""
         if duration is not None:
             micros = max(1, int(duration * 1_000_000))
@@ -133,6 +125,21 @@ class RedisTaskStore:
                 *pairs,
             ],
         )
+
+    def send_write(
+        self, task_id: str, status: TaskStatus, *, queue_name: str, task_name: str, now: float, **fields: Any
+    ) -> Write:
+        """A send's write of its task's record: :meth:`transition_write` for a first attempt being
+        sent (``pending`` or ``scheduled``, ``index_later``), in the short form of :data:`SEND_RECORD`.
+
+        ``enqueued_at`` is ``now``; ``**fields`` as :meth:`transition_write` takes them.
+        """
+        return Write(
+            SEND_RECORD,
+            [keys.task_record(task_id)],
+            [task_id, status.value, status.phase, queue_name, task_name, self.ttl_ms, int(now * 1000),
+             "enqueued_at", repr(now), *_field_pairs(fields)],
+        )  # fmt: skip
 
     def transition(self, task_id: str, status: TaskStatus, *, attempt: int = 1, **fields: Any) -> bool:
         """Move ``task_id`` to ``status`` for ``attempt`` if that is forward; set ``fields`` with it.
@@ -463,3 +470,17 @@ def record_from_hash(task_id: str, raw: dict[str, str]) -> TaskRecord | None:
     if raw.get("message"):
         record.message = json.loads(raw["message"])
     return record
+
+
+def _field_pairs(fields: dict[str, Any]) -> list[Any]:
+    """Record fields as the scripts take them: name, value, … (``None`` left out, JSON fields encoded)."""
+    pairs: list[Any] = []
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name in _JSON_FIELDS:
+            value = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        elif isinstance(value, float):
+            value = repr(value)
+        pairs += [name, value]
+    return pairs

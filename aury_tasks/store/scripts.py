@@ -17,6 +17,8 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
+from .. import keys
+
 
 class LuaScript:
     """A Lua script known by its SHA1, run with ``EVALSHA`` and loaded when missing."""
@@ -320,6 +322,31 @@ end
 redis.call('PUBLISH', prefix .. 'events:' .. id, 's:' .. status)
 return 1
 """
+)
+
+
+def send_transition_args(first: int) -> str:
+    """Lua that builds TRANSITION's arguments (a table ``args``) for a send's write from its short form.
+
+    A send's write (:data:`SEND_RECORD`) takes ``ARGV[first]`` id, ``[first + 1]`` status, ``[+2]``
+    phase, ``[+3]`` queue, ``[+4]`` task name, ``[+5]`` ttl ms, ``[+6]`` now ms, then field, value,
+    … to the end: the rest of TRANSITION's arguments are the same for every send (attempt 1, not
+    final, indexed later), so they are not sent.
+    """
+    at = [f"ARGV[{first + offset}]" for offset in range(7)]
+    return (
+        f"local args = {{{at[0]}, {at[1]}, '1', {at[2]}, '0', {at[5]}, {at[6]}, '{keys.LEDGER_PREFIX}', "
+        f"{at[3]}, {at[4]}, '', '', '', '', '{keys.MINUTE_BUCKET_TTL}', '1'}}\n"
+        f"for i = {first + 7}, #ARGV do args[#args + 1] = ARGV[i] end\n"
+    )
+
+
+# A send's write of its task's record: TRANSITION with the arguments every send shares left out
+# (see send_transition_args). KEYS[1] record  ARGV: as send_transition_args(1) says.
+SEND_RECORD = LuaScript(
+    f"local function ledger(KEYS, ARGV)\n{TRANSITION.source}\nend\n"
+    + send_transition_args(1)
+    + "return ledger(KEYS, args)\n"
 )
 
 # Index entries for up to ARGV[2] ids of the backlog (see _INDEX_BACKLOG).

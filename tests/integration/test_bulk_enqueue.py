@@ -101,6 +101,12 @@ def test_a_message_that_cannot_be_encoded_stops_the_bulk_before_anything_is_sent
     assert tm.queue_stats("bulk").pending == 0
     assert not redis_client.exists(keys.broker_messages("bulk"), keys.all_index())
 
+    # ... and the ledger writes of the messages before it were dropped: a send after it writes its own only
+    handle = tasks.counted.send_with_options(args=(-1,), queue_name="bulk")
+    assert [key for key in redis_client.scan_iter(match=keys.task_record("*"))] == [
+        keys.task_record(handle.id)
+    ]
+
 
 def test_bulk_enqueue_keeps_delays_and_priorities(tasks: ModuleType, redis_client: redis.Redis) -> None:
     # Given a message to delay, one of priority 7 and one of priority 0
