@@ -10,7 +10,8 @@ path:
   tasks declared with ``@dramatiq.actor`` and sent with ``actor.send``;
 * aury: the broker ``TaskManager`` builds (``AuryRedisBroker``, aury's middleware and defaults),
   tasks declared with ``@tm.conditional_task``, sent with ``Task.send`` and, for the bulk
-  enqueue rate, ``Task.send_many``.
+  enqueue rate, ``Task.send_many``. Its worker holds 4 messages per thread (``aum worker
+  --prefetch``'s default) where Dramatiq's holds 2: each runs with its own default.
 
 The peers (Celery, RQ, taskiq) are in ``peers.py``.
 """

@@ -17,6 +17,7 @@ from aury_tasks import (
     TaskHandle,
     TaskManager,
     TaskSettings,
+    keys,
 )
 from aury_tasks.broker import AuryRedisBroker
 
@@ -152,6 +153,37 @@ def test_a_worker_with_two_processes_runs_tasks_in_both(
     done = events.wait_for(40, "add")
     assert sorted(event["result"] for event in done) == [i + 1 for i in range(40)]
     assert worker.process.pid not in {event["pid"] for event in done}
+
+
+PREFETCH_CASES = [
+    (["-c", "2"], "2 thread(s), prefetch 8", 8),
+    (["-c", "1", "--prefetch", "3"], "1 thread(s), prefetch 3", 3),
+]
+
+
+@pytest.mark.parametrize(("options", "said", "held"), PREFETCH_CASES, ids=["default-4-per-thread", "option"])
+def test_a_worker_holds_at_most_its_prefetch_of_a_queue(
+    start_worker, producer: TaskManager, events: EventLog, redis_client: redis.Redis,
+    options: list[str], said: str, held: int,
+) -> None:  # fmt: skip
+    # Given 20 tasks of 0.3 s waiting, and a worker that says how many messages it holds
+    runs = producer.get_task("runs")
+    for i in range(20):
+        runs.send(f"held-{i}", 0.3)
+    worker = start_worker("-q", "fixture", *options)
+    worker.wait_for_line(said)
+
+    # When it has started on them
+    events.wait_for(1, "runs")
+
+    # Then it holds (runs, or has fetched and waits to run) that many at most, and exactly that
+    # many at some moment
+    pattern = f"{keys.BROKER_NAMESPACE}:__acks__.*.fixture"
+    counts = []
+    for _ in range(10):
+        counts.append(sum(redis_client.scard(key) for key in redis_client.scan_iter(match=pattern)))
+        time.sleep(0.05)
+    assert max(counts) == held, counts
 
 
 def test_non_json_arguments_are_refused_before_anything_reaches_redis(
