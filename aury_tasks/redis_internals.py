@@ -48,9 +48,10 @@ from .store.scripts import (
     TRANSITION,
     LuaScript,
     Write,
+    ledger_function,
     run_calls,
     run_pipelined,
-    send_transition_args,
+    send_record_lua,
 )
 from .wakeup import IDLE_FETCH_INTERVAL, IDLE_MARKER_TTL_MS, Waker
 
@@ -138,13 +139,7 @@ TRACKED_ENQUEUE = _with_ledger_write(_ENQUEUE_BODY, 4, 5)
 #: A send and its record's write in the short form of :data:`~aury_tasks.store.scripts.SEND_RECORD`
 #: (the common send), in one script call: the enqueue's 5 arguments, then the send's write's with
 #: its message left out (the enqueue's 4th argument is put in its place).
-TRACKED_SEND = LuaScript(f"""local function ledger(KEYS, ARGV)
-{TRANSITION.source}
-end
-{send_transition_args(6)}args[#args + 1] = 'message'
-args[#args + 1] = ARGV[4]
-ledger({{KEYS[5]}}, args)
-{_ENQUEUE_BODY}""")
+TRACKED_SEND = LuaScript(ledger_function() + send_record_lua(6, "KEYS[5]", "ARGV[4]") + _ENQUEUE_BODY)
 #: An acknowledgement and the task's final record write in one script call.
 TRACKED_ACK = _with_ledger_write(_ACK_BODY, 3, 3)
 

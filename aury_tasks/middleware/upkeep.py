@@ -28,7 +28,8 @@ TRIM_INTERVAL = 300.0
 #: Seconds between index catch-ups of a worker that ran no task (one that did catches up at
 #: each heartbeat; see :meth:`RedisTaskStore.catch_up`).
 IDLE_CATCH_UP_INTERVAL = 60.0
-#: Most backlog ids a worker indexes per heartbeat (a later beat goes on; readers catch up fully).
+#: Most backlog ids a worker indexes per heartbeat (a later beat goes on; readers catch up fully);
+#: the same as the backlog's limit (``store.scripts.INDEX_BACKLOG_LIMIT``).
 CATCH_UP_PER_BEAT = 50_000
 
 

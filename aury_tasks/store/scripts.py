@@ -159,8 +159,11 @@ def _encode(value: Any) -> bytes:
     raise redis.DataError(f"cannot send a {type(value).__name__} to Redis: {value!r}")
 
 
-#: Ids a send may leave waiting for their index entries before the send indexes some itself.
-INDEX_BACKLOG_LIMIT = 10_000
+#: Ids a send may leave waiting for their index entries before the send indexes some itself: what
+#: one worker heartbeat catches up (``CATCH_UP_PER_BEAT``), so that sends at up to 10,000 a second
+#: between two heartbeats (5 s) never pay for it while workers run; with no worker and no reader,
+#: the first query after a burst indexes at most this many (about a second).
+INDEX_BACKLOG_LIMIT = 50_000
 #: Ids a send indexes when the backlog is over the limit (more than it adds: the backlog shrinks).
 _SEND_INDEX_BATCH = 32
 
@@ -231,9 +234,8 @@ end
 # for the index entries (INDEX_BACKLOG): the send's round trip stays short; whoever reads an
 # index, a worker that ran tasks, or a send finding the backlog over its limit adds them in
 # batches. The record gets its lifetime then, or with its next status write.
-TRANSITION = LuaScript(
-    _INDEX_BACKLOG
-    + """
+_TRANSITION_BODY = (
+    """
 local rec, id, status, prefix = KEYS[1], ARGV[1], ARGV[2], ARGV[8]
 local phase, final, now = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
 if ARGV[16] == '1' and redis.call('EXISTS', rec) == 0 then
@@ -323,31 +325,50 @@ redis.call('PUBLISH', prefix .. 'events:' .. id, 's:' .. status)
 return 1
 """
 )
+TRANSITION = LuaScript(_INDEX_BACKLOG + _TRANSITION_BODY)
 
 
-def send_transition_args(first: int) -> str:
-    """Lua that builds TRANSITION's arguments (a table ``args``) for a send's write from its short form.
+def send_record_lua(first: int, record: str, message: str = "") -> str:
+    """Lua for a send's write of its task's record, from the write's short form in ``ARGV``.
 
-    A send's write (:data:`SEND_RECORD`) takes ``ARGV[first]`` id, ``[first + 1]`` status, ``[+2]``
-    phase, ``[+3]`` queue, ``[+4]`` task name, ``[+5]`` ttl ms, ``[+6]`` now ms, then field, value,
-    … to the end: the rest of TRANSITION's arguments are the same for every send (attempt 1, not
-    final, indexed later), so they are not sent.
+    A send's write (:data:`SEND_RECORD`) takes ``ARGV[first]`` id, ``[first + 1]`` status,
+    ``[+2]`` phase, ``[+3]`` queue, ``[+4]`` task name, ``[+5]`` ttl ms, ``[+6]`` now ms, then
+    field, value, … to the end; the rest of TRANSITION's arguments are the same for every send
+    (attempt 1, not final, indexed later) and are not sent. A new record (the common case) is
+    written here with one ``HSET`` (as TRANSITION's send branch does it, without building its
+    arguments); an existing one goes through TRANSITION. ``record``: the Lua expression of the
+    record's key; ``message``: of the encoded message when it is not among the fields.
+    The script must define ``index_backlog`` (:data:`_INDEX_BACKLOG`) and ``ledger``
+    (TRANSITION's body as a function of KEYS and ARGV) before it.
     """
     at = [f"ARGV[{first + offset}]" for offset in range(7)]
-    return (
-        f"local args = {{{at[0]}, {at[1]}, '1', {at[2]}, '0', {at[5]}, {at[6]}, '{keys.LEDGER_PREFIX}', "
-        f"{at[3]}, {at[4]}, '', '', '', '', '{keys.MINUTE_BUCKET_TTL}', '1'}}\n"
-        f"for i = {first + 7}, #ARGV do args[#args + 1] = ARGV[i] end\n"
-    )
+    prefix = keys.LEDGER_PREFIX
+    message_field = f"'message', {message}, " if message else ""
+    message_arg = f"args[#args + 1] = 'message'\nargs[#args + 1] = {message}\n" if message else ""
+    return f"""if redis.call('EXISTS', {record}) == 0 then
+    redis.call('HSET', {record}, 'status', {at[1]}, 'attempt', '1', 'phase', {at[2]}, 'final', '0',
+               'queue_name', {at[3]}, 'task_name', {at[4]}, {message_field}unpack(ARGV, {first + 7}))
+    if redis.call('RPUSH', '{prefix}unindexed', {at[0]}) > {INDEX_BACKLOG_LIMIT} then
+        index_backlog('{prefix}', {_SEND_INDEX_BATCH}, {at[5]}, tonumber({at[6]}))
+    end
+    redis.call('PUBLISH', '{prefix}events:' .. {at[0]}, 's:' .. {at[1]})
+else
+    local args = {{{at[0]}, {at[1]}, '1', {at[2]}, '0', {at[5]}, {at[6]}, '{prefix}', {at[3]}, {at[4]},
+                  '', '', '', '', '{keys.MINUTE_BUCKET_TTL}', '1'}}
+    for i = {first + 7}, #ARGV do args[#args + 1] = ARGV[i] end
+    {message_arg}ledger({{{record}}}, args)
+end
+"""
 
 
-# A send's write of its task's record: TRANSITION with the arguments every send shares left out
-# (see send_transition_args). KEYS[1] record  ARGV: as send_transition_args(1) says.
-SEND_RECORD = LuaScript(
-    f"local function ledger(KEYS, ARGV)\n{TRANSITION.source}\nend\n"
-    + send_transition_args(1)
-    + "return ledger(KEYS, args)\n"
-)
+def ledger_function() -> str:
+    """Lua defining ``index_backlog`` and ``ledger(KEYS, ARGV)`` (TRANSITION) for a composite script."""
+    return f"{_INDEX_BACKLOG}\nlocal function ledger(KEYS, ARGV)\n{_TRANSITION_BODY}\nend\n"
+
+
+# A send's write of its task's record, in its short form (see send_record_lua).
+# KEYS[1] record  ARGV: as send_record_lua(1, …) says.
+SEND_RECORD = LuaScript(ledger_function() + send_record_lua(1, "KEYS[1]"))
 
 # Index entries for up to ARGV[2] ids of the backlog (see _INDEX_BACKLOG).
 # ARGV[1] ledger prefix  [2] how many  [3] record ttl ms  [4] now ms
