@@ -196,11 +196,14 @@ class FastRedisBroker(HandledSignals, RedisBroker):
     @property
     def acks(self) -> AckSender:
         """This process's acknowledgement thread, started by the first acknowledgement."""
-        with self._waker_lock:
-            if self._acks is None or not self._acks.is_alive():
-                self._acks = AckSender(self.client)
-                self._acks.start()
-            return self._acks
+        sender = self._acks
+        if sender is None or not sender.is_alive():  # (no lock on the path of every ack)
+            with self._waker_lock:
+                sender = self._acks
+                if sender is None or not sender.is_alive():
+                    sender = self._acks = AckSender(self.client)
+                    sender.start()
+        return sender
 
     def flush_acks(self, timeout: float = ACK_FLUSH_TIMEOUT) -> bool:
         """Wait until every acknowledgement handed to :attr:`acks` was sent (``False``: timed out).
