@@ -134,7 +134,8 @@ ledger({{KEYS[{keys_count + 1}]}}, args)
 {body}""")
 
 
-#: A send and the new task's record in one script call (see :func:`_with_ledger_write`).
+#: A send and a ledger write in TRANSITION's full form (a retry, a delayed message moved to its
+#: queue) in one script call (see :func:`_with_ledger_write`).
 TRACKED_ENQUEUE = _with_ledger_write(_ENQUEUE_BODY, 4, 5)
 #: A send and its record's write in the short form of :data:`~aury_tasks.store.scripts.SEND_RECORD`
 #: (the common send), in one script call: the enqueue's 5 arguments, then the send's write's with
@@ -300,8 +301,9 @@ class FastRedisBroker(HandledSignals, RedisBroker):
     ) -> list[Write]:
         """The script calls that send one encoded message with the ledger writes parked for it.
 
-        The ledger's record write and the send become one :data:`TRACKED_ENQUEUE` call when that
-        is the whole of it (the common case); otherwise the parked writes go first, then
+        The ledger's record write and the send become one call when that is the whole of it (the
+        common case: :data:`TRACKED_SEND` for a new send, :data:`TRACKED_ENQUEUE` for a retry's or
+        a delayed message's write); otherwise the parked writes go first, then
         ``before`` (maintenance), then the send. ``keep_others``: leave the writes parked for
         other messages (a bulk send, which announced all its messages first).
         """
