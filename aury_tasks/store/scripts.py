@@ -336,7 +336,8 @@ def send_record_lua(first: int, record: str, message: str = "") -> str:
     field, value, … to the end; the rest of TRANSITION's arguments are the same for every send
     (attempt 1, not final, indexed later) and are not sent. A new record (the common case) is
     written here with one ``HSET`` (as TRANSITION's send branch does it, without building its
-    arguments); an existing one goes through TRANSITION. ``record``: the Lua expression of the
+    arguments); an existing one goes through TRANSITION. ``recorded`` is then TRANSITION's reply
+    (1: written, 0: refused). ``record``: the Lua expression of the
     record's key; ``message``: of the encoded message when it is not among the fields.
     The script must define ``index_backlog`` (:data:`_INDEX_BACKLOG`) and ``ledger``
     (TRANSITION's body as a function of KEYS and ARGV) before it.
@@ -345,7 +346,8 @@ def send_record_lua(first: int, record: str, message: str = "") -> str:
     prefix = keys.LEDGER_PREFIX
     message_field = f"'message', {message}, " if message else ""
     message_arg = f"args[#args + 1] = 'message'\nargs[#args + 1] = {message}\n" if message else ""
-    return f"""if redis.call('EXISTS', {record}) == 0 then
+    return f"""local recorded = 1
+if redis.call('EXISTS', {record}) == 0 then
     redis.call('HSET', {record}, 'status', {at[1]}, 'attempt', '1', 'phase', {at[2]}, 'final', '0',
                'queue_name', {at[3]}, 'task_name', {at[4]}, {message_field}unpack(ARGV, {first + 7}))
     if redis.call('RPUSH', '{prefix}unindexed', {at[0]}) > {INDEX_BACKLOG_LIMIT} then
@@ -356,7 +358,7 @@ else
     local args = {{{at[0]}, {at[1]}, '1', {at[2]}, '0', {at[5]}, {at[6]}, '{prefix}', {at[3]}, {at[4]},
                   '', '', '', '', '{keys.MINUTE_BUCKET_TTL}', '1'}}
     for i = {first + 7}, #ARGV do args[#args + 1] = ARGV[i] end
-    {message_arg}ledger({{{record}}}, args)
+    {message_arg}recorded = ledger({{{record}}}, args)
 end
 """
 
@@ -367,8 +369,8 @@ def ledger_function() -> str:
 
 
 # A send's write of its task's record, in its short form (see send_record_lua).
-# KEYS[1] record  ARGV: as send_record_lua(1, …) says.
-SEND_RECORD = LuaScript(ledger_function() + send_record_lua(1, "KEYS[1]"))
+# KEYS[1] record  ARGV: as send_record_lua(1, …) says. Returns 1 (written) or 0 (refused).
+SEND_RECORD = LuaScript(ledger_function() + send_record_lua(1, "KEYS[1]") + "return recorded\n")
 
 # Index entries for up to ARGV[2] ids of the backlog (see _INDEX_BACKLOG).
 # ARGV[1] ledger prefix  [2] how many  [3] record ttl ms  [4] now ms

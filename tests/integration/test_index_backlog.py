@@ -24,9 +24,7 @@ def store(redis_url: str) -> RedisTaskStore:
 
 
 def _send_write(store: RedisTaskStore, task_id: str, queue: str = "q", task: str = "m.t") -> Any:
-    now = time.time()
-    return store.transition_write(task_id, TaskStatus.PENDING, queue_name=queue, task_name=task, now=now,
-                                  enqueued_at=now, index_later=True)  # fmt: skip
+    return store.send_write(task_id, TaskStatus.PENDING, queue_name=queue, task_name=task, now=time.time())
 
 
 def _indexed(client: redis.Redis, key: str) -> list[str]:
