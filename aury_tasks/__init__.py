@@ -12,15 +12,11 @@
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("aury-tasks")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
-
 if TYPE_CHECKING:
+    __version__: str
+
     from .dead_letters import DeadLetter, DeadLetterQueue
     from .errors import (
         AuryTasksError,
@@ -46,6 +42,7 @@ if TYPE_CHECKING:
     from .handle import TaskHandle
     from .manager import TaskManager
     from .progress import report_progress
+    from .run_mode import RunMode
     from .scheduler import (
         CronCheck,
         JobDefinition,
@@ -55,7 +52,8 @@ if TYPE_CHECKING:
         SchedulerManager,
         TriggerSpec,
     )
-    from .settings import RunMode, TaskSettings, get_settings
+    from .settings import TaskSettings, get_settings
+    from .settings_snapshot import SettingsSnapshot
     from .status import TaskStatus
     from .store import Progress, QueueStats, Statistics, TaskPage, TaskRecord, WorkerInfo
     from .task import Task
@@ -108,7 +106,8 @@ _LOCATIONS: dict[str, str] = {
     "LastRun": "scheduler",
     "SchedulerManager": "scheduler",
     "TriggerSpec": "scheduler",
-    "RunMode": "settings",
+    "RunMode": "run_mode",
+    "SettingsSnapshot": "settings_snapshot",
     "TaskSettings": "settings",
     "get_settings": "settings",
     "TaskStatus": "status",
@@ -135,6 +134,9 @@ _LOCATIONS: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read on first use: importlib.metadata weighs on a worker's supervisor
+        globals()[name] = _installed_version()
+        return globals()[name]
     module = _LOCATIONS.get(name)
     if module is None:
         raise AttributeError(f"module 'aury_tasks' has no attribute {name!r}")
@@ -143,8 +145,17 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aury-tasks")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
+
+
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LOCATIONS})
+    return sorted({*globals(), *_LOCATIONS, "__version__"})
 
 
 __all__ = [  # noqa: RUF022 - grouped by topic
@@ -188,6 +199,7 @@ __all__ = [  # noqa: RUF022 - grouped by topic
     "TriggerSpec",
     # Settings
     "RunMode",
+    "SettingsSnapshot",
     "TaskSettings",
     "get_settings",
     # Errors

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import redis
 from loguru import logger
 
-from .settings import redact_text
+from .redaction import redact_text
 from .store.scripts import Write, run_calls
 
 #: Seconds between attempts to send a batch while Redis cannot be reached.

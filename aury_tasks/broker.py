@@ -11,7 +11,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import dramatiq
@@ -40,6 +40,7 @@ from .errors import ConfigError
 from .middleware import CancelAwareRetries, FlowControl, LedgerWriter, LogContext
 from .priority import ENQUEUE_WITH_PRIORITY, message_priority
 from .recovery import REDELIVERY_LIMIT, MarkSuspectsRunning, recover_dead_workers_messages
+from .redaction import redact_url
 from .redis_internals import (
     ENQUEUE,
     TRACKED_ENQUEUE,
@@ -49,11 +50,13 @@ from .redis_internals import (
     load_scripts,
 )
 from .riders import Riders
-from .settings import TaskSettings, redact_url
 from .status import TaskStatus
 from .store.redis import RedisTaskStore
 from .store.scripts import SEND_RECORD, TRANSITION, Write, run_chunks
 from .workflows.middleware import WorkflowSteps
+
+if TYPE_CHECKING:
+    from .settings_snapshot import Settings
 
 
 @dataclass(frozen=True)
@@ -299,7 +302,7 @@ def redis_client(url: str) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-def default_middleware(settings: TaskSettings) -> list[Middleware]:
+def default_middleware(settings: Settings) -> list[Middleware]:
     """Dramatiq's default middleware with our defaults, plus the ledger, asyncio and the log context.
 
     The ledger middleware sits before Retries so that its ``after_process_message`` runs after
@@ -326,7 +329,7 @@ def default_middleware(settings: TaskSettings) -> list[Middleware]:
     ]
 
 
-def build_broker(settings: TaskSettings, url: str | None = None) -> tuple[dramatiq.Broker, BrokerInfo]:
+def build_broker(settings: Settings, url: str | None = None) -> tuple[dramatiq.Broker, BrokerInfo]:
     """Build the broker for ``url`` (default: ``settings.broker_url``, else the embedded Redis).
 
     Raises:
@@ -384,7 +387,7 @@ def build_broker(settings: TaskSettings, url: str | None = None) -> tuple[dramat
     return broker, info
 
 
-def _ledger_url(settings: TaskSettings, broker_url: str, scheme: str) -> str | None:
+def _ledger_url(settings: Settings, broker_url: str, scheme: str) -> str | None:
     """Where task state is kept: the result backend, else the broker's own Redis, else nowhere."""
     if not settings.track_state:
         return None
@@ -393,7 +396,7 @@ def _ledger_url(settings: TaskSettings, broker_url: str, scheme: str) -> str | N
     return broker_url if scheme in ("redis", "rediss", "unix") else None
 
 
-def _attach_ledger(broker: dramatiq.Broker, settings: TaskSettings, url: str, *, riding: bool) -> None:
+def _attach_ledger(broker: dramatiq.Broker, settings: Settings, url: str, *, riding: bool) -> None:
     client = redis.Redis.from_url(url, decode_responses=True)
     store = RedisTaskStore(client, ttl=settings.result_ttl, url=url)
     riders = Riders(client, riding=riding)

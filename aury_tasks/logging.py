@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from loguru import logger
 
-from .settings import redact_text
+from .redaction import redact_text
 
 _TEXT_FORMAT = (
     "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <8}</level> "

@@ -6,8 +6,7 @@ import difflib
 import re
 import threading
 from collections.abc import Awaitable, Callable
-from functools import lru_cache
-from typing import Any, ClassVar, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 import dramatiq
 
@@ -15,9 +14,12 @@ from .broker import BrokerInfo, build_broker, default_middleware
 from .errors import PermanentError, TaskInterrupted, TaskNotFound, TaskOptionError
 from .flow_control import UniqueKey, Uniqueness, parse_rate_limit
 from .priority import MAX_PRIORITY
-from .settings import RunMode, TaskSettings, get_settings
+from .run_mode import RunMode
 from .task import P, R, Task
 from .tracking import TaskTracking
+
+if TYPE_CHECKING:
+    from .settings_snapshot import Settings
 
 _QUEUE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
 #: Options ``conditional_task`` handles itself; everything else goes to Dramatiq as is.
@@ -28,11 +30,16 @@ _OWN_OPTIONS = {"queue_name", "max_retries", "timeout", "retry_delay", "max_retr
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@lru_cache(maxsize=1)
-def _dramatiq_actor_options() -> frozenset[str]:
+_actor_options: frozenset[str] | None = None
+
+
+def _dramatiq_actor_options(settings: Settings) -> frozenset[str]:
     """The actor options the middleware of our brokers accept (checked at decoration time)."""
-    settings = TaskSettings.model_construct()
-    return frozenset(option for mw in default_middleware(settings) for option in mw.actor_options)
+    global _actor_options
+    if _actor_options is None:  # the same for any settings: they only set the middleware's defaults
+        middleware = default_middleware(settings)
+        _actor_options = frozenset(option for mw in middleware for option in mw.actor_options)
+    return _actor_options
 
 
 class TaskManager(TaskTracking):
@@ -50,7 +57,7 @@ class TaskManager(TaskTracking):
     _instances: ClassVar[dict[str, TaskManager]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, name: str = "default", *, settings: TaskSettings | None = None) -> None:
+    def __init__(self, name: str = "default", *, settings: Settings | None = None) -> None:
         self.name = name
         self._settings = settings
         self._run_mode: RunMode | None = None
@@ -94,9 +101,17 @@ class TaskManager(TaskTracking):
     # Configuration
 
     @property
-    def settings(self) -> TaskSettings:
-        """The settings this manager uses (the process-wide ones unless given)."""
-        return self._settings or get_settings()
+    def settings(self) -> Settings:
+        """The settings this manager uses (the process-wide ones unless given).
+
+        In a worker process started by ``aum worker``, a
+        :class:`~aury_tasks.settings_snapshot.SettingsSnapshot` of those ``aum worker`` checked.
+        """
+        if self._settings is None:
+            from .settings import get_settings  # only here: a worker process never loads pydantic
+
+            return get_settings()
+        return self._settings
 
     @property
     def run_mode(self) -> RunMode:
@@ -113,7 +128,7 @@ class TaskManager(TaskTracking):
         *,
         broker_url: str | None = None,
         run_mode: RunMode | str | None = None,
-        settings: TaskSettings | None = None,
+        settings: Settings | None = None,
     ) -> None:
         """Set the broker URL, run mode or settings without building the broker yet.
 
@@ -140,7 +155,7 @@ class TaskManager(TaskTracking):
         *,
         broker_url: str | None = None,
         run_mode: RunMode | str | None = None,
-        settings: TaskSettings | None = None,
+        settings: Settings | None = None,
     ) -> dramatiq.Broker:
         """Build the broker now, optionally overriding the URL, run mode and settings.
 
@@ -288,10 +303,10 @@ class TaskManager(TaskTracking):
         if not callable(fn):
             raise TaskOptionError(f"conditional_task decorates a function, not {fn!r}")
         name = actor_name or f"{fn.__module__}.{fn.__qualname__}"
-        unknown = set(options) - _dramatiq_actor_options() - _OWN_OPTIONS
+        settings = self.settings
+        unknown = set(options) - _dramatiq_actor_options(settings) - _OWN_OPTIONS
         if unknown:
             raise TaskOptionError(f"{name}: unknown task option(s) {', '.join(sorted(unknown))}")
-        settings = self.settings
         queue = queue_name or settings.queue_name
         if not _QUEUE_NAME.fullmatch(queue):
             raise TaskOptionError(f"{name}: invalid queue name {queue!r} (letters, digits, '.', '_', '-')")

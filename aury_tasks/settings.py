@@ -8,7 +8,6 @@ shown with their password masked (:func:`redact_url`).
 from __future__ import annotations
 
 import re
-from enum import Enum
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,45 +17,14 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
+from .redaction import redact_url
+from .run_mode import RunMode
+from .settings_snapshot import SettingsSnapshot
 
 #: Broker URL schemes aury-tasks understands.
 BROKER_SCHEMES = ("redis", "rediss", "unix", "amqp", "amqps", "memory")
 #: Result backend URL schemes (the ledger lives in Redis).
 RESULT_BACKEND_SCHEMES = ("redis", "rediss", "unix")
-
-# The password runs to the last "@" of the URL's authority, as urllib and redis-py read it, so
-# an unencoded "@" in it is masked too; "[^@\s]+" catches the rest (a "/" in a password).
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^\s/?#]+|[^@\s]+)@")
-# redis-py also takes the password as a query parameter (unix:///run/redis.sock?password=...).
-_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)(?P<secret>[^&#\s]+)", re.IGNORECASE)
-
-
-def redact_url(url: str | SecretStr | None) -> str:
-    """Return ``url`` with any password replaced by ``***``.
-
-    >>> redact_url("redis://:hunter2@cache:6379/0")
-    'redis://:***@cache:6379/0'
-    """
-    if url is None:
-        return ""
-    raw = url.get_secret_value() if isinstance(url, SecretStr) else url
-    return redact_text(raw)
-
-
-def redact_text(text: str) -> str:
-    """Mask every ``scheme://user:password@`` and ``?password=`` password found in ``text``."""
-    return _PASSWORD_IN_QUERY.sub(r"\g<head>***", _PASSWORD_IN_URL.sub(r"\g<head>***@", text))
-
-
-class RunMode(str, Enum):
-    """What ``@tm.conditional_task`` turns a function into."""
-
-    #: Register a Dramatiq actor (``aum worker`` sets this).
-    WORKER = "worker"
-    #: A light proxy that only sends messages (web apps, scripts; the default).
-    PRODUCER = "producer"
-    #: ``.send()`` runs the task inline (unit tests of module code).
-    EAGER = "eager"
 
 
 def _expected(form: str) -> Any:
@@ -266,6 +234,15 @@ class TaskSettings(BaseSettings):
     def result_backend_url_value(self) -> str | None:
         """The result backend URL in clear, or ``None`` to use the broker's Redis."""
         return self.result_backend_url.get_secret_value() if self.result_backend_url else None
+
+    def snapshot(self) -> SettingsSnapshot:
+        """These settings as plain values, for a process that is not to load pydantic (a worker)."""
+        plain = {name: getattr(self, name) for name in type(self).model_fields if not name.endswith("_url")}
+        return SettingsSnapshot(
+            broker_url_value=self.broker_url_value,
+            result_backend_url_value=self.result_backend_url_value,
+            **plain,
+        )
 
 
 def _check_url(value: SecretStr | None, schemes: tuple[str, ...]) -> SecretStr | None:

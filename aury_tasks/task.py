@@ -28,7 +28,8 @@ from .encoding import (
 from .errors import BrokerUnavailable, ConfigError, PayloadTooLarge, TaskOptionError
 from .handle import TaskHandle
 from .middleware.ledger import TaskRun, current_run
-from .settings import RunMode, redact_text
+from .redaction import redact_text
+from .run_mode import RunMode
 
 if TYPE_CHECKING:
     from .flow_control import Uniqueness

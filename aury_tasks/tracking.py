@@ -30,7 +30,7 @@ from .workflows.state import WORKFLOW_PREFIX, WorkflowState
 
 if TYPE_CHECKING:
     from .broker import BrokerInfo
-    from .settings import TaskSettings
+    from .settings_snapshot import Settings
     from .workflows import WorkflowHandle
 
 #: Statuses a task can be retried from by hand.
@@ -63,7 +63,7 @@ class TaskTracking:
     """Follow, control and query tasks through the ledger (part of TaskManager)."""
 
     if TYPE_CHECKING:
-        settings: TaskSettings
+        settings: Settings
         broker: dramatiq.Broker
         broker_info: BrokerInfo
 

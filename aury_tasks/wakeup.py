@@ -33,7 +33,7 @@ from dramatiq.common import current_millis
 from loguru import logger
 
 from . import keys
-from .settings import redact_text
+from .redaction import redact_text
 from .store.scripts import LuaScript
 
 if TYPE_CHECKING:

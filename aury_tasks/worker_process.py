@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import dramatiq
 from dramatiq import cli as dramatiq_cli
@@ -23,7 +24,11 @@ from loguru import logger
 from .discovery import import_task_modules
 from .logging import setup_logging
 from .manager import TaskManager
-from .settings import RunMode, TaskSettings
+from .run_mode import RunMode
+from .settings_snapshot import SNAPSHOT_ENV, SettingsSnapshot
+
+if TYPE_CHECKING:
+    from .settings_snapshot import Settings
 
 #: Environment variable carrying the queues to the worker processes.
 QUEUES_ENV = "AURY_TASKS_WORKER_QUEUES"
@@ -37,14 +42,24 @@ def boot_process() -> TaskManager:
     It imports the task modules unless it inherited them (forked from a process that had them).
     Its logs go to the pipe Dramatiq gives it in place of standard error.
     """
-    env_file = os.environ.get("AURY_TASKS_ENV_FILE")
-    settings = TaskSettings.load(**({"_env_file": env_file} if env_file else {}))
+    settings = _handed_settings()
     setup_logging(settings.log_level, json=settings.log_json, stream=sys.stderr)
     tm = TaskManager.get_instance()
     if not tm.is_initialized:
         tm.initialize(run_mode=RunMode.WORKER, settings=settings)
         import_task_modules(settings.modules_dir)
     return tm
+
+
+def _handed_settings() -> Settings:
+    """The settings ``aum worker`` checked and handed over, else read (and checked) here."""
+    snapshot = os.environ.pop(SNAPSHOT_ENV, None)  # not left for the tasks' own subprocesses
+    if snapshot is not None:
+        return SettingsSnapshot.from_json(snapshot)
+    from .settings import TaskSettings
+
+    env_file = os.environ.get("AURY_TASKS_ENV_FILE")
+    return TaskSettings.load(**({"_env_file": env_file} if env_file else {}))
 
 
 def boot_worker_process() -> dramatiq.Broker:

@@ -17,7 +17,7 @@ import redis
 
 from ..errors import BrokerUnavailable
 from ..manager import TaskManager
-from ..settings import redact_text
+from ..redaction import redact_text
 from .context import AumContext
 
 P = ParamSpec("P")

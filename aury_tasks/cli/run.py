@@ -12,8 +12,8 @@ from loguru import logger
 
 from ..errors import AuryTasksError
 from ..manager import TaskManager
+from ..redaction import redact_text
 from ..scheduler.manager import SchedulerManager
-from ..settings import redact_text
 from ..worker_process import boot_process
 from .context import AumContext, pass_context
 from .ledger import reaching_ledger

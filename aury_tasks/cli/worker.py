@@ -20,8 +20,10 @@ from .. import __version__
 from ..discovery import import_task_modules
 from ..errors import BrokerUnavailable, ConfigError, LedgerUnavailable
 from ..manager import TaskManager
+from ..redaction import redact_text
 from ..redis_checks import MIN_REDIS_VERSION, redis_warnings, too_old
-from ..settings import RunMode, redact_text
+from ..run_mode import RunMode
+from ..settings_snapshot import SNAPSHOT_ENV
 from ..worker_process import QUEUES_ENV
 from .context import AumContext, modules_option, pass_context
 
@@ -162,6 +164,7 @@ def run_worker(
     # Dramatiq's worker reads its prefetch from the environment when it is imported.
     prefetch = prefetch or int(os.environ.get(PREFETCH_ENV) or 0) or PREFETCH_PER_THREAD * threads
     os.environ[PREFETCH_ENV] = str(prefetch)
+    os.environ[SNAPSHOT_ENV] = settings.snapshot().to_json()
     reach_broker(tm)
     if check is not None:
         check(tm)

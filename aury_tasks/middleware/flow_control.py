@@ -35,7 +35,7 @@ from loguru import logger
 
 from .. import keys
 from ..flow_control import ConcurrencyLeases, RateLimit, WindowLimiter
-from ..settings import redact_text
+from ..redaction import redact_text
 from .ledger import LedgerWriter
 from .upkeep import _LoopThread
 

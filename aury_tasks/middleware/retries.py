@@ -14,7 +14,7 @@ from dramatiq.middleware import Retries
 from loguru import logger
 
 from ..errors import TaskInterrupted
-from ..settings import redact_text
+from ..redaction import redact_text
 
 #: Seconds between attempts to enqueue a retry while the broker cannot be reached.
 RETRY_ENQUEUE_PAUSE = 1.0

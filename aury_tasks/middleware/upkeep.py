@@ -15,7 +15,7 @@ from loguru import logger
 
 from .. import keys
 from ..errors import TaskInterrupted
-from ..settings import redact_text
+from ..redaction import redact_text
 from ..status import TaskStatus
 from ..store.base import WorkerInfo
 from ..store.redis import RedisTaskStore

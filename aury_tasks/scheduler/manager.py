@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import dramatiq
 import redis
@@ -24,13 +24,15 @@ from loguru import logger
 from ..errors import LedgerUnavailable, SchedulerError
 from ..handle import TaskHandle
 from ..manager import TaskManager
-from ..settings import TaskSettings
 from ..status import TaskStatus
 from ..task import Task, enqueue
 from .dst import dst_warnings
 from .jobs import JobDefinition, JobOptions
 from .store import LastRun, ScheduleStore
 from .triggers import CronCheck, TriggerSpec, next_fire_times, trigger_spec, validate_cron
+
+if TYPE_CHECKING:
+    from ..settings_snapshot import Settings
 
 #: Where the grid of an interval declared in code starts.
 _EPOCH = "1970-01-01T00:00:00+00:00"
@@ -94,7 +96,7 @@ class SchedulerManager:
         return TaskManager.get_instance(self.name)
 
     @property
-    def settings(self) -> TaskSettings:
+    def settings(self) -> Settings:
         return self.task_manager.settings
 
     @property

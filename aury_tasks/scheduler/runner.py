@@ -31,7 +31,7 @@ from loguru import logger
 
 from .. import keys
 from ..errors import AuryTasksError, SchedulerError
-from ..settings import redact_text
+from ..redaction import redact_text
 from .jobs import JobDefinition
 from .manager import SchedulerManager
 from .store import LastRun

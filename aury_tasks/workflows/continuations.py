@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import redis
 from loguru import logger
 
-from ..settings import redact_text
+from ..redaction import redact_text
 from .engine import carry_fired, workflow_state
 from .state import JoinOutcome
 

@@ -20,7 +20,7 @@ import dramatiq
 
 from ..encoding import NOT_JSON, StrictJSONEncoder, unserializable_argument
 from ..errors import LedgerUnavailable, PayloadTooLarge, SerializationError
-from ..settings import RunMode
+from ..run_mode import RunMode
 from ..status import TaskStatus
 from ..store.scripts import run_calls
 from .canvas import Canvas, Group

@@ -27,7 +27,7 @@ from loguru import logger
 
 from ..errors import TaskInterrupted
 from ..middleware.ledger import LedgerWriter
-from ..settings import redact_text
+from ..redaction import redact_text
 from ..status import TaskStatus
 from ..store.scripts import Write
 from .continuations import Continuations

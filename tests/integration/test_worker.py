@@ -66,6 +66,24 @@ def test_a_producer_sends_to_a_worker_in_another_process(
     assert worker.process.poll() is None
 
 
+def test_a_worker_process_runs_tasks_on_the_settings_aum_worker_checked_without_loading_pydantic(
+    start_worker, producer: TaskManager, tmp_path
+) -> None:
+    # Given a worker whose settings come from the environment (a default task time limit of 123 s)
+    start_worker(env={"TASK_TIMEOUT": "123"})
+
+    # When a task reports what its worker process holds
+    facts = producer.get_task("process_facts").send().get_result(timeout=20)
+
+    # Then its settings are the ones aum worker checked, handed over without pydantic or click
+    # (about 11 MiB less a process), and the handed-over URLs are not left to the task's environment
+    assert facts["settings_type"] == "SettingsSnapshot"
+    assert facts["timeout"] == 123
+    assert facts["modules_dir"].endswith("sample_modules")
+    assert facts["loaded"] == []
+    assert facts["environment_has_snapshot"] is False
+
+
 def test_a_delayed_task_does_not_run_before_its_delay(
     start_worker, producer: TaskManager, events: EventLog
 ) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from aury_tasks import ConfigError, RunMode, TaskSettings, get_settings
-from aury_tasks.settings import redact_text, redact_url
+from aury_tasks import ConfigError, RunMode, SettingsSnapshot, TaskSettings, get_settings
+from aury_tasks.redaction import redact_text, redact_url
 
 
 def test_defaults_without_any_variable() -> None:
@@ -169,6 +169,31 @@ def test_settings_are_read_once_until_the_cache_is_cleared(
     assert get_settings().queue_name == "default"
     get_settings.cache_clear()
     assert get_settings().queue_name == "changed"
+
+
+def test_a_snapshot_carries_every_setting_through_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given settings with a value other than the default for each kind of field
+    monkeypatch.setenv("TASK_BROKER_URL", "redis://:hunter2@cache:6379/0")
+    monkeypatch.setenv("TASK_RESULT_BACKEND_URL", "redis://:other@ledger:6379/1")
+    monkeypatch.setenv("TASK_TIMEOUT", "12.5")
+    monkeypatch.setenv("TASK_MAX_WORKERS", "3")
+    monkeypatch.setenv("TASK_LOG_JSON", "true")
+    monkeypatch.setenv("TASK_RUN_MODE", "worker")
+    settings = TaskSettings.load(_env_file=None)
+
+    # When they are snapshot and the snapshot goes through JSON, as to a worker process
+    snapshot = SettingsSnapshot.from_json(settings.snapshot().to_json())
+
+    # Then every field has its value under its own name, URLs under their clear-text names
+    assert snapshot == settings.snapshot()
+    for name in TaskSettings.model_fields:
+        attribute = f"{name}_value" if name.endswith("_url") else name
+        assert getattr(snapshot, attribute) == getattr(settings, attribute), name
+    assert snapshot.broker_url_value == "redis://:hunter2@cache:6379/0"
+    assert snapshot.run_mode is RunMode.WORKER
+    assert snapshot.timeout == 12.5
+    # and its repr shows no URL, so no password
+    assert "hunter2" not in repr(snapshot) and "other@" not in repr(snapshot)
 
 
 @pytest.mark.parametrize(
