@@ -35,8 +35,9 @@ from redis.retry import Retry
 from . import keys
 from .consumer import PoisonSafeRedisConsumer
 from .embedded import EmbeddedServer, ensure_embedded_server
-from .encoding import install_strict_encoder
+from .encoding import encode_message, install_strict_encoder
 from .errors import ConfigError
+from .ids import new_ids
 from .middleware import CancelAwareRetries, FlowControl, LedgerWriter, LogContext
 from .priority import ENQUEUE_WITH_PRIORITY, message_priority
 from .recovery import REDELIVERY_LIMIT, MarkSuspectsRunning, recover_dead_workers_messages
@@ -114,7 +115,7 @@ class AuryRedisBroker(FastRedisBroker):
         self._next_maintenance: dict[str, float] = {}
 
     def enqueue_many(
-        self, messages: Sequence[tuple[dramatiq.Message[Any], int | None]]
+        self, messages: Sequence[tuple[dramatiq.Message[Any], int | None]], *, owned: bool = False
     ) -> list[dramatiq.Message[Any]]:
         """Enqueue many messages in few round trips, each as :meth:`enqueue` would, in order.
 
@@ -128,6 +129,9 @@ class AuryRedisBroker(FastRedisBroker):
 
         Parameters:
           messages: ``(message, delay)`` pairs, the delay in ms or ``None``.
+          owned: the messages were made for this call and nothing else holds them: an undelayed
+            one gets its ``redis_message_id`` in its own options instead of in a copy (a copy costs
+            a tenth of a bulk send's CPU).
 
         Returns:
           The messages as enqueued (with their ``redis_message_id``, and ``eta`` when delayed).
@@ -138,9 +142,15 @@ class AuryRedisBroker(FastRedisBroker):
           redis.ConnectionError, redis.TimeoutError: when Redis cannot be reached; the batches
             sent before the failing one are enqueued.
         """
-        prepared = [(copy_for_enqueue(message, delay), delay) for message, delay in messages]
-        if not prepared:
+        if not messages:
             return []
+        prepared: list[tuple[dramatiq.Message[Any], int | None]] = []
+        for (message, delay), broker_id in zip(messages, new_ids(len(messages)), strict=True):
+            if owned and delay is None:
+                message.options["redis_message_id"] = broker_id
+                prepared.append((message, None))
+            else:
+                prepared.append((copy_for_enqueue(message, delay), delay))
         if self._ledger_writes_at_once():  # before_enqueue would write to the ledger: check all first
             for message, _ in prepared:
                 _check_encodable(message)
@@ -148,7 +158,7 @@ class AuryRedisBroker(FastRedisBroker):
         try:
             for message, delay in prepared:
                 self.emit_before("enqueue", message, delay)
-                encoded.append((message.encode(), message_priority(message) if delay is None else 0))
+                encoded.append((encode_message(message), message_priority(message) if delay is None else 0))
         except BaseException:
             if self.riders is not None:
                 self.riders.drop()  # the writes parked for the messages that will not be sent
@@ -244,7 +254,10 @@ BULK_ROUND_TRIP = 10 * BULK_BATCH_SIZE
 
 
 def enqueue_many(
-    broker: dramatiq.Broker, messages: Sequence[tuple[dramatiq.Message[Any], int | None]]
+    broker: dramatiq.Broker,
+    messages: Sequence[tuple[dramatiq.Message[Any], int | None]],
+    *,
+    owned: bool = False,
 ) -> list[dramatiq.Message[Any]]:
     """Enqueue ``(message, delay in ms or None)`` pairs: in batches on Redis, one by one elsewhere.
 
@@ -252,11 +265,13 @@ def enqueue_many(
     message cannot be encoded); other brokers (the stub broker, RabbitMQ) get one
     ``broker.enqueue`` per message, and the messages before one that cannot be encoded are sent.
 
+    ``owned``: as :meth:`AuryRedisBroker.enqueue_many` takes it.
+
     Returns:
       The messages as enqueued, in order.
     """
     if isinstance(broker, AuryRedisBroker):
-        return broker.enqueue_many(messages)
+        return broker.enqueue_many(messages, owned=owned)
     return [broker.enqueue(message, delay=delay) for message, delay in messages]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -50,6 +51,15 @@ def payload_limit(max_bytes: int, task_name: str) -> Iterator[None]:
         yield
     finally:
         _LIMIT.reset(token)
+
+
+#: The fields of a Dramatiq message, in the order ``Message.asdict`` gives them.
+_MESSAGE_FIELDS = tuple(field.name for field in dataclasses.fields(dramatiq.Message))
+
+
+def encode_message(message: dramatiq.Message[Any]) -> bytes:
+    """The bytes of ``message.encode()``, without its look-up of the message's fields each time."""
+    return dramatiq.get_encoder().encode({name: getattr(message, name) for name in _MESSAGE_FIELDS})
 
 
 def install_strict_encoder() -> None:

@@ -39,6 +39,7 @@ from dramatiq.errors import ConnectionClosed, DecodeError
 
 from . import keys
 from .acks import AckSender
+from .encoding import encode_message
 from .priority import enqueue_write as priority_enqueue_write
 from .priority import message_priority
 from .riders import ENCODED_MESSAGE, Riders, fill_message
@@ -354,7 +355,8 @@ class FastRedisBroker(HandledSignals, RedisBroker):
         message = copy_for_enqueue(message, delay)
         self.emit_before("enqueue", message, delay)
         priority = message_priority(message) if delay is None else 0
-        self._enqueue(message.queue_name, message.options["redis_message_id"], message.encode(), priority)
+        data = encode_message(message)
+        self._enqueue(message.queue_name, message.options["redis_message_id"], data, priority)
         self.emit_after("enqueue", message, delay)
         return message
 

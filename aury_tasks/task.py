@@ -27,6 +27,7 @@ from .encoding import (
 )
 from .errors import BrokerUnavailable, ConfigError, PayloadTooLarge, TaskOptionError
 from .handle import TaskHandle
+from .ids import new_ids
 from .middleware.ledger import TaskRun, current_run
 from .redaction import redact_text
 from .run_mode import RunMode
@@ -214,8 +215,8 @@ class Task(Generic[P, R]):
         target_queue = queue_name or self.queue_name
         messages: list[dramatiq.Message[Any]] = [
             dramatiq.Message(queue_name=target_queue, actor_name=self.name, args=args, kwargs=kwargs,
-                             options=dict(shared))
-            for args, kwargs in split
+                             options=dict(shared), message_id=task_id)
+            for (args, kwargs), task_id in zip(split, new_ids(len(split)), strict=True)
         ]  # fmt: skip
         if self.manager.run_mode is RunMode.EAGER:
             for message in messages:
@@ -223,7 +224,7 @@ class Task(Generic[P, R]):
             return [self._run_eagerly(target_queue, args, kwargs) for args, kwargs in split]
         if self.uniqueness is not None:
             return [self._send_unique(message, delay_ms) for message in messages]
-        return enqueue_many(self.manager, [(message, delay_ms) for message in messages])
+        return enqueue_many(self.manager, [(message, delay_ms) for message in messages], owned=True)
 
     def _check_eager_send(self, message: dramatiq.Message[Any]) -> None:
         """Refuse, in eager mode, what a real send would refuse (non-JSON, over the size cap)."""
@@ -319,12 +320,13 @@ def enqueue(manager: TaskManager, message: dramatiq.Message[Any], delay_ms: int 
 
 
 def enqueue_many(
-    manager: TaskManager, messages: Sequence[tuple[dramatiq.Message[Any], int | None]]
+    manager: TaskManager, messages: Sequence[tuple[dramatiq.Message[Any], int | None]], *, owned: bool = False
 ) -> list[TaskHandle]:
     """Send ``(message, delay in ms or None)`` pairs in batched round trips (one by one off Redis).
 
     Each message is held to the same rules as :func:`enqueue`; on Redis, one that breaks them
-    means nothing is sent.
+    means nothing is sent. ``owned``: the messages were made for this call alone (they may be
+    completed in place rather than copied).
 
     Raises:
       The errors of :func:`enqueue`.
@@ -335,7 +337,7 @@ def enqueue_many(
     for queue_name in {message.queue_name for message, _ in messages}:
         manager.broker_for_queue(queue_name)
     with _sending(manager, [message for message, _ in messages]):
-        broker_enqueue_many(broker, messages)
+        broker_enqueue_many(broker, messages, owned=owned)
     return [_handle_of(manager, message, delay_ms) for message, delay_ms in messages]
 
 

@@ -127,6 +127,31 @@ def test_bulk_enqueue_keeps_delays_and_priorities(tasks: ModuleType, redis_clien
     assert tm.task_status(urgent.message_id) is TaskStatus.PENDING
 
 
+def test_bulk_enqueue_leaves_the_callers_messages_alone_and_completes_its_own_in_place(
+    tasks: ModuleType, redis_client: redis.Redis
+) -> None:
+    # Given messages a caller holds, and messages made for the call (as send_many makes them)
+    tm = TaskManager.get_instance()
+    held = counted_messages(tasks, 2)
+    made = [*counted_messages(tasks, 2), (counted_messages(tasks, 1)[0][0], 60_000)]
+
+    # When both are enqueued in bulk, the second as owned
+    copies = enqueue_many(tm.broker, held)
+    completed = enqueue_many(tm.broker, made, owned=True)
+
+    # Then the caller's messages are untouched (the broker sent copies)
+    assert all("redis_message_id" not in message.options for message, _ in held)
+    assert all(copy is not message for copy, (message, _) in zip(copies, held, strict=True))
+    # and the made ones were sent as they are, but for the delayed one, a copy for the delay queue
+    assert completed[0] is made[0][0] and completed[1] is made[1][0]
+    assert completed[2] is not made[2][0] and completed[2].queue_name == "bulk.DQ"
+    # and every one waits in Redis under the id it was sent with
+    queued = redis_client.lrange(keys.broker_queue("bulk"), 0, -1)
+    assert queued == [message.options["redis_message_id"] for message in (*copies, *completed[:2])]
+    delayed_id = completed[2].options["redis_message_id"]
+    assert redis_client.lrange(keys.broker_queue("bulk.DQ"), 0, -1) == [delayed_id]
+
+
 def test_bulk_enqueue_against_one_enqueue_per_message(tasks: ModuleType) -> None:
     # Given 10,000 messages to send each way
     broker = TaskManager.get_instance().broker

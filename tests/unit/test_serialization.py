@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
@@ -129,3 +130,18 @@ def test_the_limit_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         record.send("y" * 3000)
     record.send("z" * 1000)
     assert calls == ["z" * 1000]
+
+
+def test_encode_message_gives_the_bytes_of_message_encode() -> None:
+    # Given messages with arguments, options and unicode
+    from aury_tasks.encoding import encode_message, install_strict_encoder
+
+    install_strict_encoder()
+    messages = [
+        dramatiq.Message(queue_name="q", actor_name="a", args=(1, "é", [2]), kwargs={"k": None}, options={}),
+        dramatiq.Message(queue_name="q.DQ", actor_name="b", args=(), kwargs={}, options={"eta": 5, "x": [1]}),
+    ]
+
+    # When they are encoded both ways, then the bytes are the same
+    for message in messages:
+        assert encode_message(message) == message.encode()
