@@ -27,9 +27,10 @@ from .encoding import (
 )
 from .errors import BrokerUnavailable, ConfigError, PayloadTooLarge, TaskOptionError
 from .handle import TaskHandle
-from .ids import new_ids
+from .ids import new_id, new_ids
 from .middleware.ledger import TaskRun, current_run
 from .redaction import redact_text
+from .redis_internals import FastRedisBroker
 from .run_mode import RunMode
 
 if TYPE_CHECKING:
@@ -173,14 +174,15 @@ class Task(Generic[P, R]):
         args, kwargs = tuple(args), dict(kwargs or {})
         target_queue = queue_name or self.queue_name
         message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=target_queue, actor_name=self.name, args=args, kwargs=kwargs, options=shared
-        )
+            queue_name=target_queue, actor_name=self.name, args=args, kwargs=kwargs, options=shared,
+            message_id=new_id(),
+        )  # fmt: skip
         if self.manager.run_mode is RunMode.EAGER:
             self._check_eager_send(message)
             return self._run_eagerly(target_queue, args, kwargs)
         if self.uniqueness is not None:
             return self._send_unique(message, delay_ms)
-        return enqueue(self.manager, message, delay_ms)
+        return enqueue(self.manager, message, delay_ms, owned=True)
 
     def send_many(
         self,
@@ -304,8 +306,13 @@ class Task(Generic[P, R]):
         return TaskHandle(id=task_id, task_name=self.name, queue_name=queue_name, _eager_result=result)
 
 
-def enqueue(manager: TaskManager, message: dramatiq.Message[Any], delay_ms: int | None = None) -> TaskHandle:
+def enqueue(
+    manager: TaskManager, message: dramatiq.Message[Any], delay_ms: int | None = None, *, owned: bool = False
+) -> TaskHandle:
     """Send ``message`` through ``manager``'s broker; the one path every send takes.
+
+    ``owned``: the message was made for this send alone; on Redis it is completed in place rather
+    than copied (see :func:`~aury_tasks.redis_internals.prepare_for_enqueue`).
 
     Raises:
       SerializationError: (a ``TypeError``) naming an argument that is not JSON.
@@ -315,7 +322,10 @@ def enqueue(manager: TaskManager, message: dramatiq.Message[Any], delay_ms: int 
     """
     broker = manager.broker_for_queue(message.queue_name)
     with _sending(manager, [message]):
-        broker.enqueue(message, delay=delay_ms)
+        if owned and isinstance(broker, FastRedisBroker):
+            broker.enqueue(message, delay=delay_ms, owned=True)
+        else:
+            broker.enqueue(message, delay=delay_ms)
     return _handle_of(manager, message, delay_ms)
 
 

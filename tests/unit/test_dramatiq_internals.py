@@ -27,7 +27,7 @@ RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
      "aury_tasks/redis_internals.py FastRedisBroker._dispatch replaces it (script arguments rebuilt)"),
     ("RedisBroker.enqueue", redis_broker.RedisBroker.enqueue, "e1590deaae2f786a",
      "aury_tasks/middleware/ledger.py: before_enqueue runs before the message is encoded; "
-     "aury_tasks/redis_internals.py FastRedisBroker.enqueue and copy_for_enqueue do what it does"),
+     "aury_tasks/redis_internals.py FastRedisBroker.enqueue and prepare_for_enqueue do what it does"),
     ("RedisBroker.flush", redis_broker.RedisBroker.flush, "40e5cecf364d6457",
      "aury_tasks/broker.py AuryRedisBroker.flush: Dramatiq purges the list and the delay queue"),
     ("_RedisConsumer.__init__", redis_broker._RedisConsumer.__init__, "c626986d71660eb6",

@@ -21,6 +21,10 @@ def test_new_ids_are_distinct_version_4_uuids_in_their_usual_text() -> None:
         assert len({text[place] for text in ids}) == 16
 
 
-def test_no_ids_and_one_id() -> None:
+def test_one_id_at_a_time_is_a_version_4_uuid_too() -> None:
+    ids = [new_id() for _ in range(5_000)]
+    assert len(set(ids)) == 5_000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
     assert new_ids(0) == []
-    assert uuid.UUID(new_id()).version == 4
