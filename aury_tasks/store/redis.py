@@ -82,7 +82,6 @@ class RedisTaskStore:
         error: dict[str, Any] | None = None,
         cancel: bool = False,
         now: float | None = None,
-        index_later: bool = False,
         **fields: Any,
     ) -> Write:
         """The script call that moves ``task_id`` to ``status``, ready to send or to pipeline.
@@ -93,8 +92,6 @@ class RedisTaskStore:
           duration: seconds the run took (counted in the statistics of a final write).
           error: appended to the record's list of errors.
           cancel: also announce the id on the cancel channel and keep it in the cancelled set.
-          index_later: a send's write: when the record is new, leave its index entries to
-            :meth:`catch_up` (the record and its id in the backlog are all the send writes).
           **fields: further record fields; ``None`` values are left out.
         """
         pairs = _field_pairs(fields)
@@ -121,7 +118,6 @@ class RedisTaskStore:
                 json.dumps(error, separators=(",", ":")) if error else "",
                 "cancel" if cancel else "",
                 keys.MINUTE_BUCKET_TTL,
-                "1" if index_later else "",
                 *pairs,
             ],
         )
@@ -130,7 +126,7 @@ class RedisTaskStore:
         self, task_id: str, status: TaskStatus, *, queue_name: str, task_name: str, now: float, **fields: Any
     ) -> Write:
         """A send's write of its task's record: :meth:`transition_write` for a first attempt being
-        sent (``pending`` or ``scheduled``, ``index_later``), in the short form of :data:`SEND_RECORD`.
+        sent (``pending`` or ``scheduled``), in the short form of :data:`SEND_RECORD`.
 
         ``enqueued_at`` is ``now``; ``**fields`` as :meth:`transition_write` takes them.
         """

@@ -89,33 +89,41 @@ def run_calls(
 def run_chunks(
     client: redis.Redis, chunks: Iterable[Sequence[Write]], *, raise_errors: bool = True
 ) -> list[Any]:
-    """Send the calls of ``chunks`` in one round trip, a chunk at a time; return their replies.
+    """Send the calls of ``chunks`` on one connection, a chunk at a time; return their replies.
 
-    Each chunk is packed and written as soon as the iterable gives it, so the server runs one
-    while the caller builds the next; every reply is read at the end. As :func:`run_calls`
-    otherwise (which sends its calls this way).
+    Each chunk is packed and written as soon as the iterable gives it, and the replies of the
+    chunk before it are read then: the server runs one chunk while the caller reads the replies
+    of the one before and builds the next, and the caller waits only for the last chunk's. As
+    :func:`run_calls` otherwise (which sends its calls this way).
     """
     pool = client.connection_pool
     connection = pool.get_connection()
     calls: list[Write] = []
+    replies: list[Any] = []
+
+    def read_replies(count: int) -> None:
+        for _ in range(count):
+            try:
+                replies.append(connection.read_response())
+            except redis.ResponseError as error:
+                replies.append(error)
+
     try:
+        unread = 0  # calls of the previous chunk, whose replies are read once this one is written
         for number, chunk in enumerate(chunks):
             calls += chunk
             packed = [b"".join(_pack_call(call) for call in chunk)]
             if number:
                 connection.send_packed_command(packed)
-                continue
-            try:
-                connection.send_packed_command(packed)
-            except (redis.ConnectionError, redis.TimeoutError):
-                connection.disconnect()
-                connection.send_packed_command(packed)
-        replies: list[Any] = []
-        for _ in calls:
-            try:
-                replies.append(connection.read_response())
-            except redis.ResponseError as error:
-                replies.append(error)
+            else:
+                try:
+                    connection.send_packed_command(packed)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    connection.disconnect()
+                    connection.send_packed_command(packed)
+            read_replies(unread)
+            unread = len(chunk)
+        read_replies(unread)
     except BaseException:
         connection.disconnect()
         raise
@@ -167,7 +175,7 @@ INDEX_BACKLOG_LIMIT = 50_000
 #: Ids a send indexes when the backlog is over the limit (more than it adds: the backlog shrinks).
 _SEND_INDEX_BATCH = 32
 
-# Index entries of records written by a send (see TRANSITION's ARGV[16]), a batch at a time:
+# Index entries of records written by a send (see send_record_lua), a batch at a time:
 # pop up to `count` ids from the backlog list; for each record still there, add the id to every
 # index it belongs in *now* (its current status, which may have moved on since the send), with
 # one variadic ZADD per index key; give the records their lifetime. Returns the ids popped.
@@ -229,32 +237,12 @@ end
 # ARGV[1] id  [2] status  [3] attempt (0: keep the record's)  [4] phase  [5] final 0/1  [6] ttl ms  [7] now ms
 #     [8] ledger prefix  [9] queue  [10] task name  [11] duration ms or ''  [12] duration bucket
 #     [13] error JSON to append to 'errors' or ''  [14] 'cancel' to announce a cancel, or ''
-#     [15] minute bucket ttl s  [16] '1': a send's write (see below), or ''  [17…] field, value, …
-# A send's write of a record that does not exist yet only writes the record and queues its id
-# for the index entries (INDEX_BACKLOG): the send's round trip stays short; whoever reads an
-# index, a worker that ran tasks, or a send finding the backlog over its limit adds them in
-# batches. The record gets its lifetime then, or with its next status write.
-_TRANSITION_BODY = (
-    """
+#     [15] minute bucket ttl s  [16…] field, value, …
+# (A send's write of a new record is send_record_lua's, not this: it leaves the index entries to
+# INDEX_BACKLOG.)
+_TRANSITION_BODY = """
 local rec, id, status, prefix = KEYS[1], ARGV[1], ARGV[2], ARGV[8]
 local phase, final, now = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
-if ARGV[16] == '1' and redis.call('EXISTS', rec) == 0 then
-    local attempt = ARGV[3]
-    if attempt == '0' then attempt = '1' end
-    local fields = {'status', status, 'attempt', attempt, 'phase', ARGV[4], 'final', final,
-                    'queue_name', ARGV[9], 'task_name', ARGV[10]}
-    for i = 17, #ARGV do fields[#fields + 1] = ARGV[i] end
-    redis.call('HSET', rec, unpack(fields))
-    if redis.call('RPUSH', prefix .. 'unindexed', id) > """
-    + str(INDEX_BACKLOG_LIMIT)
-    + """ then
-        index_backlog(prefix, """
-    + str(_SEND_INDEX_BATCH)
-    + """, ARGV[6], now)
-    end
-    redis.call('PUBLISH', prefix .. 'events:' .. id, 's:' .. status)
-    return 1
-end
 local cur = redis.call('HMGET', rec, 'status', 'attempt', 'phase', 'final', 'enqueued_at',
                        'queue_name', 'task_name', 'errors')
 if cur[4] == '1' then return 0 end
@@ -284,7 +272,7 @@ else
 end
 local fields = {'status', status, 'attempt', attempt, 'phase', ARGV[4], 'final', final,
                 'queue_name', queue, 'task_name', task}
-for i = 17, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 16, #ARGV do fields[#fields + 1] = ARGV[i] end
 if ARGV[13] ~= '' then
     local errors = cur[8]
     if errors then errors = string.sub(errors, 1, -2) .. ',' .. ARGV[13] .. ']'
@@ -324,8 +312,7 @@ end
 redis.call('PUBLISH', prefix .. 'events:' .. id, 's:' .. status)
 return 1
 """
-)
-TRANSITION = LuaScript(_INDEX_BACKLOG + _TRANSITION_BODY)
+TRANSITION = LuaScript(_TRANSITION_BODY)
 
 
 def send_record_lua(first: int, record: str, message: str = "") -> str:
@@ -335,10 +322,13 @@ def send_record_lua(first: int, record: str, message: str = "") -> str:
     ``[+2]`` phase, ``[+3]`` queue, ``[+4]`` task name, ``[+5]`` ttl ms, ``[+6]`` now ms, then
     field, value, … to the end; the rest of TRANSITION's arguments are the same for every send
     (attempt 1, not final, indexed later) and are not sent. A new record (the common case) is
-    written here with one ``HSET`` (as TRANSITION's send branch does it, without building its
-    arguments); an existing one goes through TRANSITION. ``recorded`` is then TRANSITION's reply
-    (1: written, 0: refused). ``record``: the Lua expression of the
-    record's key; ``message``: of the encoded message when it is not among the fields.
+    written here with one ``HSET``, its id queued for its index entries (``INDEX_BACKLOG``: the
+    send's round trip stays short; whoever reads an index, a worker that ran tasks, or a send
+    finding the backlog over its limit adds them in batches, and the record gets its lifetime
+    then, or with its next status write); an existing one goes through TRANSITION.
+    ``recorded`` is then TRANSITION's reply (1: written, 0: refused). ``record``: the Lua
+    expression of the record's key; ``message``: of the encoded message when it is not among the
+    fields.
     The script must define ``index_backlog`` (:data:`_INDEX_BACKLOG`) and ``ledger``
     (TRANSITION's body as a function of KEYS and ARGV) before it.
     """
@@ -356,7 +346,7 @@ if redis.call('EXISTS', {record}) == 0 then
     redis.call('PUBLISH', '{prefix}events:' .. {at[0]}, 's:' .. {at[1]})
 else
     local args = {{{at[0]}, {at[1]}, '1', {at[2]}, '0', {at[5]}, {at[6]}, '{prefix}', {at[3]}, {at[4]},
-                  '', '', '', '', '{keys.MINUTE_BUCKET_TTL}', '1'}}
+                  '', '', '', '', '{keys.MINUTE_BUCKET_TTL}'}}
     for i = {first + 7}, #ARGV do args[#args + 1] = ARGV[i] end
     {message_arg}recorded = ledger({{{record}}}, args)
 end
