@@ -44,11 +44,13 @@ from .recovery import REDELIVERY_LIMIT, MarkSuspectsRunning, recover_dead_worker
 from .redaction import redact_url
 from .redis_internals import (
     ENQUEUE,
+    SEND_MANY,
     TRACKED_ENQUEUE,
     TRACKED_SEND,
     FastRedisBroker,
     load_scripts,
     prepare_for_enqueue,
+    send_record_args,
 )
 from .riders import Riders
 from .status import TaskStatus
@@ -160,12 +162,30 @@ class AuryRedisBroker(FastRedisBroker):
             raise
         load_scripts(self.client, BULK_SCRIPTS)
 
+        riders = self.riders
+
         def calls_of(start: int, stop: int) -> list[Write]:
+            # Runs of messages to one queue, without priority, with a new record's write (or none)
+            # go in one SEND_MANY call each; any other message in its own call(s).
             calls: list[Write] = []
+            run: list[tuple[str, bytes, list[Any]]] = []
+            run_queue = ""
             for index in range(start, stop):
                 message, (data, priority) = prepared[index][0], encoded[index]
-                calls += self.send_calls(message.queue_name, message.options["redis_message_id"], data,
-                                         priority, before=[], keep_others=True)  # fmt: skip
+                queue_name, redis_message_id = message.queue_name, message.options["redis_message_id"]
+                parked = riders.take(redis_message_id, keep_others=True) if riders is not None else None
+                record_args = None if priority else send_record_args(parked)
+                if run and (record_args is None or queue_name != run_queue):
+                    calls.append(self.send_many_write(run_queue, run))
+                    run = []
+                if record_args is None:
+                    calls += self.calls_with_riders(queue_name, redis_message_id, data, priority, parked,
+                                                    before=[])  # fmt: skip
+                else:
+                    run.append((redis_message_id, data, record_args))
+                    run_queue = queue_name
+            if run:
+                calls.append(self.send_many_write(run_queue, run))
             return calls
 
         for start in range(0, len(prepared), BULK_ROUND_TRIP):
@@ -239,7 +259,8 @@ class AuryRedisBroker(FastRedisBroker):
 MAINTENANCE_INTERVAL = 300.0
 
 #: The scripts :meth:`AuryRedisBroker.enqueue_many` may call, loaded before it sends.
-BULK_SCRIPTS = {ENQUEUE, TRACKED_ENQUEUE, TRACKED_SEND, ENQUEUE_WITH_PRIORITY, TRANSITION, SEND_RECORD}
+BULK_SCRIPTS = {ENQUEUE, TRACKED_ENQUEUE, TRACKED_SEND, ENQUEUE_WITH_PRIORITY, TRANSITION, SEND_RECORD,
+                SEND_MANY}  # fmt: skip
 
 #: Messages written at a time by :meth:`AuryRedisBroker.enqueue_many` (Redis runs them while the
 #: next are written).

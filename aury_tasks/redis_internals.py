@@ -145,6 +145,42 @@ TRACKED_SEND = LuaScript(ledger_function() + send_record_lua(6, "KEYS[5]", "ARGV
 #: An acknowledgement and the task's final record write in one script call.
 TRACKED_ACK = _with_ledger_write(_ACK_BODY, 3, 3)
 
+# Many sends to one queue, each with its record's write in the short form of SEND_RECORD (or
+# none), in one script call: what TRACKED_SEND does for each, the queue's bodies and ids written
+# with one HSET and one RPUSH, the heartbeat and the wake-up once (a bulk send's common case).
+# KEYS: heartbeats, queue messages, queue list, idle marker  ARGV: now (ms), broker id, wake
+# channel, then per message: its id, its body, n, then its record write's n arguments (0: none).
+# Returns how many messages it sent.
+SEND_MANY = LuaScript(
+    ledger_function()
+    + """
+local ids, bodies = {}, {}
+local m = 4
+while m <= #ARGV do
+    local f, e = m + 3, m + 2 + tonumber(ARGV[m + 2])
+    if e >= f then
+        local rec = '"""
+    + keys.LEDGER_PREFIX
+    + """task:' .. ARGV[f]
+"""
+    + send_record_lua("f", "rec", "ARGV[m + 1]", "e")
+    + """
+    end
+    ids[#ids + 1] = ARGV[m]
+    bodies[#bodies + 1] = ARGV[m]
+    bodies[#bodies + 1] = ARGV[m + 1]
+    m = e + 1
+end
+redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
+redis.call("hset", KEYS[2], unpack(bodies))
+redis.call("rpush", KEYS[3], unpack(ids))
+if redis.call("del", KEYS[4]) == 1 then
+    redis.call("publish", ARGV[3], "")
+end
+return #ids
+"""
+)
+
 # Wake idle consumers of a queue (after messages were put back on it).
 # KEYS: idle marker  ARGV: wake channel
 WAKE = LuaScript("""
@@ -322,6 +358,19 @@ class FastRedisBroker(HandledSignals, RedisBroker):
         riders = (
             self.riders.take(redis_message_id, keep_others=keep_others) if self.riders is not None else None
         )
+        return self.calls_with_riders(queue_name, redis_message_id, data, priority, riders, before=before)
+
+    def calls_with_riders(
+        self,
+        queue_name: str,
+        redis_message_id: str,
+        data: bytes,
+        priority: int,
+        riders: list[Write] | None,
+        *,
+        before: list[Write],
+    ) -> list[Write]:
+        """:meth:`send_calls` with the ledger writes parked for the message already taken."""
         if priority:
             send = priority_enqueue_write(queue_name, redis_message_id, data, priority,
                                           broker_id=self.broker_id, now_ms=current_millis())  # fmt: skip
@@ -334,6 +383,17 @@ class FastRedisBroker(HandledSignals, RedisBroker):
         for write in riders or ():
             fill_message(write, data)
         return [*(riders or ()), *before, send]
+
+    def send_many_write(self, queue_name: str, sends: list[tuple[str, bytes, list[Any]]]) -> Write:
+        """The script call (:data:`SEND_MANY`) that sends many encoded messages, none with a
+        priority, to ``queue_name``: ``(redis message id, body, record write's arguments)`` each,
+        the arguments of the message's :data:`SEND_RECORD` write without its message (or none)."""
+        keys_ = [keys.broker_heartbeats(), keys.broker_messages(queue_name), keys.broker_queue(queue_name),
+                 keys.idle_marker(queue_name)]  # fmt: skip
+        args: list[Any] = [current_millis(), self.broker_id, keys.wake_channel(queue_name)]
+        for redis_message_id, data, record_args in sends:
+            args += (redis_message_id, data, len(record_args), *record_args)
+        return Write(SEND_MANY, keys_, args)
 
     def ack_calls(self, queue_name: str, redis_message_id: str) -> list[Write]:
         """The script calls that acknowledge a message with the ledger writes parked for it."""
@@ -384,6 +444,18 @@ class FastRedisBroker(HandledSignals, RedisBroker):
     def consumer_class(self) -> type:
         """:class:`WakingRedisConsumer`."""
         return WakingRedisConsumer
+
+
+def send_record_args(riders: list[Write] | None) -> list[Any] | None:
+    """The arguments a :data:`SEND_MANY` call takes for a message's parked ledger writes: those of
+    its one :data:`SEND_RECORD` write without its message, ``[]`` for none, ``None`` when they
+    cannot go in one (another kind of write, or one that needs its reply)."""
+    if not riders:
+        return []
+    write = riders[0]
+    if len(riders) > 1 or write.script is not SEND_RECORD or write.on_reply is not None:
+        return None
+    return write.args[:-2] if write.args[-1] is ENCODED_MESSAGE else None
 
 
 def _tracked(call: Write, ledger_write: Write) -> Write | None:

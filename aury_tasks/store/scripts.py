@@ -315,7 +315,7 @@ return 1
 TRANSITION = LuaScript(_TRANSITION_BODY)
 
 
-def send_record_lua(first: int, record: str, message: str = "") -> str:
+def send_record_lua(first: int | str, record: str, message: str = "", last: str = "#ARGV") -> str:
     """Lua for a send's write of its task's record, from the write's short form in ``ARGV``.
 
     A send's write (:data:`SEND_RECORD`) takes ``ARGV[first]`` id, ``[first + 1]`` status,
@@ -326,20 +326,26 @@ def send_record_lua(first: int, record: str, message: str = "") -> str:
     send's round trip stays short; whoever reads an index, a worker that ran tasks, or a send
     finding the backlog over its limit adds them in batches, and the record gets its lifetime
     then, or with its next status write); an existing one goes through TRANSITION.
-    ``recorded`` is then TRANSITION's reply (1: written, 0: refused). ``record``: the Lua
-    expression of the record's key; ``message``: of the encoded message when it is not among the
-    fields.
+    ``recorded`` is then TRANSITION's reply (1: written, 0: refused). ``first``: the index, or a
+    Lua expression of it (a loop's); ``record``: the Lua expression of the record's key;
+    ``message``: of the encoded message when it is not among the fields; ``last``: of the index
+    of the write's last argument (the fields end there).
     The script must define ``index_backlog`` (:data:`_INDEX_BACKLOG`) and ``ledger``
     (TRANSITION's body as a function of KEYS and ARGV) before it.
     """
-    at = [f"ARGV[{first + offset}]" for offset in range(7)]
+    if isinstance(first, int):
+        at, fields_from = [f"ARGV[{first + offset}]" for offset in range(7)], str(first + 7)
+    else:
+        at = [f"ARGV[{first} + {offset}]" if offset else f"ARGV[{first}]" for offset in range(7)]
+        fields_from = f"{first} + 7"
     prefix = keys.LEDGER_PREFIX
     message_field = f"'message', {message}, " if message else ""
     message_arg = f"args[#args + 1] = 'message'\nargs[#args + 1] = {message}\n" if message else ""
     return f"""local recorded = 1
 if redis.call('EXISTS', {record}) == 0 then
     redis.call('HSET', {record}, 'status', {at[1]}, 'attempt', '1', 'phase', {at[2]}, 'final', '0',
-               'queue_name', {at[3]}, 'task_name', {at[4]}, {message_field}unpack(ARGV, {first + 7}))
+               'queue_name', {at[3]}, 'task_name', {at[4]}, {message_field}
+               unpack(ARGV, {fields_from}, {last}))
     if redis.call('RPUSH', '{prefix}unindexed', {at[0]}) > {INDEX_BACKLOG_LIMIT} then
         index_backlog('{prefix}', {_SEND_INDEX_BATCH}, {at[5]}, tonumber({at[6]}))
     end
@@ -347,7 +353,7 @@ if redis.call('EXISTS', {record}) == 0 then
 else
     local args = {{{at[0]}, {at[1]}, '1', {at[2]}, '0', {at[5]}, {at[6]}, '{prefix}', {at[3]}, {at[4]},
                   '', '', '', '', '{keys.MINUTE_BUCKET_TTL}'}}
-    for i = {first + 7}, #ARGV do args[#args + 1] = ARGV[i] end
+    for i = {fields_from}, {last} do args[#args + 1] = ARGV[i] end
     {message_arg}recorded = ledger({{{record}}}, args)
 end
 """

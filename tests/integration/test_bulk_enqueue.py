@@ -152,6 +152,29 @@ def test_bulk_enqueue_leaves_the_callers_messages_alone_and_completes_its_own_in
     assert redis_client.lrange(keys.broker_queue("bulk.DQ"), 0, -1) == [delayed_id]
 
 
+def test_bulk_records_are_those_single_sends_write_new_or_existing(
+    tasks: ModuleType, redis_client: redis.Redis
+) -> None:
+    # Given a task sent once alone, and two messages: a new one and a second send of that task
+    tm = TaskManager.get_instance()
+    first = tasks.counted.send_with_options(args=(1,), queue_name="bulk", metadata={"batch": "b"})
+    before = redis_client.hgetall(keys.task_record(first.id))
+    (fresh, _), (again, _) = counted_messages(tasks, 2)
+    fresh = fresh.copy(options={"metadata": {"batch": "b"}})
+    again = dramatiq.Message("bulk", tasks.counted.name, (1,), {}, {}, message_id=first.id)
+
+    # When both are enqueued in bulk (one script call for the two)
+    enqueue_many(tm.broker, [(fresh, None), (again, None)])
+
+    # Then the new one's record has the fields a single send writes, and the existing record
+    # was left as it was (a pending record's send is not a step forward); all three are queued
+    record = redis_client.hgetall(keys.task_record(fresh.message_id))
+    assert set(record) == set(before)
+    assert record["status"] == "pending" and record["metadata"] == before["metadata"]
+    assert redis_client.hgetall(keys.task_record(first.id)) == before
+    assert redis_client.llen(keys.broker_queue("bulk")) == 3
+
+
 def test_bulk_enqueue_against_one_enqueue_per_message(tasks: ModuleType) -> None:
     # Given 10,000 messages to send each way
     broker = TaskManager.get_instance().broker

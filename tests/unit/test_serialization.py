@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -145,3 +146,30 @@ def test_encode_message_gives_the_bytes_of_message_encode() -> None:
     # When they are encoded both ways, then the bytes are the same
     for message in messages:
         assert encode_message(message) == message.encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"a": [1, 2.5, "é", None, True, {"x": "\u2028"}]}, [], {}, "text", 1e300, {1: 2, None: 3}, [[[[]]]]],
+)
+def test_the_message_encoder_writes_what_json_dumps_writes(value: Any) -> None:
+    from aury_tasks.encoding import StrictJSONEncoder
+
+    assert StrictJSONEncoder().encode(value) == json.dumps(value, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("value", [float("nan"), {"x": float("-inf")}, {"x": object()}, [{1, 2}]])
+def test_the_message_encoder_refuses_what_strict_json_cannot_carry(value: Any) -> None:
+    from aury_tasks.encoding import StrictJSONEncoder
+
+    with pytest.raises((TypeError, ValueError)):
+        StrictJSONEncoder().encode(value)
+
+
+def test_the_message_encoder_refuses_data_that_refers_to_itself() -> None:
+    from aury_tasks.encoding import StrictJSONEncoder
+
+    circular: list[object] = []
+    circular.append(circular)
+    with pytest.raises(RecursionError):
+        StrictJSONEncoder().encode(circular)
