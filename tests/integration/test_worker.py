@@ -21,7 +21,7 @@ from aury_tasks import (
 )
 from aury_tasks.broker import AuryRedisBroker
 
-from .events import EventLog, queued_ids, wait_dead_lettered
+from .events import EventLog, queued_ids, wait_dead_lettered, wait_until
 
 
 def test_worker_runs_sync_and_async_tasks(start_worker, producer: TaskManager, events: EventLog) -> None:
@@ -231,6 +231,9 @@ def test_a_message_over_the_size_limit_never_reaches_redis_but_a_retry_is_never_
     producer.configure(settings=TaskSettings.load())
     start_worker("-q", "fixture", env={"TASK_MAX_MESSAGE_BYTES": "4000"})
     always_fails = producer.get_task("always_fails")
+    # (once both of its consumers found their queues empty and said so: their own keys)
+    idle = [keys.idle_marker("fixture"), keys.idle_marker("fixture.DQ")]
+    wait_until(lambda: redis_client.exists(*idle) == 2, timeout=10, what="the worker's consumers idle")
     keys_before = set(redis_client.scan_iter())
 
     # When a message over the limit is sent
