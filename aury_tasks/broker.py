@@ -123,11 +123,13 @@ class AuryRedisBroker(FastRedisBroker):
 
         Every message is first prepared as :meth:`enqueue` would (``before_enqueue`` announced to
         the middleware, encoded: strict JSON, size cap), so that nothing is sent when one cannot
-        be; the ledger's writes wait for their sends meanwhile. Then their script calls (each
-        with its ledger write in the same call) are written :data:`BULK_BATCH_SIZE` at a time:
-        Redis runs a batch while the next is packed. Replies are read every
-        :data:`BULK_ROUND_TRIP` messages, and ``after_enqueue`` is emitted for those messages
-        then. Queue maintenance is left to single sends and fetches.
+        be; the ledger's writes wait for their sends meanwhile. Then they are written
+        :data:`BULK_BATCH_SIZE` at a time: a run of messages to one queue, without priority or
+        delay, whose only ledger write is a new record's, in one :data:`SEND_MANY` call; any other
+        in a call of its own with its ledger writes (as :meth:`enqueue` sends it). Redis runs a
+        batch while the next is packed and the replies of the one before are read.
+        ``after_enqueue`` is emitted once :data:`BULK_ROUND_TRIP` messages are written and
+        answered. Queue maintenance is left to single sends and fetches.
 
         Parameters:
           messages: ``(message, delay)`` pairs, the delay in ms or ``None``.
@@ -263,9 +265,11 @@ BULK_SCRIPTS = {ENQUEUE, TRACKED_ENQUEUE, TRACKED_SEND, ENQUEUE_WITH_PRIORITY, T
                 SEND_MANY}  # fmt: skip
 
 #: Messages written at a time by :meth:`AuryRedisBroker.enqueue_many` (Redis runs them while the
-#: next are written).
+#: next are written), and at most in one :data:`SEND_MANY` call (which unpacks two values a
+#: message in Lua: keep it under 4,000).
 BULK_BATCH_SIZE = 500
-#: Messages whose replies are read together by :meth:`AuryRedisBroker.enqueue_many`: one round trip.
+#: Messages written in one round trip by :meth:`AuryRedisBroker.enqueue_many` (``after_enqueue``
+#: is announced for them once it is written).
 BULK_ROUND_TRIP = 10 * BULK_BATCH_SIZE
 
 
