@@ -124,8 +124,9 @@ class AuryRedisBroker(FastRedisBroker):
         Every message is first prepared as :meth:`enqueue` would (``before_enqueue`` announced to
         the middleware, encoded: strict JSON, size cap), so that nothing is sent when one cannot
         be; the ledger's writes wait for their sends meanwhile. Then they are written
-        :data:`BULK_BATCH_SIZE` at a time: a run of messages to one queue, without priority or
-        delay, whose only ledger write is a new record's, in one :data:`SEND_MANY` call; any other
+        :data:`BULK_BATCH_SIZE` at a time: a run of messages to one queue (a delay queue for
+        delayed ones), without priority, whose only ledger write is a new record's, in one
+        :data:`SEND_MANY` call; any other
         in a call of its own with its ledger writes (as :meth:`enqueue` sends it). Redis runs a
         batch while the next is packed and the replies of the one before are read.
         ``after_enqueue`` is emitted once :data:`BULK_ROUND_TRIP` messages are written and
