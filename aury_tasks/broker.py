@@ -126,9 +126,9 @@ class AuryRedisBroker(FastRedisBroker):
         be; the ledger's writes wait for their sends meanwhile. Then they are written
         :data:`BULK_BATCH_SIZE` at a time: a run of messages to one queue (a delay queue for
         delayed ones), without priority, whose only ledger write is a new record's, in one
-        :data:`SEND_MANY` call; any other
-        in a call of its own with its ledger writes (as :meth:`enqueue` sends it). Redis runs a
-        batch while the next is packed and the replies of the one before are read.
+        :data:`SEND_MANY` call; any other in a call of its own with its ledger writes (as
+        :meth:`enqueue` sends it). Redis runs a batch while the next is packed and the replies
+        of the one before are read.
         ``after_enqueue`` is emitted once :data:`BULK_ROUND_TRIP` messages are written and
         answered. Queue maintenance is left to single sends and fetches.
 
