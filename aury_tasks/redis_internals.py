@@ -464,9 +464,10 @@ def _tracked(call: Write, ledger_write: Write) -> Write | None:
         return None
     args = ledger_write.args
     if ledger_write.script is SEND_RECORD:  # a send's write: its message goes last, as a stand-in
-        if call.script is not ENQUEUE or args[-1] is not ENCODED_MESSAGE:
+        record_args = send_record_args([ledger_write])
+        if call.script is not ENQUEUE or record_args is None:
             return None
-        return Write(TRACKED_SEND, [*call.keys, *ledger_write.keys], [*call.args, *args[:-2]])
+        return Write(TRACKED_SEND, [*call.keys, *ledger_write.keys], [*call.args, *record_args])
     if ledger_write.script is not TRANSITION:
         return None
     at = next((index for index, value in enumerate(args) if value is ENCODED_MESSAGE), -1)
