@@ -120,6 +120,10 @@ class SchedulerError(ConfigError):
     """A scheduled job is invalid: its trigger, its task or its options (exit code 2)."""
 
 
+class ScheduledJobNotFound(SchedulerError, LookupError):
+    """No scheduled job has that id (exit code 2)."""
+
+
 class LedgerUnavailable(ConfigError):
     """Task state is not kept: it needs a Redis (``TASK_RESULT_BACKEND_URL``) and ``TASK_TRACK_STATE``."""
 

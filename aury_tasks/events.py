@@ -12,6 +12,7 @@ import asyncio
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -208,3 +209,58 @@ class ProgressSubscription:
         if progress.updated_at <= seen:
             return seen, None
         return progress.updated_at, progress
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One thing that happened to a followed task (:meth:`TaskManager.follow_async`).
+
+    ``kind`` is ``status`` (``record`` is the task's record after a status change, and the first
+    event is always one), ``progress`` (``progress`` is the new report) or ``idle`` (nothing
+    happened for ``keepalive`` seconds: a chance to keep a connection open).
+    """
+
+    kind: str
+    record: TaskRecord | None = None
+    progress: Progress | None = None
+
+
+async def follow_async(url: str, task_id: str, *, keepalive: float = 15.0) -> AsyncIterator[TaskEvent]:
+    """The events of ``task_id`` as they happen, ending after its final status.
+
+    Subscribes first and reads the record second, like :func:`wait_for_end`, so no change slips
+    between the two; a status change is reported with the record read after it.
+
+    Raises:
+      TaskRecordNotFound: for an unknown id (or a record that expired meanwhile).
+    """
+    client = async_client(url)
+    async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+        await pubsub.subscribe(keys.task_events(task_id))
+        record = await _required_async(client, task_id)
+        yield TaskEvent("status", record=record)
+        status, seen = record.status, record.progress.updated_at if record.progress else 0.0
+        idle_since = time.monotonic()
+        while not status.is_final:
+            message = await pubsub.get_message(timeout=min(_RECHECK, keepalive))
+            if message is None:
+                current = await client.hget(keys.task_record(task_id), "status")
+                if current is None:
+                    raise TaskRecordNotFound.for_id(task_id)
+                if current == status.value and time.monotonic() - idle_since < keepalive:
+                    continue
+                message = {"data": f"s:{current}"}
+            idle_since = time.monotonic()
+            data = str(message["data"])
+            if data.startswith("p:"):
+                progress = Progress.from_json(data[2:])
+                if progress.updated_at > seen:
+                    seen = progress.updated_at
+                    yield TaskEvent("progress", progress=progress)
+                continue
+            record = await _required_async(client, task_id)
+            if record.status is status:
+                yield TaskEvent("idle")
+                continue
+            status = record.status
+            yield TaskEvent("status", record=record)

@@ -172,6 +172,42 @@ class TaskSettings(BaseSettings):
         json_schema_extra=_expected("one of worker, producer, eager"),
     )
 
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port on which `aum worker` serves its worker processes' Prometheus metrics "
+        "(0: not served).",
+        json_schema_extra=_expected("a port number from 1 to 65535, or 0 for none"),
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the worker's metrics port listens on (0.0.0.0 for every interface).",
+        json_schema_extra=_expected("an IP address or host name, e.g. 127.0.0.1"),
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of `aum serve` with full access (send, cancel, schedules, "
+        "task arguments and results).",
+        json_schema_extra=_expected("text of 16 characters or more"),
+    )
+    api_read_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of `aum serve` for reading only (GET requests; no arguments or results).",
+        json_schema_extra=_expected("text of 16 characters or more"),
+    )
+    api_max_body_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body `aum serve` accepts, in bytes.",
+        json_schema_extra=_expected("a number of bytes, 1024 or more, e.g. 2097152"),
+    )
+    api_cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins whose browsers may call the API (empty: CORS off).",
+        json_schema_extra=_expected("origins like https://ops.example.com, separated by commas"),
+    )
+
     @field_validator("broker_url", "result_backend_url", mode="before")
     @classmethod
     def _empty_url_is_unset(cls, value: Any) -> Any:
@@ -188,6 +224,20 @@ class TaskSettings(BaseSettings):
     @classmethod
     def _check_result_backend_url(cls, value: SecretStr | None) -> SecretStr | None:
         return _check_url(value, RESULT_BACKEND_SCHEMES)
+
+    @field_validator("api_token", "api_read_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("api_token", "api_read_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("token too short")
+        return value
 
     @field_validator("queue_name")
     @classmethod
@@ -236,8 +286,15 @@ class TaskSettings(BaseSettings):
         return self.result_backend_url.get_secret_value() if self.result_backend_url else None
 
     def snapshot(self) -> SettingsSnapshot:
-        """These settings as plain values, for a process that is not to load pydantic (a worker)."""
-        plain = {name: getattr(self, name) for name in type(self).model_fields if not name.endswith("_url")}
+        """These settings as plain values, for a process that is not to load pydantic (a worker).
+
+        The ``api_*`` settings (tokens among them) are those of ``aum serve``, not handed over.
+        """
+        plain = {
+            name: getattr(self, name)
+            for name in type(self).model_fields
+            if not name.endswith("_url") and not name.startswith("api_")
+        }
         return SettingsSnapshot(
             broker_url_value=self.broker_url_value,
             result_backend_url_value=self.result_backend_url_value,
@@ -264,6 +321,8 @@ def _config_error(exc: ValidationError) -> ConfigError:
         expected = str(info.json_schema_extra.get("expected", ""))
     got = error.get("input")
     shown = redact_url(got) if field.endswith("_url") and isinstance(got, str) else got
+    if field.endswith("_token"):
+        shown = None  # a secret: never echoed, even when wrong
     got_text = f", got {shown!r}" if isinstance(shown, (str, int, float)) else ""
     return ConfigError(f"invalid setting {variable}: expected {expected or error['msg']}{got_text}")
 

@@ -31,8 +31,9 @@ class SettingsSnapshot:
 
     The URLs are plain strings, under the names of ``TaskSettings``' clear-text properties
     (``broker_url_value``, ``result_backend_url_value``), and left out of ``repr``. Every other
-    attribute has the name and value of the field it copies; a field added to ``TaskSettings``
-    and not here fails :meth:`TaskSettings.snapshot <aury_tasks.settings.TaskSettings.snapshot>`.
+    attribute has the name and value of the field it copies (but the ``api_*`` ones, which only
+    ``aum serve`` reads); a field added to ``TaskSettings`` and not here fails
+    :meth:`TaskSettings.snapshot <aury_tasks.settings.TaskSettings.snapshot>`.
     """
 
     broker_url_value: str | None = field(repr=False)
@@ -57,6 +58,8 @@ class SettingsSnapshot:
     log_level: str
     log_json: bool
     run_mode: RunMode
+    metrics_port: int
+    metrics_host: str
 
     def to_json(self) -> str:
         """The snapshot as JSON (URLs in clear: pass it only to this machine's own processes)."""

@@ -101,6 +101,18 @@ class Task(Generic[P, R]):
         """The time limit, in seconds."""
         return float(self.options.get("time_limit", 0)) / 1000
 
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Check that the function takes these arguments, as a call would (what a send from
+        outside Python, such as the REST API, does before sending).
+
+        Raises:
+          TaskOptionError: naming what does not fit, e.g. ``missing a required argument: 'y'``.
+        """
+        try:
+            inspect.signature(self.fn).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TaskOptionError(f"{self.name}: wrong arguments: {exc}") from None
+
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         """A signature of this task for a workflow; the previous step's result is appended to ``args``.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,15 @@ from . import keys
 from .broker import ledger_writer
 from .dead_letters import DeadLetterQueue
 from .errors import LedgerUnavailable, TaskRecordNotFound, TaskStateError
-from .events import ProgressSubscription, async_client, outcome, wait_for_end, wait_for_end_async
+from .events import (
+    ProgressSubscription,
+    TaskEvent,
+    async_client,
+    follow_async,
+    outcome,
+    wait_for_end,
+    wait_for_end_async,
+)
 from .handle import TaskHandle
 from .status import TaskStatus
 from .store.base import Progress, QueueStats, Statistics, TaskPage, TaskRecord, WorkerInfo
@@ -127,6 +136,18 @@ class TaskTracking:
         Iterate it with ``for`` or ``async for``.
         """
         return ProgressSubscription(self.store, self._ledger_url, task_id, timeout=timeout)
+
+    def follow_async(self, task_id: str, *, keepalive: float = 15.0) -> AsyncIterator[TaskEvent]:
+        """The status changes and progress reports of ``task_id`` as they happen (``async for``).
+
+        The first event is the current record; the last, its final status. An ``idle`` event
+        comes after ``keepalive`` seconds without one (what the API's event stream sends as a
+        keep-alive comment).
+
+        Raises:
+          TaskRecordNotFound: for an unknown id.
+        """
+        return follow_async(self._ledger_url, task_id, keepalive=keepalive)
 
     @property
     def _ledger_url(self) -> str:
@@ -303,6 +324,21 @@ class TaskTracking:
         end_s = _seconds(end) or time.time()
         start_s = _seconds(start) or end_s - _DAY
         return self.store.statistics(start_s, end_s, queue_name=queue, task_name=task_name)
+
+    def statistics_series(
+        self,
+        start: datetime | float,
+        end: datetime | float,
+        points: int,
+        *,
+        queue: str | None = None,
+        task_name: str | None = None,
+    ) -> list[Statistics]:
+        """:meth:`statistics` of ``points`` equal slices from ``start`` to ``end`` (one round trip):
+        throughput and failures over time, for a chart."""
+        start_s, end_s = _seconds(start), _seconds(end)
+        assert start_s is not None and end_s is not None
+        return self.store.statistics_series(start_s, end_s, points, queue_name=queue, task_name=task_name)
 
     def queue_stats(self, queue: str) -> QueueStats:
         """How ``queue`` stands now: waiting, delayed, running, dead, done, and its workers."""

@@ -14,6 +14,7 @@ from .run import run
 from .schedule import schedule
 from .scheduler import scheduler
 from .send import send
+from .serve import serve
 from .state import cancel, result, retry, status
 from .tasks import tasks
 from .worker import worker
@@ -45,6 +46,7 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
       aum list --status failure      what failed, newest first
       aum queues                     every queue: pending, running, dead, workers
       aum schedule list              the scheduled jobs, their next and last runs
+      aum serve                      the REST API, dashboard and /metrics on :8686
 
     \b
     Exit codes:
@@ -55,6 +57,6 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
 
 
 COMMANDS = (run, worker, scheduler, schedule, tasks, send, status, result, cancel, retry, list_tasks, stats,
-            queues, dlq, cleanup)  # fmt: skip
+            queues, dlq, cleanup, serve)  # fmt: skip
 for command in COMMANDS:
     main.add_command(command)

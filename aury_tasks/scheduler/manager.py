@@ -21,7 +21,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 from loguru import logger
 
-from ..errors import LedgerUnavailable, SchedulerError
+from ..errors import LedgerUnavailable, ScheduledJobNotFound, SchedulerError
 from ..handle import TaskHandle
 from ..manager import TaskManager
 from ..status import TaskStatus
@@ -224,17 +224,29 @@ class SchedulerManager:
         """The job with that id.
 
         Raises:
-          SchedulerError: when there is none (exit code 2 in the CLI).
+          ScheduledJobNotFound: when there is none (exit code 2 in the CLI).
         """
         job = self.store.get(job_id)
         if job is None:
             known = ", ".join(sorted(j.id for j in self.store.all())) or "none"
-            raise SchedulerError(f"no scheduled job {job_id!r}; jobs: {known}")
+            raise ScheduledJobNotFound(f"no scheduled job {job_id!r}; jobs: {known}")
         return job
 
     def list_jobs(self) -> list[JobInfo]:
         """Every job with its next run, its last run and the status of the task that run sent."""
-        jobs, runs = self.store.all(), self.store.last_runs()
+        return self._infos(self.store.all(), self.store.last_runs())
+
+    def job_info(self, job_id: str) -> JobInfo:
+        """One job as :meth:`list_jobs` shows it.
+
+        Raises:
+          ScheduledJobNotFound: when there is none.
+        """
+        job = self.get_job(job_id)
+        run = self.store.last_run(job_id)
+        return self._infos([job], {job_id: run} if run else {})[0]
+
+    def _infos(self, jobs: list[JobDefinition], runs: dict[str, LastRun]) -> list[JobInfo]:
         statuses = self._statuses([run.task_id for run in runs.values()])
         infos = []
         for job in jobs:
@@ -295,10 +307,22 @@ class SchedulerManager:
         """Delete the job.
 
         Raises:
-          SchedulerError: when there is none.
+          ScheduledJobNotFound: when there is none.
         """
         if not self.store.remove(job_id):
-            raise SchedulerError(f"no scheduled job {job_id!r}")
+            raise ScheduledJobNotFound(f"no scheduled job {job_id!r}")
+
+    def refresh(self) -> int:
+        """Make the leading scheduler load every job from Redis again (after editing them by hand).
+
+        Returns:
+          int: how many scheduler processes heard the request (0: none is running).
+        """
+        return self.store.request_reload()
+
+    def leader(self) -> str | None:
+        """The scheduler process that fires the jobs now (``host:pid:…``), or ``None``."""
+        return self.store.leader()
 
     def clear(self) -> int:
         """Delete every job; return how many there were."""

@@ -281,6 +281,8 @@ class SchedulerRunner:
                 self._unload(job_id)
             elif action == "clear":
                 self._unload_all()
+            elif action == "reload":
+                self._load_all()
 
     def _fire(self, job_id: str, planned: datetime | None = None) -> None:
         """Send one planned tick of ``job_id``, unless another process (or an earlier try) did.

@@ -102,6 +102,10 @@ class ScheduleStore:
         count, _, _ = pipe.execute()
         return int(count)
 
+    def request_reload(self) -> int:
+        """Ask the leading scheduler to load every job again; return how many schedulers heard it."""
+        return int(self.client.publish(keys.scheduler_changes(), "reload"))
+
     # Fires
 
     def claim_fire(self, job_id: str, planned_at: float, ttl: float) -> bool:

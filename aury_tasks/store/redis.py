@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -290,28 +291,31 @@ class RedisTaskStore:
 
         With both ``queue_name`` and ``task_name``, the task name's counters are used.
         """
+        return self.statistics_series(start, end, 1, queue_name=queue_name, task_name=task_name)[0]
+
+    def statistics_series(
+        self,
+        start: float,
+        end: float,
+        points: int,
+        *,
+        queue_name: str | None = None,
+        task_name: str | None = None,
+    ) -> list[Statistics]:
+        """:meth:`statistics` of ``points`` equal slices of ``[start, end)``, in one round trip."""
         dimension = f"t:{task_name}" if task_name else (f"q:{queue_name}" if queue_name else "")
+        now, step = time.time(), (end - start) / points
+        slices = [(start + i * step, start + (i + 1) * step) for i in range(points)]
+        wanted = [[keys.stats_bucket(granularity, bucket, dimension)
+                   for granularity, bucket in stats.window_buckets(low, high, now)]
+                  for low, high in slices]  # fmt: skip
+        distinct = list(dict.fromkeys(key for slice_keys in wanted for key in slice_keys))
         pipe = self.client.pipeline(transaction=False)
-        for granularity, bucket in stats.window_buckets(start, end, time.time()):
-            pipe.hgetall(keys.stats_bucket(granularity, bucket, dimension))
-        counters, histogram = stats.merge_buckets(pipe.execute())
-        total = counters["total"]
-        return Statistics(
-            start=start,
-            end=end,
-            total=total,
-            succeeded=counters[TaskStatus.SUCCESS.value],
-            failed=counters[TaskStatus.FAILURE.value],
-            cancelled=counters[TaskStatus.CANCELLED.value],
-            expired=counters[TaskStatus.EXPIRED.value],
-            dead=counters[TaskStatus.DEAD.value],
-            success_rate=counters[TaskStatus.SUCCESS.value] / total if total else 0.0,
-            average_duration=counters["dsum"] / counters["dcount"] / 1_000_000
-            if counters["dcount"]
-            else None,
-            p50_duration=stats.percentile(histogram, 0.50),
-            p95_duration=stats.percentile(histogram, 0.95),
-        )
+        for key in distinct:
+            pipe.hgetall(key)
+        read = dict(zip(distinct, pipe.execute(), strict=True))
+        return [_statistics(low, high, *stats.merge_buckets(read[key] for key in slice_keys))
+                for (low, high), slice_keys in zip(slices, wanted, strict=True)]  # fmt: skip
 
     def count_by_status(self, queue_name: str, statuses: Iterable[TaskStatus]) -> dict[TaskStatus, int]:
         """How many kept records of ``queue_name`` are in each of ``statuses``."""
@@ -480,3 +484,21 @@ def _field_pairs(fields: dict[str, Any]) -> list[Any]:
             value = repr(value)
         pairs += [name, value]
     return pairs
+
+
+def _statistics(start: float, end: float, counters: Counter[str], histogram: Counter[int]) -> Statistics:
+    total = counters["total"]
+    return Statistics(
+        start=start,
+        end=end,
+        total=total,
+        succeeded=counters[TaskStatus.SUCCESS.value],
+        failed=counters[TaskStatus.FAILURE.value],
+        cancelled=counters[TaskStatus.CANCELLED.value],
+        expired=counters[TaskStatus.EXPIRED.value],
+        dead=counters[TaskStatus.DEAD.value],
+        success_rate=counters[TaskStatus.SUCCESS.value] / total if total else 0.0,
+        average_duration=counters["dsum"] / counters["dcount"] / 1_000_000 if counters["dcount"] else None,
+        p50_duration=stats.percentile(histogram, 0.50),
+        p95_duration=stats.percentile(histogram, 0.95),
+    )

@@ -26,23 +26,32 @@ def _isolated_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     """Run each test in an empty directory and undo what ``aum`` did to this process.
 
     ``aum`` imports task modules (which then register with the next TaskManager only if imported
-    again), puts their parent on ``sys.path`` and configures logging.
+    again), puts their parent on ``sys.path`` and configures logging. Task modules a test of
+    another directory imported (the API tests' ``producer``) are dropped before the test too, so
+    that ``aum`` imports them afresh into its own TaskManager.
     """
     monkeypatch.chdir(tmp_path)
+    task_roots = (str(tmp_path), str(ROOT / "modules"), str(ROOT / "tests" / "fixtures"))
+    _forget_task_modules(set(sys.modules), task_roots, namespaces=False)
     path, modules = sys.path[:], set(sys.modules)
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
-    task_roots = (str(tmp_path), str(ROOT / "modules"), str(ROOT / "tests" / "fixtures"))
-    for name in set(sys.modules) - modules:
-        file = getattr(sys.modules[name], "__file__", None)
-        if file is None or file.startswith(task_roots):  # None: a modules dir's namespace package
-            del sys.modules[name]
+    _forget_task_modules(set(sys.modules) - modules, task_roots, namespaces=True)
     sys.path[:] = path
     logger.remove()
     logger.add(sys.stderr)
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+def _forget_task_modules(names: set[str], task_roots: tuple[str, ...], *, namespaces: bool) -> None:
+    """Drop from ``sys.modules`` those of ``names`` loaded from ``task_roots`` (and, with
+    ``namespaces``, the namespace packages of a modules directory, which have no file)."""
+    for name in names:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if (file is None and namespaces) or (file is not None and file.startswith(task_roots)):
+            sys.modules.pop(name, None)
 
 
 Invoke = Callable[..., Result]

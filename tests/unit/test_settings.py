@@ -121,6 +121,23 @@ def test_a_password_in_a_wrong_url_is_never_shown(
     assert "hunter2" not in repr(caught.value)
 
 
+@pytest.mark.parametrize("variable", ["TASK_API_TOKEN", "TASK_API_READ_TOKEN"])
+def test_a_too_short_api_token_is_refused_without_being_shown(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    # Given an API token too short to be safe
+    monkeypatch.setenv(variable, "hunter2")
+
+    # When the settings are read
+    with pytest.raises(ConfigError) as caught:
+        TaskSettings.load(_env_file=None)
+
+    # Then the error names the variable and what it expects, never the token itself
+    message = str(caught.value)
+    assert variable in message and "16 characters" in message
+    assert "hunter2" not in message
+
+
 def test_get_settings_raises_the_same_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a wrong value
     monkeypatch.setenv("TASK_MAX_WORKERS", "many")
@@ -187,6 +204,9 @@ def test_a_snapshot_carries_every_setting_through_json(monkeypatch: pytest.Monke
     # Then every field has its value under its own name, URLs under their clear-text names
     assert snapshot == settings.snapshot()
     for name in TaskSettings.model_fields:
+        if name.startswith("api_"):
+            assert not hasattr(snapshot, name), name  # aum serve's settings, tokens among them
+            continue
         attribute = f"{name}_value" if name.endswith("_url") else name
         assert getattr(snapshot, attribute) == getattr(settings, attribute), name
     assert snapshot.broker_url_value == "redis://:hunter2@cache:6379/0"

@@ -1,0 +1,28 @@
+"""What an endpoint is handed: the TaskManager, the SchedulerManager and the caller's access."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..manager import TaskManager
+from ..scheduler.manager import SchedulerManager
+from .auth import Access, authorize
+
+
+def task_manager(request: Request) -> TaskManager:
+    """The app's TaskManager."""
+    manager: TaskManager = request.app.state.task_manager
+    return manager
+
+
+def scheduler_manager(request: Request) -> SchedulerManager:
+    """The app's SchedulerManager."""
+    scheduler: SchedulerManager = request.app.state.scheduler_manager
+    return scheduler
+
+
+Manager = Annotated[TaskManager, Depends(task_manager)]
+Scheduler = Annotated[SchedulerManager, Depends(scheduler_manager)]
+Caller = Annotated[Access, Depends(authorize)]

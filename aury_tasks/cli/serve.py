@@ -1,0 +1,99 @@
+"""``aum serve``: the REST API, the dashboard and ``/metrics`` over HTTP (uvicorn)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import click
+from loguru import logger
+
+from .. import __version__
+from ..errors import ConfigError
+from .context import AumContext, modules_option, pass_context
+from .ledger import reaching_ledger
+from .worker import reach_broker
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8686
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--host", default=DEFAULT_HOST, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, help="Port to listen on.")
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Serve without TASK_API_TOKEN: everyone who reaches the port has full access. Loopback "
+    "addresses only.",
+)
+@click.option(
+    "--proxy-headers/--no-proxy-headers",
+    default=False,
+    help="Trust X-Forwarded-For/-Proto from a reverse proxy on this host (for https session cookies).",
+)
+@modules_option
+@pass_context
+def serve(
+    aum: AumContext,
+    host: str,
+    port: int,
+    insecure_no_auth: bool,
+    proxy_headers: bool,
+    modules_dir: str | None,
+) -> None:
+    """Serve the REST API, the web dashboard and Prometheus metrics.
+
+    The dashboard is at /, the API under /api/v1 (OpenAPI document at /api/openapi.json,
+    interactive at /api/docs), health at /healthz and metrics at /metrics. Every endpoint but
+    /healthz needs TASK_API_TOKEN (full access) or TASK_API_READ_TOKEN (GET requests only) as
+    'Authorization: Bearer <token>'; the dashboard logs in with the same tokens.
+
+    Imports the task modules, so that tasks can be sent by name (only registered names are
+    accepted). Without TASK_API_TOKEN it refuses to start unless --insecure-no-auth, which only
+    listens on a loopback address. Put it behind a reverse proxy for TLS (docs/operating.md).
+    Needs the api extra: pip install 'aury-tasks[api]'.
+
+    \b
+    Examples:
+      TASK_API_TOKEN=$(openssl rand -hex 32) aum serve
+      aum serve --host 0.0.0.0 --port 8080
+      aum serve --insecure-no-auth          on 127.0.0.1, for a laptop
+      curl -H "Authorization: Bearer $TASK_API_TOKEN" localhost:8686/api/v1/queues
+
+    \b
+    Exit codes:
+      0 stopped   2 bad setting (no token, a non-loopback host with --insecure-no-auth)
+      3 a task module failed to import   4 broker unreachable
+    """
+    try:
+        import uvicorn
+
+        from ..api import create_app
+    except ImportError as missing:
+        raise ConfigError(
+            f"aum serve needs the api extra ({missing.name} is not installed): pip install 'aury-tasks[api]'"
+        ) from None
+    if insecure_no_auth and not _is_loopback(host):
+        where = "a loopback address only (127.0.0.1, ::1)"
+        raise ConfigError(f"--insecure-no-auth serves on {where}, not {host}")
+    tm = aum.with_task_modules(modules_dir)
+    app = create_app(tm, insecure_no_auth=insecure_no_auth)
+    reach_broker(tm)
+    with reaching_ledger(tm):
+        tm.store.client.ping()
+    shown = f"[{host}]" if ":" in host else host
+    logger.info("aury-tasks {} serving http://{}:{}/ (dashboard), /api/v1, /metrics; broker: {}",
+                __version__, shown, port, tm.broker_info.describe())  # fmt: skip
+    if insecure_no_auth and not app.state.tokens.required:
+        logger.warning("no TASK_API_TOKEN: anyone who reaches {}:{} has full access", shown, port)
+    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=proxy_headers,
+                forwarded_allow_ips="127.0.0.1" if proxy_headers else None, server_header=False)  # fmt: skip
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
