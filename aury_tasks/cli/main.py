@@ -17,6 +17,7 @@ from .send import send
 from .serve import serve
 from .state import cancel, result, retry, status
 from .tasks import tasks
+from .top import top
 from .worker import worker
 
 
@@ -45,6 +46,7 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
       aum status ID --follow         a task's record, its progress as it happens
       aum list --status failure      what failed, newest first
       aum queues                     every queue: pending, running, dead, workers
+      aum top                        a live view of queues, rates and running tasks
       aum schedule list              the scheduled jobs, their next and last runs
       aum serve                      the REST API, dashboard and /metrics on :8686
 
@@ -57,6 +59,6 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
 
 
 COMMANDS = (run, worker, scheduler, schedule, tasks, send, status, result, cancel, retry, list_tasks, stats,
-            queues, dlq, cleanup, serve)  # fmt: skip
+            queues, top, dlq, cleanup, serve)  # fmt: skip
 for command in COMMANDS:
     main.add_command(command)
