@@ -13,6 +13,7 @@ from .auth import CSRF_HEADER, Tokens
 from .body_limit import BodyLimit
 from .failures import install_error_handlers
 from .routes import queues, schedules, system, tasks, workflows
+from .routes.dashboard import install_dashboard
 
 
 def create_app(
@@ -63,6 +64,7 @@ def create_app(
     )
     for router in (tasks.router, queues.router, workflows.router, schedules.router, system.router):
         app.include_router(router)
+    install_dashboard(app)
     install_error_handlers(app)
     origins = [origin.strip() for origin in settings.api_cors_origins.split(",") if origin.strip()]
     if origins:
