@@ -13,11 +13,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import FIXTURE_MODULES, WorkerProcess
 
 from .conftest import READ_TOKEN, TOKEN
 
 
+@pytest.mark.timeout(600)  # about 80 s here: 25 generated inputs for each of 34 operations
 def test_no_generated_input_is_answered_with_a_server_error(
     start_aum: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
