@@ -189,6 +189,16 @@ def scheduler_fire(job_id: str, fire_time_ms: int) -> str:
     return f"{SCHEDULER_PREFIX}fire:{job_id}:{fire_time_ms}"
 
 
+def scheduler_fire_counts() -> str:
+    """Hash of how many ticks each job sent since it was first fired: job id -> count (only grows)."""
+    return f"{SCHEDULER_PREFIX}fired"
+
+
+def scheduler_miss_counts() -> str:
+    """Hash of how many ticks each job missed (later than its ``misfire_grace_time``): job id -> count."""
+    return f"{SCHEDULER_PREFIX}missed"
+
+
 # Workflows (aury_tasks.workflows)
 
 

@@ -20,6 +20,7 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -37,6 +38,9 @@ def main(arguments: str) -> int:
     server = given.pop("embedded_server", None)
     if server is not None:
         atexit.register(_stop_server, int(server["pid"]), str(server["state_file"]))
+    metrics_dir = given.pop("metrics_dir", None)
+    if metrics_dir is not None:  # prometheus_client's multiprocess files (aury_tasks.metrics)
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
     return int(cli.main(argparse.Namespace(**given)))
 
 

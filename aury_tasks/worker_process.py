@@ -69,6 +69,10 @@ def boot_worker_process() -> dramatiq.Broker:
         # Forked from `aum worker`, it shares its parent's broker: it needs an id of its own, for
         # its heartbeat and the messages it fetches (a sibling's death is not its own, nor hidden by it).
         tm.broker.broker_id = str(uuid.uuid4())
+    if tm.settings.metrics_port:  # only then is prometheus_client imported
+        from .metrics import worker_metrics_middleware
+
+        tm.broker.add_middleware(worker_metrics_middleware())
     _install_stop_handler()
     for queue_name in filter(None, os.environ.get(QUEUES_ENV, "").split(",")):
         tm.broker_for_queue(queue_name)  # queues no task declares, given with -q

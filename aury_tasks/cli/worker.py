@@ -80,6 +80,13 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command(context_settings={"show_default": True})
 @worker_options
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve the worker processes' Prometheus metrics on this port, at TASK_METRICS_HOST (0: not "
+    "served).  [default: TASK_METRICS_PORT]",
+)
 @pass_context
 def worker(
     aum: AumContext,
@@ -89,6 +96,7 @@ def worker(
     prefetch: int | None,
     modules_dir: str | None,
     shutdown_timeout: float,
+    metrics_port: int | None,
 ) -> None:
     """Run a worker that executes the tasks of the discovered modules.
 
@@ -108,7 +116,10 @@ def worker(
     Examples:
       aum worker                      every queue, TASK_MAX_WORKERS threads
       aum worker -q emails,default -c 16 -p 2
+      aum worker --metrics-port 9191  dramatiq_* metrics at http://127.0.0.1:9191/metrics
     """
+    if metrics_port is not None:
+        aum.overrides["metrics_port"] = metrics_port
     run_worker(aum, queues, concurrency, processes, modules_dir, shutdown_timeout, prefetch=prefetch)
 
 
@@ -169,6 +180,11 @@ def run_worker(
     if check is not None:
         check(tm)
     warn_about_redis(tm)
+    metrics_dir = None
+    if settings.metrics_port:
+        from ..metrics import prepare_worker_metrics
+
+        metrics_dir = prepare_worker_metrics(settings)
 
     logger.info("aury-tasks {} {}, broker: {}", __version__, role, tm.broker_info.describe())
     logger.info(
@@ -176,6 +192,8 @@ def run_worker(
         len(tm.tasks), settings.modules_dir, ", ".join(m.name for m in modules),
         ", ".join(consumed), processes, threads, prefetch,
     )  # fmt: skip
+    if metrics_dir is not None:
+        logger.info("metrics at http://{}:{}/metrics", settings.metrics_host, settings.metrics_port)
     args = argparse.Namespace(
         broker="aury_tasks.worker_process:boot_worker_process",
         modules=[],
@@ -202,6 +220,8 @@ def run_worker(
     server = tm.broker_info.server
     if server is not None and server.owned:  # the supervisor stops it, as this process would have
         given["embedded_server"] = {"pid": server.pid, "state_file": str(server.state_file)}
+    if metrics_dir is not None:  # the supervisor removes it
+        given["metrics_dir"] = metrics_dir
     supervisor = [sys.executable, "-m", "aury_tasks.supervisor", json.dumps(given)]
     os.execv(sys.executable, supervisor)  # noqa: S606 - this interpreter, our own module
 

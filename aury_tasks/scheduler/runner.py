@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import redis
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
@@ -118,6 +119,7 @@ class SchedulerRunner:
         self.scheduler = BackgroundScheduler(
             timezone=timezone.utc, executors={"default": _PlannedTimeExecutor(max_workers=8)}
         )
+        self.scheduler.add_listener(self._count_miss, EVENT_JOB_MISSED)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.RLock()
@@ -283,6 +285,11 @@ class SchedulerRunner:
                 self._unload_all()
             elif action == "reload":
                 self._load_all()
+
+    def _count_miss(self, event: JobExecutionEvent) -> None:
+        # APScheduler logs the miss itself; the count is what /metrics shows.
+        with contextlib.suppress(redis.RedisError):
+            self.store.count_miss(event.job_id)
 
     def _fire(self, job_id: str, planned: datetime | None = None) -> None:
         """Send one planned tick of ``job_id``, unless another process (or an earlier try) did.

@@ -118,8 +118,15 @@ class ScheduleStore:
         return bool(self.client.set(key, "1", nx=True, px=max(1, int(ttl * 1000))))
 
     def record_run(self, job_id: str, run: LastRun) -> None:
-        """Keep ``run`` as the last fire of ``job_id``."""
-        self.client.hset(keys.scheduler_runs(), job_id, json.dumps(run.__dict__))
+        """Keep ``run`` as the last fire of ``job_id``, and count it (same round trip)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(keys.scheduler_runs(), job_id, json.dumps(run.__dict__))
+        pipe.hincrby(keys.scheduler_fire_counts(), job_id, 1)
+        pipe.execute()
+
+    def count_miss(self, job_id: str) -> None:
+        """Count a tick of ``job_id`` that was dropped for coming later than its grace time."""
+        self.client.hincrby(keys.scheduler_miss_counts(), job_id, 1)
 
     def last_run(self, job_id: str) -> LastRun | None:
         """The last fire of ``job_id``, if it fired."""
