@@ -165,14 +165,15 @@ class Api:
 def test_every_page_works_in_a_real_browser(chromium: Path, served: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    # Given tasks that succeeded, failed (dead) and reported progress, a delayed one and a chain
+    # Given tasks that succeeded, failed (dead) and reported progress, a delayed one, a workflow
     api = Api(served)
     added = api.send("add", 2, 3)
     dead = api.send("permanent", "d1")
     api.send("permanent", "d2")
     progress = api.send("with_progress", 4, 0.25)
     delayed = api.send("runs", "later", delay=600)
-    chain = {"chain": [{"task": "add", "args": [1, 2]}, {"task": "add", "args": [10]}]}
+    header = [{"task": "add", "args": [10]}, {"task": "add", "args": [20]}]
+    chain = {"chain": [{"task": "add", "args": [1, 2]}, {"chord": header, "callback": {"task": "echo"}}]}
     sent = api.client.post("api/v1/workflows", json={"workflow": chain})
     assert sent.status_code == 201, sent.text
     api.wait_ended(added, dead, progress)
@@ -231,8 +232,9 @@ def test_every_page_works_in_a_real_browser(chromium: Path, served: str) -> None
         running = api.send("with_progress", 5, 0.4)
         page.goto(f"{served}#/tasks/{running}")
         expect(page.locator("#task-live")).to_contain_text("status started")
-        expect(page.locator("#progress-text")).to_contain_text("step 3 of 5")
         expect(page.locator("#task-live")).to_contain_text("status success")
+        expect(page.locator("#progress-text")).to_contain_text("100% — step 5 of 5")
+        expect(page.locator("#task-progress")).to_have_attribute("data-reports", re.compile(r"^[2-9]$"))
 
         # When the dead task's page is opened: its traceback; Retry sends it again as a new task
         page.goto(f"{served}#/tasks/{dead}")
@@ -250,14 +252,14 @@ def test_every_page_works_in_a_real_browser(chromium: Path, served: str) -> None
         expect(page.locator("h1 .badge")).to_have_text("cancelled")
         expect(page.locator("#retry-task")).to_be_enabled()
 
-        # Then the workflow page shows the chain's tree, each step a success
+        # Then the workflow page shows its tree (a chain of a task and a chord), each step a success
         workflow_id = sent.json()["id"]
         page.click("#nav a[data-page=workflows]")
         expect(page.locator("#recent-workflows")).to_contain_text(workflow_id)
         page.click(f"#recent-workflows a[href='#/workflows/{workflow_id}']")
-        expect(page.locator("#workflow-tree .node-task")).to_have_count(2)
-        expect(page.locator("#workflow-tree .node-task .badge")).to_have_text(["success", "success"])
-        expect(page.locator("#workflow-tree")).to_contain_text("chain")
+        expect(page.locator("#workflow-tree .node-task .badge")).to_have_text(["success"] * 4)
+        expect(page.locator("#workflow-tree .node-chord .node-group .node-task")).to_have_count(2)
+        expect(page.locator("#workflow-tree")).to_contain_text("echo")
         page.screenshot(path=SCREENSHOTS / "workflow.png", full_page=True)
 
         # When a job is added on the schedules page, its cron checked as it is typed

@@ -111,19 +111,20 @@ export function table(headers, rows, { empty = "Nothing to show.", id } = {}) {
       : h("tr", {}, h("td", { colspan: headers.length, class: "empty" }, empty))));
 }
 
-/** Show a message above the page for a few seconds. */
-export function notify(text, kind = "info") {
+/** Show a message for a few seconds (`keep`: past the next change of page, which it is about). */
+export function notify(text, kind = "info", { keep = false } = {}) {
   const box = document.getElementById("notice");
-  const item = h("div", { class: `note note-${kind}`, dataset: { at: String(Date.now()) } }, text);
+  const item = h("div", { class: `note note-${kind}`, dataset: { keep: keep ? "1" : "" } }, text);
   item.addEventListener("click", () => item.remove());
   box.append(item);
   while (box.children.length > 3) box.firstElementChild.remove();
   setTimeout(() => item.remove(), kind === "error" ? 10000 : 5000);
 }
 
-/** Drop the messages of the page left (those of the last second stay: they may be about it). */
+/** Drop the messages of the page left, but those kept for the page it goes to. */
 export function clearNotices() {
   for (const item of [...document.getElementById("notice").children]) {
-    if (Date.now() - Number(item.dataset.at) > 1000) item.remove();
+    if (item.dataset.keep) item.dataset.keep = "";
+    else item.remove();
   }
 }

@@ -108,7 +108,7 @@ export async function renderTask(main, ctx) {
   retry.addEventListener("click", async () => {
     try {
       const again = await post(`api/v1/tasks/${encodeURIComponent(id)}/retry`);
-      notify(`Sent again as ${again.id}.`);
+      notify(`Sent again as ${again.id}.`, "info", { keep: true });
       location.hash = `#/tasks/${encodeURIComponent(again.id)}`;
     } catch (error) {
       ctx.fail(error);
@@ -145,7 +145,9 @@ export async function renderTask(main, ctx) {
       last = seen;
       if (ctx.alive()) show(record);
     });
+    let reports = 0;
     source.addEventListener("progress", (event) => {
+      progressBox.dataset.reports = String(++reports);  // how many arrived live
       if (ctx.alive()) progressView(progressBox, JSON.parse(event.data));
     });
     source.addEventListener("end", () => source.close());
