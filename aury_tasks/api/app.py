@@ -12,7 +12,7 @@ from ..scheduler.manager import SchedulerManager
 from .auth import CSRF_HEADER, Tokens
 from .body_limit import BodyLimit
 from .failures import install_error_handlers
-from .routes import queues, schedules, system, tasks, workflows
+from .routes import queues, registry, schedules, system, tasks, workflows
 from .routes.dashboard import install_dashboard
 
 
@@ -62,7 +62,8 @@ def create_app(
         full.get_secret_value() if full is not None else None,
         read.get_secret_value() if read is not None else None,
     )
-    for router in (tasks.router, queues.router, workflows.router, schedules.router, system.router):
+    routers = (tasks.router, registry.router, queues.router, workflows.router, schedules.router, system.router)
+    for router in routers:
         app.include_router(router)
     install_dashboard(app)
     install_error_handlers(app)

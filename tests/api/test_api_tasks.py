@@ -155,3 +155,17 @@ def test_wrong_input_gets_one_readable_error(api: TestClient) -> None:
     assert error_of(backwards)[:2] == (422, "invalid")
     for answer in (unknown_task, not_json, wrong_field, both, wrong_arguments, unknown_id, unknown_status):
         assert "\n" not in error_of(answer)[2] and "Traceback" not in error_of(answer)[2]
+
+
+def test_the_registered_tasks_are_listed_with_their_options(api: TestClient, reader: TestClient) -> None:
+    # When the registered tasks are read, with either token
+    listed = api.get("/api/v1/task-names").json()["items"]
+    by_reader = reader.get("/api/v1/task-names")
+
+    # Then each fixture task is there once, with its queue, options and parameters
+    by_name = {item["short_name"]: item for item in listed}
+    assert [item["name"] for item in listed] == sorted(item["name"] for item in listed)
+    assert by_name["add"]["name"] == "sample_modules.jobs.tasks.add"
+    assert by_name["add"]["queue"] == "fixture" and by_name["add"]["parameters"] == ["x", "y"]
+    assert by_name["add"]["kind"] == "sync" and by_name["add"]["timeout"] > 0
+    assert by_reader.status_code == 200 and by_reader.json()["items"] == listed

@@ -2,7 +2,8 @@
 
 A real ``aum serve`` and a real ``aum worker`` run on the test Redis; the test logs in with the
 token and clicks through every page, asserting on what the page shows, and saves a screenshot
-of each under ``docs/screenshots/``. No request may leave localhost (every asset ships in the
+of each: under ``docs/screenshots/`` with ``AUM_SCREENSHOTS=1`` (how the committed ones are
+made), in the test's temporary directory otherwise. No request may leave localhost (every asset ships in the
 package). Chromium is Debian's ``/usr/bin/chromium``, never a browser Playwright downloads;
 when it is absent the test installs it with apt-get if it can (root, network), or skips.
 """
@@ -28,7 +29,7 @@ from fastapi.testclient import TestClient
 from .conftest import READ_TOKEN, TOKEN
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
 #: Chromium's flags: no sandbox (containers, root), no GPU, and no call home of its own.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -162,8 +163,10 @@ class Api:
             time.sleep(0.05)
 
 
-def test_every_page_works_in_a_real_browser(chromium: Path, served: str) -> None:
+def test_every_page_works_in_a_real_browser(chromium: Path, served: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
+
+    screenshots = DOCS_SCREENSHOTS if os.environ.get("AUM_SCREENSHOTS") == "1" else tmp_path / "screenshots"
 
     # Given tasks that succeeded, failed (dead) and reported progress, a delayed one, a workflow
     api = Api(served)
@@ -177,7 +180,7 @@ def test_every_page_works_in_a_real_browser(chromium: Path, served: str) -> None
     sent = api.client.post("api/v1/workflows", json={"workflow": chain})
     assert sent.status_code == 201, sent.text
     api.wait_ended(added, dead, progress)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    screenshots.mkdir(parents=True, exist_ok=True)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
@@ -207,13 +210,13 @@ def test_every_page_works_in_a_real_browser(chromium: Path, served: str) -> None
         expect(page.locator("#chart-hour .chart-summary")).to_contain_text("failed")
         expect(page.locator("#chart-hour svg rect.bar-ok").first).to_be_attached()
         expect(page.locator("#chart-day svg")).to_have_count(2)
-        page.screenshot(path=SCREENSHOTS / "overview.png", full_page=True)
+        page.screenshot(path=screenshots / "overview.png", full_page=True)
 
         # When the tasks list is opened, then filtered to the failed tasks
         page.click("#nav a[data-page=tasks]")
         expect(page.locator("#tasks")).to_contain_text("with_progress")
         expect(page.locator("#tasks")).to_contain_text("permanent")
-        page.screenshot(path=SCREENSHOTS / "tasks.png", full_page=True)
+        page.screenshot(path=screenshots / "tasks.png", full_page=True)
         page.select_option("#filter-status", "failure")
         expect(page.locator("#task-count")).to_contain_text("2 tasks")
         expect(page.locator("#tasks tbody .badge")).to_have_text(["failure", "failure"])
@@ -226,7 +229,7 @@ def test_every_page_works_in_a_real_browser(chromium: Path, served: str) -> None
         expect(page.locator("#task-history")).to_contain_text("started (attempt 1)")
         expect(page.locator("#task-history")).to_contain_text("ended: success")
         expect(page.locator("#task-result")).to_have_text('"done"')
-        page.screenshot(path=SCREENSHOTS / "task.png", full_page=True)
+        page.screenshot(path=screenshots / "task.png", full_page=True)
 
         # And a live task's bar moves as it reports (the events stream)
         running = api.send("with_progress", 5, 0.4)
@@ -260,7 +263,7 @@ def test_every_page_works_in_a_real_browser(chromium: Path, served: str) -> None
         expect(page.locator("#workflow-tree .node-task .badge")).to_have_text(["success"] * 4)
         expect(page.locator("#workflow-tree .node-chord .node-group .node-task")).to_have_count(2)
         expect(page.locator("#workflow-tree")).to_contain_text("echo")
-        page.screenshot(path=SCREENSHOTS / "workflow.png", full_page=True)
+        page.screenshot(path=screenshots / "workflow.png", full_page=True)
 
         # When a job is added on the schedules page, its cron checked as it is typed
         page.click("#nav a[data-page=schedules]")
@@ -287,14 +290,14 @@ def test_every_page_works_in_a_real_browser(chromium: Path, served: str) -> None
         expect(row.locator("td").nth(5).locator(".badge")).to_have_text(re.compile("pending|started|success"))
         page.fill("#job-cron", "0 2 * * 1-5")
         expect(page.locator("#next-fires li")).to_have_count(5)
-        page.screenshot(path=SCREENSHOTS / "schedules.png", full_page=True)
+        page.screenshot(path=screenshots / "schedules.png", full_page=True)
 
         # When the dead letters page is opened: one is requeued, the rest purged
         page.click("#nav a[data-page=dead-letters]")
         letters = page.locator("#dead-letters tbody tr")
         expect(letters).to_have_count(2)  # d2, and d1's retry, dead again (the retry took d1 out)
         expect(page.locator("#dead-letters")).to_contain_text("cannot ever work d2")
-        page.screenshot(path=SCREENSHOTS / "dead-letters.png", full_page=True)
+        page.screenshot(path=screenshots / "dead-letters.png", full_page=True)
         letters.filter(has_text="cannot ever work d2").locator("input[type=checkbox]").check()
         page.click("#requeue-selected")
         expect(page.locator("#notice")).to_contain_text("Requeued 1 dead letter")

@@ -133,13 +133,12 @@ function addForm(taskNames, refresh, fail) {
 export async function renderSchedules(main, ctx) {
   const status = h("p", { class: "muted", id: "scheduler-status" });
   const list = h("div", {});
-  const names = new Set((await get("api/v1/tasks", { page_size: 200 })).items.map((t) => t.task_name));
+  const names = new Set((await get("api/v1/task-names")).items.map((t) => t.name));
   if (!ctx.alive()) return;
 
   async function refresh() {
     const [jobs, scheduler] = await Promise.all([get("api/v1/scheduled-tasks"), get("api/v1/scheduler/status")]);
     if (!ctx.alive()) return;
-    for (const job of jobs.items) names.add(job.task);
     status.textContent = `${scheduler.jobs} job${scheduler.jobs === 1 ? "" : "s"}, ${scheduler.paused} paused; ` +
       (scheduler.leader ? `leading scheduler: ${scheduler.leader}` : "no scheduler is running (jobs do not fire)");
     const rows = jobs.items.map((job) => [
