@@ -62,9 +62,8 @@ def create_app(
         full.get_secret_value() if full is not None else None,
         read.get_secret_value() if read is not None else None,
     )
-    routers = (tasks.router, registry.router, queues.router, workflows.router, schedules.router, system.router)
-    for router in routers:
-        app.include_router(router)
+    for module in (tasks, registry, queues, workflows, schedules, system):
+        app.include_router(module.router)
     install_dashboard(app)
     install_error_handlers(app)
     origins = [origin.strip() for origin in settings.api_cors_origins.split(",") if origin.strip()]
