@@ -140,6 +140,12 @@ class ClusterCollector:
                 f"Run time of the tasks that ended {window}, by {label} (the ledger's histogram, ~12 %).",
                 [label, "quantile"],
             )
+            sent = gauge(
+                f"{label}_enqueued_last_hour", f"Tasks sent {window}, by {label} (kept records).", [label]
+            )
+            for name, count in sorted(ledger.sent[label].items()):
+                sent.add_metric([name], count)
+            yield sent
             for name, (counters, histogram) in sorted(ledger.windows[label].items()):
                 for status in _FINAL:
                     ended.add_metric([name, status.value], counters[status.value])
@@ -162,6 +168,8 @@ class _Ledger:
         self.workers: list[list[str]] = []
         #: ``{"queue"|"task": {name: (counters, duration histogram)}}`` of the window.
         self.windows: dict[str, dict[str, Any]] = {"queue": {}, "task": {}}
+        #: ``{"queue"|"task": {name: tasks sent in the window}}``.
+        self.sent: dict[str, dict[str, int]] = {"queue": {}, "task": {}}
 
 
 def _read_ledger(store: RedisTaskStore, now: float) -> _Ledger:
@@ -182,13 +190,17 @@ def _read_ledger(store: RedisTaskStore, now: float) -> _Ledger:
     dimensions = [("queue", name, f"q:{name}") for name in sorted(queues)]
     dimensions += [("task", name, f"t:{name}") for name in sorted(task_names)]
     pipe = store.client.pipeline(transaction=False)
-    for _, _, dimension in dimensions:
+    for kind, name, dimension in dimensions:
         for granularity, bucket in buckets:
             pipe.hgetall(keys.stats_bucket(granularity, bucket, dimension))
+        index = keys.queue_index(name) if kind == "queue" else keys.task_name_index(name)
+        pipe.zcount(index, int(start * 1000), "+inf")  # scored by enqueue time, ms
     read = pipe.execute()
+    width = len(buckets) + 1
     for index, (kind, name, _) in enumerate(dimensions):
-        chunk = read[index * len(buckets) : (index + 1) * len(buckets)]
-        ledger.windows[kind][name] = stats.merge_buckets(chunk)
+        chunk = read[index * width : (index + 1) * width]
+        ledger.windows[kind][name] = stats.merge_buckets(chunk[:-1])
+        ledger.sent[kind][name] = int(chunk[-1])
     return ledger
 
 

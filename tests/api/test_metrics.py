@@ -97,6 +97,9 @@ def test_metrics_show_queues_dead_letters_workers_and_ended_tasks(
     assert value(samples, "aury_tasks_queue_ended_last_hour", queue="fixture", status="dead") == 0
     assert value(samples, "aury_tasks_task_ended_last_hour", task=add_name, status="success") == 2
     assert value(samples, "aury_tasks_task_ended_last_hour", task=dead["task_name"], status="failure") == 1
+    assert value(samples, "aury_tasks_queue_enqueued_last_hour", queue="fixture") == 3
+    assert value(samples, "aury_tasks_queue_enqueued_last_hour", queue="other") == 2
+    assert value(samples, "aury_tasks_task_enqueued_last_hour", task=add_name) == 2
     p95 = value(samples, "aury_tasks_task_duration_seconds_last_hour", task=add_name, quantile="0.95")
     assert p95 is not None and p95 > 0
     # no scheduler runs: no leader, no jobs
