@@ -105,7 +105,7 @@ class Tokens:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def authorize(request: Request) -> Access:
+async def authorize(request: Request) -> Access:
     """FastAPI dependency: the caller's access, or ``401``/``403``.
 
     A bearer token wins over a session cookie. The read-only role may only read; a request

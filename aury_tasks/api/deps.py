@@ -1,4 +1,8 @@
-"""What an endpoint is handed: the TaskManager, the SchedulerManager and the caller's access."""
+"""What an endpoint is handed: the TaskManager, the SchedulerManager and the caller's access.
+
+They do no I/O, so they are ``async``: FastAPI runs them on the event loop instead of handing
+each to the thread pool (two hops a request less).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,13 @@ from ..scheduler.manager import SchedulerManager
 from .auth import Access, authorize
 
 
-def task_manager(request: Request) -> TaskManager:
+async def task_manager(request: Request) -> TaskManager:
     """The app's TaskManager."""
     manager: TaskManager = request.app.state.task_manager
     return manager
 
 
-def scheduler_manager(request: Request) -> SchedulerManager:
+async def scheduler_manager(request: Request) -> SchedulerManager:
     """The app's SchedulerManager."""
     scheduler: SchedulerManager = request.app.state.scheduler_manager
     return scheduler
