@@ -45,7 +45,7 @@ DEFAULT_PORT = 8686
     "--access-log/--no-access-log",
     default=False,
     help="Log a line for every request (client, method, path, status; never a token). Off by default, as "
-    "in gunicorn: the reverse proxy logs requests, and a line costs about 1 ms of CPU.",
+    "in gunicorn: the reverse proxy logs requests, and a line costs ~1 ms of CPU (benchmarks/api.py).",
 )
 @modules_option
 @pass_context
@@ -76,7 +76,7 @@ def serve(
       TASK_API_TOKEN=$(openssl rand -hex 32) aum serve
       aum serve --host 0.0.0.0 --port 8080
       aum serve --insecure-no-auth          on 127.0.0.1, for a laptop
-      aum serve --workers 2 --no-access-log two processes, for 200+ pages a second
+      aum serve --workers 2                 two server processes, two cores
       curl -H "Authorization: Bearer $TASK_API_TOKEN" localhost:8686/api/v1/queues
 
     \b
