@@ -308,6 +308,23 @@ class TaskTracking:
             page_size=page_size,
         )
 
+    async def list_tasks_async(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        queue: str | None = None,
+        task_name: str | None = None,
+        since: datetime | float | None = None,
+        until: datetime | float | None = None,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> TaskPage:
+        """:meth:`list_tasks` on the running event loop (one round trip)."""
+        return await self.store.list_tasks_async(
+            async_client(self._ledger_url), status=status, queue_name=queue, task_name=task_name,
+            since=_seconds(since), until=_seconds(until), page=page, page_size=page_size,
+        )  # fmt: skip
+
     def statistics(
         self,
         start: datetime | float | None = None,

@@ -19,19 +19,31 @@ every few minutes) drops them; readers skip ids whose record is gone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.asyncio
 
 from .. import keys
 from ..status import TaskStatus
 from . import stats
 from .base import Progress, Statistics, TaskPage, TaskRecord, WorkerInfo
-from .scripts import CLEANUP, INDEX_BACKLOG, PROGRESS, SEND_RECORD, TRANSITION, TRIM_INDEX, Write
+from .scripts import (
+    CLEANUP,
+    INDEX_BACKLOG,
+    LIST_PAGE,
+    PROGRESS,
+    SEND_RECORD,
+    TRANSITION,
+    TRIM_INDEX,
+    Write,
+)
 
 #: Fields stored as JSON.
 _JSON_FIELDS = frozenset({"result", "metadata", "errors"})
@@ -217,32 +229,47 @@ class RedisTaskStore:
         page_size: int = 50,
     ) -> TaskPage:
         """Records matching every filter given, newest (by enqueue time) first."""
-        if page < 1 or page_size < 1:
-            raise ValueError("page and page_size start at 1")
-        status_value = TaskStatus(status).value if status is not None else None
-        low = f"{since * 1000:.0f}" if since is not None else "-inf"
-        high = f"{until * 1000:.0f}" if until is not None else "+inf"
-        offset = (page - 1) * page_size
-        self.catch_up()
-        if status_value is not None and queue_name is not None and task_name is not None:
-            matching = self._ids_walked(status_value, queue_name, task_name, low, high)
-            total, ids = len(matching), matching[offset : offset + page_size]
-        else:
-            if status_value is not None:
-                index = keys.status_index(status_value, queue_name=queue_name, task_name=task_name)
-            elif task_name is not None and queue_name is not None:
-                index = keys.task_queue_index(task_name, queue_name)
-            elif task_name is not None:
-                index = keys.task_name_index(task_name)
-            elif queue_name is not None:
-                index = keys.queue_index(queue_name)
-            else:
-                index = keys.all_index()
-            pipe = self.client.pipeline(transaction=False)
-            pipe.zcount(index, low, high)
-            pipe.zrevrangebyscore(index, high, low, start=offset, num=page_size)
-            total, ids = pipe.execute()
-        return TaskPage(items=self.get_many(ids), total=total, page=page, page_size=page_size)
+        query = _PageQuery.of(status, queue_name, task_name, since, until, page, page_size)
+        if query.index is None:
+            self.catch_up()
+            assert queue_name is not None and task_name is not None
+            matching = self._ids_walked(query.status, queue_name, task_name, query.low, query.high)
+            ids = matching[query.offset : query.offset + page_size]
+            return TaskPage(items=self.get_many(ids), total=len(matching), page=page, page_size=page_size)
+        reply = LIST_PAGE(self.client, [], self._page_args(query))
+        if reply[0]:  # a backlog bigger than one call indexes
+            self.catch_up()
+            reply = LIST_PAGE(self.client, [], self._page_args(query))
+        return _page_of(reply, page, page_size)
+
+    async def list_tasks_async(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        status: TaskStatus | str | None = None,
+        queue_name: str | None = None,
+        task_name: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> TaskPage:
+        """:meth:`list_tasks` on the running event loop, through ``client`` (this store's server)."""
+        query = _PageQuery.of(status, queue_name, task_name, since, until, page, page_size)
+        if query.index is None:  # the rare three-filter walk: several round trips, in a thread
+            return await asyncio.to_thread(
+                self.list_tasks, status=status, queue_name=queue_name, task_name=task_name, since=since,
+                until=until, page=page, page_size=page_size,
+            )  # fmt: skip
+        reply = await LIST_PAGE.call_async(client, [], self._page_args(query))
+        if reply[0]:
+            await asyncio.to_thread(self.catch_up)
+            reply = await LIST_PAGE.call_async(client, [], self._page_args(query))
+        return _page_of(reply, page, page_size)
+
+    def _page_args(self, query: _PageQuery) -> list[Any]:
+        return [keys.LEDGER_PREFIX, self.ttl_ms, int(time.time() * 1000), query.index, query.low, query.high,
+                query.offset, query.page_size, _INDEX_BATCH]  # fmt: skip
 
     def _ids_walked(self, status: str, queue_name: str, task_name: str, low: str, high: str) -> list[str]:
         # Status, queue and task name together have no index of their own: walk the smaller of
@@ -476,6 +503,66 @@ def record_from_hash(task_id: str, raw: dict[str, str]) -> TaskRecord | None:
     if raw.get("message"):
         record.message = json.loads(raw["message"])
     return record
+
+
+@dataclass(frozen=True)
+class _PageQuery:
+    """A listing's filters as the index it reads (``None``: status, queue and task name together,
+    which have no index of their own), its score range and its slice."""
+
+    index: str | None
+    status: str
+    low: str
+    high: str
+    offset: int
+    page_size: int
+
+    @classmethod
+    def of(
+        cls,
+        status: TaskStatus | str | None,
+        queue_name: str | None,
+        task_name: str | None,
+        since: float | None,
+        until: float | None,
+        page: int,
+        page_size: int,
+    ) -> _PageQuery:
+        if page < 1 or page_size < 1:
+            raise ValueError("page and page_size start at 1")
+        status_value = TaskStatus(status).value if status is not None else None
+        index: str | None
+        if status_value is not None and queue_name is not None and task_name is not None:
+            index = None
+        elif status_value is not None:
+            index = keys.status_index(status_value, queue_name=queue_name, task_name=task_name)
+        elif task_name is not None and queue_name is not None:
+            index = keys.task_queue_index(task_name, queue_name)
+        elif task_name is not None:
+            index = keys.task_name_index(task_name)
+        elif queue_name is not None:
+            index = keys.queue_index(queue_name)
+        else:
+            index = keys.all_index()
+        return cls(
+            index=index,
+            status=status_value or "",
+            low=f"{since * 1000:.0f}" if since is not None else "-inf",
+            high=f"{until * 1000:.0f}" if until is not None else "+inf",
+            offset=(page - 1) * page_size,
+            page_size=page_size,
+        )
+
+
+def _page_of(reply: list[Any], page: int, page_size: int) -> TaskPage:
+    """The page a :data:`~aury_tasks.store.scripts.LIST_PAGE` reply holds."""
+    items = []
+    for position in range(2, len(reply), 2):
+        flat = reply[position + 1]
+        record = record_from_hash(reply[position], dict(zip(flat[::2], flat[1::2], strict=True)))
+        if record is not None:  # expired between the index read and now: not in the page
+            items.append(record)
+    return TaskPage(items=items, total=int(reply[1]), page=page, page_size=page_size)
 
 
 def _field_pairs(fields: dict[str, Any]) -> list[Any]:

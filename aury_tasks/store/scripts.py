@@ -34,6 +34,13 @@ class LuaScript:
         except NoScriptError:
             return client.eval(self.source, len(keys), *keys, *args)
 
+    async def call_async(self, client: redis.asyncio.Redis, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """The script on an asyncio client (an API request on the event loop)."""
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)  # type: ignore[misc]
+
 
 @dataclass(slots=True)
 class Write:
@@ -376,6 +383,29 @@ INDEX_BACKLOG = LuaScript(
     + """
 local popped = index_backlog(ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]))
 return {popped, redis.call('LLEN', ARGV[1] .. 'unindexed')}
+"""
+)
+
+# A page of records, newest first, once the backlog is indexed (up to ARGV[9] ids of it here;
+# more waiting: the caller catches up and asks again). One round trip for a listing.
+# ARGV[1] ledger prefix  [2] record ttl ms  [3] now ms  [4] index key  [5] low score  [6] high
+# score  [7] offset  [8] count  [9] backlog ids to index
+# Returns {ids still waiting} when the backlog is not done, else {0, total, id, {field, value,
+# …}, id, …}.
+LIST_PAGE = LuaScript(
+    _INDEX_BACKLOG
+    + """
+local prefix = ARGV[1]
+index_backlog(prefix, tonumber(ARGV[9]), ARGV[2], tonumber(ARGV[3]))
+local waiting = redis.call('LLEN', prefix .. 'unindexed')
+if waiting > 0 then return {waiting} end
+local page = {0, redis.call('ZCOUNT', ARGV[4], ARGV[5], ARGV[6])}
+local ids = redis.call('ZREVRANGEBYSCORE', ARGV[4], ARGV[6], ARGV[5], 'LIMIT', ARGV[7], ARGV[8])
+for _, id in ipairs(ids) do
+    page[#page + 1] = id
+    page[#page + 1] = redis.call('HGETALL', prefix .. 'task:' .. id)
+end
+return page
 """
 )
 

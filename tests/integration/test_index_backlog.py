@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from conftest import WorkerProcess
 
 from aury_tasks import TaskManager, keys
@@ -133,3 +135,31 @@ def test_a_worker_that_ran_tasks_catches_the_indexes_up_without_any_reader(
     wait_until(lambda: redis_client.llen(keys.unindexed()) == 0, timeout=15, what="the backlog to empty")
     assert redis_client.zcard(keys.status_index("success")) >= 20
     worker.stop()
+
+
+@pytest.mark.parametrize("on_the_event_loop", [False, True])
+def test_a_page_read_past_a_backlog_bigger_than_its_call_indexes_sees_every_task(
+    store: RedisTaskStore, redis_client: redis.Redis, redis_url: str, on_the_event_loop: bool
+) -> None:
+    # Given a backlog of 2,500 sends (more than the page's script indexes in one call)
+    run_calls(store.client, [_send_write(store, f"p{n:04d}") for n in range(2_500)], chunk_size=1_000)
+    assert redis_client.llen(keys.unindexed()) == 2_500
+
+    # When the newest page is read, with the sync client or on an event loop
+    if on_the_event_loop:
+        client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+
+        async def read() -> Any:
+            try:
+                return await store.list_tasks_async(client, queue_name="q", page_size=5)
+            finally:
+                await client.aclose()
+
+        page = asyncio.run(read())
+    else:
+        page = store.list_tasks(queue_name="q", page_size=5)
+
+    # Then every send is counted and the page holds the newest, the backlog being done
+    assert page.total == 2_500 and len(page.items) == 5
+    assert {record.id for record in page.items} <= {f"p{n:04d}" for n in range(2_500)}
+    assert redis_client.llen(keys.unindexed()) == 0

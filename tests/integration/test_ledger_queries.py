@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 
@@ -66,6 +67,9 @@ def test_list_tasks_filters_and_pages_newest_first(start_worker, producer: TaskM
     def ids(**filters: object) -> set[str]:
         page = producer.list_tasks(page_size=100, **filters)
         assert page.total == len(page.items)
+        on_the_loop = asyncio.run(producer.list_tasks_async(page_size=100, **filters))  # type: ignore[arg-type]
+        assert [r.id for r in on_the_loop.items] == [r.id for r in page.items]
+        assert on_the_loop.total == page.total
         return {record.id for record in page.items}
 
     assert ids(status="success") == {h.id for h in [*echoes, *adds]}
