@@ -9,6 +9,7 @@ at ``aum worker``/``aum run`` start, with what to change.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -97,4 +98,86 @@ def is_loopback(host: str) -> bool:
 
 def _config(client: redis.Redis, name: str) -> str:
     value: Any = client.config_get(name).get(name, "")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_KEY = "aury:doctor"
+_SHA = "0" * 40
+#: Every Redis command aury-tasks runs (its own calls, its Lua scripts and Dramatiq's), with the
+#: arguments ``ACL DRYRUN`` checks it with: keys under ``aury:``, the channels it uses. A script
+#: call is checked command by command inside the script, so those commands are listed too. The
+#: ACL user line of docs/deploy.md grants exactly these.
+REQUIRED_COMMANDS: dict[str, tuple[str, ...]] = {
+    # Lua scripts: every hot path is one script call, loaded when the server lacks it
+    "EVALSHA": (_SHA, "1", _KEY), "EVAL": ("return 1", "1", _KEY),
+    "SCRIPT|LOAD": ("return 1",), "SCRIPT|EXISTS": (_SHA,),
+    # strings and keys (SET NX PX claims a scheduler fire; KEYS: Dramatiq's maintenance)
+    "GET": (_KEY,), "SET": (_KEY, "1", "NX", "PX", "1000"), "DEL": (_KEY,), "EXISTS": (_KEY,),
+    "EXPIRE": (_KEY, "1"), "PEXPIRE": (_KEY, "1"), "PTTL": (_KEY,), "INCR": (_KEY,),
+    "KEYS": ("aury:__acks__.*",),
+    # hashes: task records, messages, workers, scheduled jobs
+    "HSET": (_KEY, "f", "v"), "HSETNX": (_KEY, "f", "v"), "HGET": (_KEY, "f"), "HMGET": (_KEY, "f"),
+    "HGETALL": (_KEY,), "HDEL": (_KEY, "f"), "HEXISTS": (_KEY, "f"), "HKEYS": (_KEY,), "HLEN": (_KEY,),
+    "HINCRBY": (_KEY, "f", "1"),
+    # lists: the queues
+    "LPUSH": (_KEY, "v"), "RPUSH": (_KEY, "v"), "LPOP": (_KEY, "1"), "LLEN": (_KEY,),
+    # sets
+    "SADD": (_KEY, "m"), "SREM": (_KEY, "m"), "SMEMBERS": (_KEY,), "SCARD": (_KEY,),
+    # sorted sets: delays, indexes, heartbeats, priorities
+    "ZADD": (_KEY, "1", "m"), "ZREM": (_KEY, "m"), "ZCARD": (_KEY,), "ZCOUNT": (_KEY, "0", "1"),
+    "ZSCORE": (_KEY, "m"), "ZPOPMIN": (_KEY,), "ZRANGE": (_KEY, "0", "1"), "ZRANGEBYSCORE": (_KEY, "0", "1"),
+    "ZREVRANGEBYSCORE": (_KEY, "1", "0"), "ZREVRANGE": (_KEY, "0", "1"), "ZREMRANGEBYSCORE": (_KEY, "0", "1"),
+    # pub/sub: progress events, cancels, schedule changes, waking idle consumers
+    "PUBLISH": ("aury:ledger:cancel", "m"), "SUBSCRIBE": ("aury:ledger:cancel",),
+    "PSUBSCRIBE": ("aury:wake:*",), "UNSUBSCRIBE": (), "PUNSUBSCRIBE": (),
+    # transactions (the scheduler's pipelines), connection and server
+    "MULTI": (), "EXEC": (), "PING": (), "INFO": ("server",),
+}  # fmt: skip
+#: Commands used when allowed: without them a check is skipped (``CONFIG GET``: persistence and
+#: eviction; ``SELECT``: a URL's database other than 0).
+OPTIONAL_COMMANDS: dict[str, tuple[str, ...]] = {"CONFIG|GET": ("appendonly",), "SELECT": ("1",)}
+
+
+@dataclass(frozen=True)
+class AclCheck:
+    """What ``ACL DRYRUN`` said of the connected user and the commands aury-tasks needs."""
+
+    #: The user (``ACL WHOAMI``), or ``None`` when the server could not say.
+    user: str | None
+    #: Required commands the user may not run, with the server's reason.
+    refused: dict[str, str] = field(default_factory=dict)
+    #: Optional commands the user may not run.
+    refused_optional: dict[str, str] = field(default_factory=dict)
+    #: Why nothing was checked (an old server, ``ACL DRYRUN`` not allowed), else ``None``.
+    skipped: str | None = None
+
+
+def acl_check(client: redis.Redis, user: str | None = None) -> AclCheck:
+    """Ask the server (Redis 7+, Valkey) whether a user may run the commands aury-tasks runs.
+
+    ``user``: that user rather than the connected one (``ACL WHOAMI``). ``ACL DRYRUN`` is an
+    admin command: where it is refused or unknown, ``skipped`` says so (no error is raised).
+    """
+    if user is None:
+        try:
+            user = _text(client.execute_command("ACL", "WHOAMI"))
+        except redis.ResponseError as exc:
+            return AclCheck(None, skipped=f"ACL WHOAMI refused ({exc})")
+    try:
+        refused = _dry_run(client, user, REQUIRED_COMMANDS)
+    except redis.ResponseError as exc:
+        return AclCheck(user, skipped=f"ACL DRYRUN refused or unknown ({exc}); needs Redis 7 or Valkey")
+    return AclCheck(user, refused, _dry_run(client, user, OPTIONAL_COMMANDS))
+
+
+def _dry_run(client: redis.Redis, user: str, commands: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    refused = {}
+    for name, args in commands.items():
+        answer = _text(client.execute_command("ACL", "DRYRUN", user, *name.split("|"), *args))
+        if answer != "OK":
+            refused[name] = answer
+    return refused
+
+
+def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -9,6 +9,7 @@ import click
 from .. import __version__
 from .context import AumContext, AumGroup
 from .dlq import dlq
+from .doctor import doctor
 from .listing import cleanup, list_tasks, queues, stats
 from .run import run
 from .schedule import schedule
@@ -49,6 +50,7 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
       aum top                        a live view of queues, rates and running tasks
       aum schedule list              the scheduled jobs, their next and last runs
       aum serve                      the REST API, dashboard and /metrics on :8686
+      aum doctor                     check the settings, Redis, task modules and schedules
 
     \b
     Exit codes:
@@ -59,6 +61,6 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
 
 
 COMMANDS = (run, worker, scheduler, schedule, tasks, send, status, result, cancel, retry, list_tasks, stats,
-            queues, top, dlq, cleanup, serve)  # fmt: skip
+            queues, top, dlq, cleanup, serve, doctor)  # fmt: skip
 for command in COMMANDS:
     main.add_command(command)
