@@ -8,6 +8,8 @@ the ``aum`` commands: a worker process loads only what running tasks needs.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import signal
 import sys
@@ -24,6 +26,7 @@ from loguru import logger
 from .discovery import import_task_modules
 from .logging import setup_logging
 from .manager import TaskManager
+from .queue_limits import QueueLimitedWorker
 from .run_mode import RunMode
 from .settings_snapshot import SNAPSHOT_ENV, SettingsSnapshot
 
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
 
 #: Environment variable carrying the queues to the worker processes.
 QUEUES_ENV = "AURY_TASKS_WORKER_QUEUES"
+#: Environment variable carrying the limited queues (JSON: name -> [threads, prefetch]).
+QUEUE_LIMITS_ENV = "AURY_TASKS_QUEUE_LIMITS"
 #: A repeated stop signal within this many seconds is the same stop request.
 _REPEAT_WINDOW = 2.0
 
@@ -76,8 +81,23 @@ def boot_worker_process() -> dramatiq.Broker:
     _install_stop_handler()
     for queue_name in filter(None, os.environ.get(QUEUES_ENV, "").split(",")):
         tm.broker_for_queue(queue_name)  # queues no task declares, given with -q
+    _use_queue_limits()
     dramatiq.set_broker(tm.broker)
     return tm.broker
+
+
+def _use_queue_limits() -> None:
+    """Have Dramatiq's worker process build a :class:`QueueLimitedWorker` if some queue has a limit.
+
+    Dramatiq's ``worker_process`` builds ``Worker(broker, queues=..., worker_threads=...)`` right
+    after it has loaded the broker (this function's caller): in this process only, that name is
+    the worker with lanes, the rest (signals, stop, requeue, timeout) stays Dramatiq's.
+    """
+    given = os.environ.get(QUEUE_LIMITS_ENV)
+    if not given:
+        return
+    limits = {name: (int(threads), int(prefetch)) for name, (threads, prefetch) in json.loads(given).items()}
+    dramatiq_cli.Worker = functools.partial(QueueLimitedWorker, limits=limits)  # type: ignore[misc,assignment]
 
 
 def _install_stop_handler() -> None:

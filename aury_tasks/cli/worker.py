@@ -20,11 +20,12 @@ from .. import __version__
 from ..discovery import import_task_modules
 from ..errors import BrokerUnavailable, ConfigError, LedgerUnavailable
 from ..manager import TaskManager
+from ..queue_limits import parse_queues
 from ..redaction import redact_text
 from ..redis_checks import MIN_REDIS_VERSION, redis_warnings, too_old
 from ..run_mode import RunMode
 from ..settings_snapshot import SNAPSHOT_ENV
-from ..worker_process import QUEUES_ENV
+from ..worker_process import QUEUE_LIMITS_ENV, QUEUES_ENV
 from .context import AumContext, modules_option, pass_context
 
 #: Messages of a queue a worker process holds per thread by default (Celery's prefetch
@@ -35,10 +36,6 @@ PREFETCH_PER_THREAD = 4
 PREFETCH_ENV = "dramatiq_queue_prefetch"
 
 
-def _split_queues(values: tuple[str, ...]) -> list[str]:
-    return [q.strip() for value in values for q in value.split(",") if q.strip()]
-
-
 def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options of ``aum worker``, shared with ``aum run``."""
     options = [
@@ -46,8 +43,9 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "-q",
             "--queues",
             multiple=True,
-            metavar="QUEUE[,QUEUE…]",
-            help="Queues to consume, comma-separated or repeated.  "
+            metavar="QUEUE[:N][,…]",
+            help="Queues to consume, comma-separated or repeated; QUEUE:N gives that queue N threads "
+            "of its own in each process, the others share --concurrency.  "
             "[default: every queue of the discovered tasks]",
         ),
         click.option(
@@ -107,6 +105,11 @@ def worker(
     Each process holds up to --prefetch messages of a queue (running, or fetched and waiting for a
     thread); a lower value spreads long tasks more evenly over several workers.
 
+    A queue given as NAME:N runs at most N of its tasks at once in each process, on N threads of
+    its own (prefetch 4 per thread, at most --prefetch), so a backlog of slow tasks there never
+    holds the threads the other queues use: -q cpu:2,io:20,default. The queues given without a
+    limit share the CONCURRENCY threads. The limit is per process: -p 2 runs up to 2 x N.
+
     SIGTERM or SIGINT (Ctrl-C) stops it gracefully: running tasks get --shutdown-timeout seconds
     to finish. A message is acknowledged only after its task ran, so the tasks of a worker that
     is killed are delivered again (at-least-once: make tasks idempotent). If a worker process
@@ -116,6 +119,7 @@ def worker(
     Examples:
       aum worker                      every queue, TASK_MAX_WORKERS threads
       aum worker -q emails,default -c 16 -p 2
+      aum worker -q cpu:2,io:20,default   2 cpu and 20 io tasks at most, default on the -c threads
       aum worker --metrics-port 9191  dramatiq_* metrics at http://127.0.0.1:9191/metrics
     """
     if metrics_port is not None:
@@ -146,12 +150,18 @@ def run_worker(
     modules are imported, before any process starts; it raises to stop with one line.
     ``prefetch``: messages of a queue a worker process holds (default: Dramatiq's
     ``dramatiq_queue_prefetch`` if set, else :data:`PREFETCH_PER_THREAD` per thread).
+    ``queues``: the ``-q`` values, ``name`` or ``name:N`` (N threads of its own per process).
+
+    Raises:
+      ConfigError: a ``-q`` value is malformed (a limit that is not a whole number from 1, a
+        missing name, a queue given twice), before anything else is read.
     """
+    specs = parse_queues(queues)
     if modules_dir is not None:
         aum.overrides["modules_dir"] = modules_dir
     settings = aum.settings
     aum.setup_logging()
-    queue_list = _split_queues(queues)
+    queue_list = [spec.name for spec in specs]
     # Worker processes may be spawned rather than forked: they read their setup from here.
     os.environ["TASK_RUN_MODE"] = RunMode.WORKER.value
     os.environ["TASK_MODULES_DIR"] = os.path.abspath(settings.modules_dir)
@@ -173,8 +183,15 @@ def run_worker(
     consumed = queue_list or declared
     threads = concurrency or settings.max_workers
     # Dramatiq's worker reads its prefetch from the environment when it is imported.
-    prefetch = prefetch or int(os.environ.get(PREFETCH_ENV) or 0) or PREFETCH_PER_THREAD * threads
+    capped = prefetch or int(os.environ.get(PREFETCH_ENV) or 0)
+    prefetch = capped or PREFETCH_PER_THREAD * threads
     os.environ[PREFETCH_ENV] = str(prefetch)
+    limits = {spec.name: (spec.limit, min(PREFETCH_PER_THREAD * spec.limit, capped or 65535))
+              for spec in specs if spec.limit is not None}  # fmt: skip
+    if limits:
+        os.environ[QUEUE_LIMITS_ENV] = json.dumps(limits)
+    else:
+        os.environ.pop(QUEUE_LIMITS_ENV, None)
     os.environ[SNAPSHOT_ENV] = settings.snapshot().to_json()
     reach_broker(tm)
     if check is not None:
@@ -188,9 +205,9 @@ def run_worker(
 
     logger.info("aury-tasks {} {}, broker: {}", __version__, role, tm.broker_info.describe())
     logger.info(
-        "{} task(s) from {} ({}); queues: {}; {} process(es) x {} thread(s), prefetch {}",
+        "{} task(s) from {} ({}); {}",
         len(tm.tasks), settings.modules_dir, ", ".join(m.name for m in modules),
-        ", ".join(consumed), processes, threads, prefetch,
+        describe_queues(consumed, limits, processes=processes, threads=threads, prefetch=prefetch),
     )  # fmt: skip
     if metrics_dir is not None:
         logger.info("metrics at http://{}:{}/metrics", settings.metrics_host, settings.metrics_port)
@@ -224,6 +241,24 @@ def run_worker(
         given["metrics_dir"] = metrics_dir
     supervisor = [sys.executable, "-m", "aury_tasks.supervisor", json.dumps(given)]
     os.execv(sys.executable, supervisor)  # noqa: S606 - this interpreter, our own module
+
+
+def describe_queues(
+    consumed: list[str], limits: dict[str, tuple[int, int]], *, processes: int, threads: int, prefetch: int
+) -> str:
+    """The startup line's queues and threads: each limited queue with its threads and prefetch.
+
+    >>> describe_queues(["cpu", "default"], {"cpu": (2, 8)}, processes=1, threads=4, prefetch=16)
+    'queues: cpu (limit 2, prefetch 8), default; 1 process(es) x 6 thread(s): 4 shared, prefetch 16'
+    """
+    if not limits:
+        return f"queues: {', '.join(consumed)}; {processes} process(es) x {threads} thread(s), " \
+               f"prefetch {prefetch}"  # fmt: skip
+    shown = [f"{q} (limit {limits[q][0]}, prefetch {limits[q][1]})" if q in limits else q for q in consumed]
+    shared = threads if any(q not in limits for q in consumed) else 0
+    total = shared + sum(limit for limit, _ in limits.values())
+    line = f"queues: {', '.join(shown)}; {processes} process(es) x {total} thread(s)"
+    return line + (f": {shared} shared, prefetch {prefetch}" if shared else " (each queue has a limit)")
 
 
 def reach_broker(tm: TaskManager) -> None:
