@@ -39,6 +39,7 @@ from .encoding import encode_message, install_strict_encoder
 from .errors import ConfigError
 from .ids import new_ids
 from .middleware import CancelAwareRetries, FlowControl, LedgerWriter, LogContext
+from .middleware.soft_timeout import SoftTimeLimit
 from .priority import ENQUEUE_WITH_PRIORITY, message_priority
 from .recovery import REDELIVERY_LIMIT, MarkSuspectsRunning, recover_dead_workers_messages
 from .redaction import redact_url
@@ -340,12 +341,14 @@ def redis_client(url: str) -> redis.Redis:
 
 
 def default_middleware(settings: Settings) -> list[Middleware]:
-    """Dramatiq's default middleware with our defaults, plus the ledger, asyncio and the log context.
+    """Dramatiq's default middleware with our defaults, plus the ledger, asyncio, the log context and
+    soft time limits.
 
     The ledger middleware sits before Retries so that its ``after_process_message`` runs after
     Retries' (Dramatiq runs after-hooks in reverse) and sees whether the message failed for good;
     the workflow middleware sits before the ledger's, so that a step's own record is final before
-    what follows it starts.
+    what follows it starts. The soft time limit comes last: it is armed just before the task runs
+    and disarmed first after it.
     """
     return [
         AgeLimit(),
@@ -363,6 +366,7 @@ def default_middleware(settings: Settings) -> list[Middleware]:
         ),
         AsyncIO(),
         LogContext(),
+        SoftTimeLimit(),
     ]
 
 

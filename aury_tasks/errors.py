@@ -137,5 +137,24 @@ class TaskInterrupted(Interrupt):
     """
 
 
+class SoftTimeLimitExceeded(AuryTasksError):
+    """The task ran past its soft time limit (``soft_timeout``).
+
+    Raised inside a running task once its ``soft_timeout`` has passed, before ``timeout`` stops
+    it for good: a sync task gets it in its thread, an async task at the ``await`` where it waits
+    (as a cancellation: it is also an ``asyncio.CancelledError`` there). Catch it to clean up; a
+    task that then returns has succeeded, one that lets it escape has failed and is retried like
+    any failure:
+
+        >>> @tm.conditional_task(soft_timeout=540, timeout=600)
+        ... def export(report_id: str) -> str:
+        ...     try:
+        ...         return build(report_id)
+        ...     except SoftTimeLimitExceeded:
+        ...         remove_partial_files(report_id)
+        ...         return "cleaned"
+    """
+
+
 class TaskStateError(AuryTasksError):
     """The task is not in a state that allows this."""

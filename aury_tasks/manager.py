@@ -13,6 +13,8 @@ import dramatiq
 from .broker import BrokerInfo, build_broker, default_middleware
 from .errors import PermanentError, TaskInterrupted, TaskNotFound, TaskOptionError
 from .flow_control import UniqueKey, Uniqueness, parse_rate_limit
+from .middleware.soft_timeout import OPTION as SOFT_TIME_LIMIT
+from .middleware.soft_timeout import soft_limitable
 from .priority import MAX_PRIORITY
 from .run_mode import RunMode
 from .task import P, R, Task
@@ -23,8 +25,8 @@ if TYPE_CHECKING:
 
 _QUEUE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
 #: Options ``conditional_task`` handles itself; everything else goes to Dramatiq as is.
-_OWN_OPTIONS = {"queue_name", "max_retries", "timeout", "retry_delay", "max_retry_delay", "priority",
-                "actor_name", "retry_on", "rate_limit", "concurrency", "unique_for",
+_OWN_OPTIONS = {"queue_name", "max_retries", "timeout", "soft_timeout", "retry_delay", "max_retry_delay",
+                "priority", "actor_name", "retry_on", "rate_limit", "concurrency", "unique_for",
                 "unique_key"}  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -224,6 +226,7 @@ class TaskManager(TaskTracking):
         queue_name: str | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
+        soft_timeout: float | None = None,
         retry_delay: float | None = None,
         max_retry_delay: float | None = None,
         priority: int = 0,
@@ -247,6 +250,10 @@ class TaskManager(TaskTracking):
           queue_name: queue to send to (default ``TASK_QUEUE_NAME``).
           max_retries: retries after a failure (default ``TASK_MAX_RETRIES``).
           timeout: time limit in seconds, for sync and async tasks (default ``TASK_TIMEOUT``).
+          soft_timeout: seconds, below ``timeout``: then the task gets
+            :class:`~aury_tasks.errors.SoftTimeLimitExceeded`, which it may catch to clean up
+            before ``timeout`` stops it (async: at its next ``await``). Not enforced in eager
+            mode. ``send_with_options(soft_time_limit=ms)`` overrides it (``None``: none).
           retry_delay: first retry delay in seconds; then doubling with jitter, about 30, 60,
             120 … for 30 (default ``TASK_RETRY_DELAY``).
           max_retry_delay: cap on the retry delay in seconds (default ``TASK_MAX_RETRY_DELAY``).
@@ -266,7 +273,8 @@ class TaskManager(TaskTracking):
           **options: further Dramatiq actor options (``max_age``, ``throws``, ``on_failure`` …).
 
         Raises:
-          TaskOptionError: for an unknown option, a bad queue name or a name taken twice.
+          TaskOptionError: for an unknown option, a bad queue name or a name taken twice, or a
+            ``soft_timeout`` that is not below ``timeout``.
 
         >>> @tm.conditional_task
         ... def add(x: int, y: int) -> int:
@@ -289,6 +297,7 @@ class TaskManager(TaskTracking):
         queue_name: str | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
+        soft_timeout: float | None = None,
         retry_delay: float | None = None,
         max_retry_delay: float | None = None,
         priority: int = 0,
@@ -331,6 +340,8 @@ class TaskManager(TaskTracking):
         }
         if retry_on is not None:
             actor_options["retry_when"] = _retry_only_on(retry_on, retries)
+        if soft_timeout is not None:
+            actor_options[SOFT_TIME_LIMIT] = _soft_time_limit_ms(name, soft_timeout, limit, timeout is None)
         if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= MAX_PRIORITY:
             raise TaskOptionError(
                 f"{name}: priority is an integer from 0 to {MAX_PRIORITY}, got {priority!r}"
@@ -373,7 +384,8 @@ class TaskManager(TaskTracking):
             priority=-task.priority,  # Dramatiq runs lower numbers first among fetched messages
             **task.options,
         )
-        task.actor = declare(task.fn)
+        # An async task's coroutine is run so that a soft time limit can reach it.
+        task.actor = declare(soft_limitable(task.fn) if task.is_async else task.fn)
 
     @property
     def tasks(self) -> dict[str, Task[Any, Any]]:
@@ -418,6 +430,19 @@ def _origin(fn: Callable[..., Any]) -> str:
     code = getattr(fn, "__code__", None)
     where = f"{code.co_filename}:{code.co_firstlineno}" if code else repr(fn)
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')} ({where})"
+
+
+def _soft_time_limit_ms(name: str, soft_timeout: Any, timeout: float, default_timeout: bool) -> int:
+    """The ``soft_time_limit`` actor option (ms) for ``soft_timeout`` seconds, checked against ``timeout``."""
+    if not isinstance(soft_timeout, (int, float)) or isinstance(soft_timeout, bool) or soft_timeout <= 0:
+        raise TaskOptionError(f"{name}: soft_timeout is a number of seconds above 0, got {soft_timeout!r}")
+    if soft_timeout >= timeout:
+        where = " (TASK_TIMEOUT)" if default_timeout else ""
+        raise TaskOptionError(
+            f"{name}: soft_timeout={soft_timeout:g} must be below timeout={timeout:g}{where}: the soft"
+            " limit comes first, so that the task can clean up before the time limit stops it"
+        )
+    return int(soft_timeout * 1000)
 
 
 def _retry_only_on(
