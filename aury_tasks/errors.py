@@ -52,6 +52,12 @@ class EmbeddedServerError(BrokerUnavailable):
     """The embedded Redis server could not be started."""
 
 
+class AlertDeliveryFailed(AuryTasksError, ConnectionError):
+    """The alert webhook could not be reached, or did not answer 2xx."""
+
+    exit_code = 4
+
+
 class TaskNotFound(AuryTasksError, LookupError):
     """No task is registered under that name."""
 

@@ -272,3 +272,19 @@ def wake_pattern() -> str:
 def idle_marker(queue_name: str) -> str:
     """Set by a fetch of ``queue_name`` that found nothing; the next send deletes it and wakes consumers."""
     return f"{BROKER_NAMESPACE}:idle:{queue_name}"
+
+
+# Alerts (aury_tasks.alerts)
+
+#: Prefix of the alerts' keys (rules, incidents), with its colon.
+ALERTS_PREFIX = "aury:alerts:"
+
+
+def alert_rules() -> str:
+    """Hash of the alert rules added with ``aum alerts add``: rule name -> its JSON."""
+    return f"{ALERTS_PREFIX}rules"
+
+
+def alert_incidents() -> str:
+    """Hash of each rule's incident (breached since, firing since): rule name -> JSON."""
+    return f"{ALERTS_PREFIX}incidents"

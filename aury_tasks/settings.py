@@ -207,6 +207,48 @@ class TaskSettings(BaseSettings):
         description="Comma-separated origins whose browsers may call the API (empty: CORS off).",
         json_schema_extra=_expected("origins like https://ops.example.com, separated by commas"),
     )
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="URL the scheduler leader POSTs alerts to as JSON (unset: alerts are only logged).",
+        json_schema_extra=_expected("a URL starting with http:// or https://"),
+    )
+    alert_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the alerts' X-Aury-Signature header (HMAC-SHA256 of the body; unset: unsigned).",
+        json_schema_extra=_expected("text"),
+    )
+    alert_interval: float = Field(
+        default=15,
+        gt=0,
+        description="Seconds between two evaluations of the alert rules by the scheduler leader.",
+        json_schema_extra=_expected("a number of seconds greater than 0, e.g. 15"),
+    )
+    alert_rules: str = Field(
+        default="",
+        description="Alert rules as a JSON list (docs/alerts.md), besides those of `aum alerts add`.",
+        json_schema_extra=_expected('a JSON list of alert rules, e.g. [{"name": "x", "kind": "backlog"}]'),
+    )
+
+    @field_validator("alert_webhook_url", "alert_secret", mode="before")
+    @classmethod
+    def _empty_alert_value_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _check_alert_webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_url(value, ("http", "https"))
+
+    @field_validator("alert_rules")
+    @classmethod
+    def _check_alert_rules(cls, value: str) -> str:
+        from .alerts.rules import parse_rules
+
+        try:
+            parse_rules(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return value
 
     @field_validator("broker_url", "result_backend_url", mode="before")
     @classmethod
@@ -285,19 +327,27 @@ class TaskSettings(BaseSettings):
         """The result backend URL in clear, or ``None`` to use the broker's Redis."""
         return self.result_backend_url.get_secret_value() if self.result_backend_url else None
 
+    @property
+    def alert_webhook_url_value(self) -> str | None:
+        """The alert webhook URL in clear, for POSTing (never log it: :func:`redact_url`)."""
+        return self.alert_webhook_url.get_secret_value() if self.alert_webhook_url else None
+
     def snapshot(self) -> SettingsSnapshot:
         """These settings as plain values, for a process that is not to load pydantic (a worker).
 
         The ``api_*`` settings (tokens among them) are those of ``aum serve``, not handed over.
+        The alert webhook URL and secret are, in clear (as the URLs), under ``repr=False``.
         """
         plain = {
             name: getattr(self, name)
             for name in type(self).model_fields
             if not name.endswith("_url") and not name.startswith("api_")
         }
+        plain["alert_secret"] = self.alert_secret.get_secret_value() if self.alert_secret else None
         return SettingsSnapshot(
             broker_url_value=self.broker_url_value,
             result_backend_url_value=self.result_backend_url_value,
+            alert_webhook_url_value=self.alert_webhook_url_value,
             **plain,
         )
 

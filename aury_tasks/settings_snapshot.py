@@ -30,9 +30,10 @@ class SettingsSnapshot:
     """The values of a checked :class:`~aury_tasks.settings.TaskSettings`, one attribute each.
 
     The URLs are plain strings, under the names of ``TaskSettings``' clear-text properties
-    (``broker_url_value``, ``result_backend_url_value``), and left out of ``repr``. Every other
-    attribute has the name and value of the field it copies (but the ``api_*`` ones, which only
-    ``aum serve`` reads); a field added to ``TaskSettings`` and not here fails
+    (``broker_url_value``, ``result_backend_url_value``, ``alert_webhook_url_value``), and left out
+    of ``repr``, as is ``alert_secret`` (plain too). Every other attribute has the name and value
+    of the field it copies (but the ``api_*`` ones, which only ``aum serve`` reads); a field added
+    to ``TaskSettings`` and not here fails
     :meth:`TaskSettings.snapshot <aury_tasks.settings.TaskSettings.snapshot>`.
     """
 
@@ -60,6 +61,10 @@ class SettingsSnapshot:
     run_mode: RunMode
     metrics_port: int
     metrics_host: str
+    alert_webhook_url_value: str | None = field(repr=False)
+    alert_secret: str | None = field(repr=False)
+    alert_interval: float
+    alert_rules: str
 
     def to_json(self) -> str:
         """The snapshot as JSON (URLs in clear: pass it only to this machine's own processes)."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .. import __version__
+from .alerts import alerts
 from .context import AumContext, AumGroup
 from .dlq import dlq
 from .doctor import doctor
@@ -61,6 +62,6 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
 
 
 COMMANDS = (run, worker, scheduler, schedule, tasks, send, status, result, cancel, retry, list_tasks, stats,
-            queues, top, dlq, cleanup, serve, doctor)  # fmt: skip
+            queues, top, dlq, cleanup, serve, alerts, doctor)  # fmt: skip
 for command in COMMANDS:
     main.add_command(command)

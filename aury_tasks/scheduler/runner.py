@@ -136,6 +136,7 @@ class SchedulerRunner:
         for target, name in (
             (self._lease_loop, "aury-scheduler-lease"),
             (self._listen, "aury-scheduler-changes"),
+            (self._alerts, "aury-scheduler-alerts"),
         ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -285,6 +286,17 @@ class SchedulerRunner:
                 self._unload_all()
             elif action == "reload":
                 self._load_all()
+
+    def _alerts(self) -> None:
+        """Evaluate the alert rules (:mod:`aury_tasks.alerts`) while this process leads."""
+        from ..alerts.service import AlertService
+
+        try:
+            service = AlertService(self.manager.task_manager, self.manager)
+        except AuryTasksError as exc:
+            logger.error("alerts are off: {}", exc)
+            return
+        service.run(lambda: self.is_leader, self._stopping)
 
     def _count_miss(self, event: JobExecutionEvent) -> None:
         # APScheduler logs the miss itself; the count is what /metrics shows.
