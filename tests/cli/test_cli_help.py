@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import click
 import pytest
 
 from aury_tasks import __version__
+from aury_tasks.cli import main
 
 from .conftest import Invoke, RunAum
 
@@ -15,6 +17,8 @@ COMMANDS = [
     ["schedule"],
     *[["schedule", sub]
       for sub in ("list", "show", "add", "update", "pause", "resume", "run", "remove", "validate")],
+    ["top"], ["serve"], ["doctor"],
+    ["alerts"], *[["alerts", sub] for sub in ("list", "add", "remove", "test")],
 ]  # fmt: skip
 SECRET_URL = "redis://:secret@h:1/0"
 
@@ -88,3 +92,15 @@ def test_an_unknown_command_exits_2(invoke: Invoke) -> None:
 
     assert result.exit_code == 2
     assert "No such command 'wrker'" in result.stderr
+
+
+def test_every_command_is_in_the_help_tests() -> None:
+    # Given every command and subcommand of aum
+    def walk(group: click.Group, path: list[str]) -> list[list[str]]:
+        found = [path]
+        for name, command in group.commands.items():
+            found += walk(command, [*path, name]) if isinstance(command, click.Group) else [[*path, name]]
+        return found
+
+    # Then each is checked by the help tests above
+    assert sorted(walk(main, [])) == sorted(COMMANDS)
