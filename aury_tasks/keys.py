@@ -199,6 +199,16 @@ def scheduler_miss_counts() -> str:
     return f"{SCHEDULER_PREFIX}missed"
 
 
+def time_limit_counts(minute: int) -> str:
+    """Hash of the tasks that hit their time limit in one minute (UNIX minute): ``""`` (all),
+    ``q:<queue>`` and ``t:<task name>`` -> count. Written only when it happens; read by the alerts."""
+    return f"{LEDGER_PREFIX}timelimits:{minute}"
+
+
+#: How long a minute of :func:`time_limit_counts` is kept, in seconds.
+TIME_LIMIT_COUNTS_TTL = 2 * 86_400
+
+
 # Workflows (aury_tasks.workflows)
 
 

@@ -146,6 +146,13 @@ class ClusterCollector:
             for name, count in sorted(ledger.sent[label].items()):
                 sent.add_metric([name], count)
             yield sent
+            stopped = gauge(
+                f"{label}_time_limits_last_hour",
+                f"Attempts stopped by their time limit {window}, by {label}.", [label],
+            )  # fmt: skip
+            for name in sorted(ledger.sent[label]):
+                stopped.add_metric([name], ledger.time_limits[label].get(name, 0))
+            yield stopped
             for name, (counters, histogram) in sorted(ledger.windows[label].items()):
                 for status in _FINAL:
                     ended.add_metric([name, status.value], counters[status.value])
@@ -170,6 +177,8 @@ class _Ledger:
         self.windows: dict[str, dict[str, Any]] = {"queue": {}, "task": {}}
         #: ``{"queue"|"task": {name: tasks sent in the window}}``.
         self.sent: dict[str, dict[str, int]] = {"queue": {}, "task": {}}
+        #: ``{"queue"|"task": {name: attempts stopped by their time limit in the window}}``.
+        self.time_limits: dict[str, dict[str, int]] = {"queue": {}, "task": {}}
 
 
 def _read_ledger(store: RedisTaskStore, now: float) -> _Ledger:
@@ -195,7 +204,17 @@ def _read_ledger(store: RedisTaskStore, now: float) -> _Ledger:
             pipe.hgetall(keys.stats_bucket(granularity, bucket, dimension))
         index = keys.queue_index(name) if kind == "queue" else keys.task_name_index(name)
         pipe.zcount(index, int(start * 1000), "+inf")  # scored by enqueue time, ms
+    minutes = range(math.floor(now / 60) - WINDOW_MINUTES, math.floor(now / 60) + 1)
+    for minute in minutes:
+        pipe.hgetall(keys.time_limit_counts(minute))
     read = pipe.execute()
+    for counts in read[len(read) - len(minutes) :]:
+        for field, count in counts.items():
+            kind, _, name = field.partition(":")
+            if kind in ("q", "t"):
+                totals = ledger.time_limits["queue" if kind == "q" else "task"]
+                totals[name] = totals.get(name, 0) + int(count)
+    read = read[: len(read) - len(minutes)]
     width = len(buckets) + 1
     for index, (kind, name, _) in enumerate(dimensions):
         chunk = read[index * width : (index + 1) * width]

@@ -63,7 +63,20 @@ class Readings:
             if rule.job is not None:
                 return float(counts.get(rule.job, 0))
             return float(sum(int(count) for count in counts.values()))
+        if rule.kind == "time_limit":
+            return float(self._time_limits(rule, now))
         raise AuryTasksError(f"alert kind {rule.kind!r} cannot be read")
+
+    def _time_limits(self, rule: AlertRule, now: float) -> int:
+        """Tasks stopped by their time limit in the rule's window (whole minutes, the current one in)."""
+        field = f"q:{rule.queue}" if rule.queue else (f"t:{rule.task}" if rule.task else "")
+        last = int(now // 60)
+        first = int((now - rule.window) // 60) + 1
+        client = self.tm.store.client
+        pipe = client.pipeline(transaction=False)
+        for minute in range(max(first, last - keys.TIME_LIMIT_COUNTS_TTL // 60), last + 1):
+            pipe.hget(keys.time_limit_counts(minute), field)
+        return sum(int(count or 0) for count in pipe.execute())
 
     def _queue(self, rule: AlertRule) -> QueueStats:
         name = str(rule.queue)

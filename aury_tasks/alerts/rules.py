@@ -17,6 +17,7 @@ KINDS: dict[str, str] = {
     "dead_letters": "messages in the queue's dead-letter queue",
     "no_worker": "worker processes alive serving the queue (fires at or below the threshold)",
     "misfires": "scheduled ticks missed (of one job, or all) since the rule was last evaluated",
+    "time_limit": "tasks (of the queue or task, or all) stopped by their time limit in the window",
 }
 #: Kinds whose target is a queue (required), a queue or a task, or a scheduled job (optional).
 QUEUE_KINDS = frozenset({"backlog", "backlog_age", "dead_letters", "no_worker"})
@@ -31,12 +32,13 @@ class AlertRule:
     Parameters:
       name: unique name (letters, digits, ``.``, ``_``, ``-``).
       kind: one of :data:`KINDS`.
-      queue: the queue watched (required by the queue kinds; ``failure_rate`` takes a queue or task).
-      task: the task name watched by ``failure_rate``.
+      queue: the queue watched (required by the queue kinds; ``failure_rate`` takes a queue or task,
+        ``time_limit`` a queue, a task or neither).
+      task: the task name watched by ``failure_rate`` or ``time_limit``.
       job: the scheduled job watched by ``misfires`` (none: every job).
       threshold: the value above which it fires (``no_worker``: at or below which; default 0).
       for_seconds: how long the value must stay past the threshold before it fires.
-      window: seconds of history ``failure_rate`` looks at.
+      window: seconds of history ``failure_rate`` and ``time_limit`` look at.
     """
 
     name: str
@@ -62,6 +64,8 @@ class AlertRule:
             return f"kind {self.kind} needs a queue"
         if self.kind == "failure_rate" and bool(self.queue) == bool(self.task):
             return "kind failure_rate needs a queue or a task (one of them)"
+        if self.kind == "time_limit" and self.queue and self.task:
+            return "kind time_limit takes a queue or a task (or neither: every task), not both"
         for field in ("threshold", "for_seconds", "window"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

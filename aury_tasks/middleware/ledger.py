@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.common import q_name
 from dramatiq.middleware import Middleware, SkipMessage
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 from dramatiq.worker import ConsumerThread
 from loguru import logger
 
@@ -233,6 +235,8 @@ class LedgerWriter(Middleware):
             "duration": finished - run.started_at,
             "worker": self.worker_name,
         }
+        if isinstance(exception, TimeLimitExceeded):  # rare: a write of its own, for the alerts
+            _count_time_limit(store, q_name(message.queue_name), message.actor_name, finished)
         if exception is None:
             if run.idempotency_key is not None:
                 # Before the ack, in a round trip of its own: a redelivery from now on is not run again.
@@ -360,3 +364,16 @@ def _dead_reason(message: MessageProxy, exception: BaseException | None) -> str:
     if exception is not None:
         return f"{type(exception).__name__}: {exception}"[:500]
     return "dead-lettered"
+
+
+def _count_time_limit(store: RedisTaskStore, queue_name: str, task_name: str, now: float) -> None:
+    """Count a task that hit its time limit in its minute (all, its queue, its task name)."""
+    key = keys.time_limit_counts(int(now // 60))
+    try:
+        pipe = store.client.pipeline(transaction=False)
+        for field_name in ("", f"q:{queue_name}", f"t:{task_name}"):
+            pipe.hincrby(key, field_name, 1)
+        pipe.expire(key, keys.TIME_LIMIT_COUNTS_TTL)
+        pipe.execute()
+    except redis.RedisError as exc:  # a count lost is not worth failing the ack for
+        logger.warning("could not count a time limit hit: {}", exc)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import redis
+import time
 
-from aury_tasks import TaskManager
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from aury_tasks import SchedulerManager, TaskManager
+from aury_tasks.alerts.readings import Readings
+from aury_tasks.alerts.rules import AlertRule
+from aury_tasks.metrics import render_cluster_metrics
 
 from .events import EventLog, wait_dead_lettered
 
@@ -50,3 +56,32 @@ def test_an_async_task_over_its_time_limit_is_cancelled(
     assert 0.9 <= cancelled["at"] - started["at"] < LIMIT_WAIT
     wait_dead_lettered(redis_client, handle, timeout=LIMIT_WAIT)
     assert events.all("sleeps_async_end") == []
+
+
+def test_attempts_stopped_by_their_time_limit_are_counted_for_alerts_and_metrics(
+    start_worker, producer: TaskManager, events: EventLog, redis_client: redis.Redis
+) -> None:
+    # Given a worker that stopped a sync and an async task at their time limit
+    start_worker()
+    handles = [producer.get_task("sleeps_sync").send(TASK_SECONDS, "count-sync"),
+               producer.get_task("sleeps_async").send(TASK_SECONDS, "count-async")]  # fmt: skip
+    for handle in handles:
+        wait_dead_lettered(redis_client, handle, timeout=LIMIT_WAIT)
+    sync_name = producer.get_task("sleeps_sync").name
+
+    # When time_limit rules read them, and /metrics is rendered
+    readings = Readings(producer, redis_client)
+    now = time.time()
+
+    def value(**target: str) -> float:
+        return readings.value(AlertRule(name="t", kind="time_limit", window=600, **target), now)
+
+    body, _ = render_cluster_metrics(producer, SchedulerManager.get_instance(producer.name))
+    families = text_string_to_metric_families(body.decode())
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in families for sample in family.samples}  # fmt: skip
+
+    # Then each attempt counts once, by queue, by task and in all
+    assert (value(), value(queue="fixture"), value(queue="other"), value(task=sync_name)) == (2, 2, 0, 1)
+    assert samples[("aury_tasks_queue_time_limits_last_hour", (("queue", "fixture"),))] == 2
+    assert samples[("aury_tasks_task_time_limits_last_hour", (("task", sync_name),))] == 1

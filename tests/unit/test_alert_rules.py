@@ -37,6 +37,7 @@ def run(rule: AlertRule, values: list[float], *, step: float = 1.0) -> list[tupl
         ({"name": "x", "kind": "failure_rate"}, "a queue or a task"),
         ({"name": "x", "kind": "failure_rate", "queue": "q", "task": "t"}, "a queue or a task"),
         ({"name": "x", "kind": "failure_rate", "queue": "q", "threshold": 120}, "percentage"),
+        ({"name": "x", "kind": "time_limit", "queue": "q", "task": "t"}, "a queue or a task (or neither"),
         ({"name": "x", "kind": "backlog", "queue": "q", "threshold": -1}, "threshold must be"),
         ({"name": "x", "kind": "backlog", "queue": "q", "window": 0}, "window must be above 0"),
         ({"name": "x", "kind": "backlog", "queue": "q", "colour": "red"}, "unknown field(s) colour"),
