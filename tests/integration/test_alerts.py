@@ -118,15 +118,15 @@ def test_a_backlog_alert_fires_once_signed_and_resolves_once_when_drained(
     assert f"alert {rule.name} firing" in scheduler.output()
 
 
-def test_a_failure_burst_fires_a_failure_rate_alert_once(
+def test_a_failure_burst_fires_a_failure_rate_alert_once_and_it_resolves_when_tasks_succeed_again(
     producer: TaskManager,
     receiver: Receiver,
     redis_client: redis.Redis,
     start_scheduler: StartProcess,
     start_worker: StartProcess,
 ) -> None:
-    # Given a failure-rate rule added in Redis (as `aum alerts add` does): above 50 % of the task
-    rule = AlertRule(name="permanent-failing", kind="failure_rate", task=PERMANENT, threshold=50, window=60)
+    # Given a failure-rate rule added in Redis (as `aum alerts add` does): above 50 % of the queue
+    rule = AlertRule(name="fixture-failing", kind="failure_rate", queue="fixture", threshold=50, window=60)
     AlertStore(redis_client).put(rule)
     start_worker("-q", "fixture")
     scheduler = start_scheduler(env=alert_env(receiver, []))
@@ -136,11 +136,18 @@ def test_a_failure_burst_fires_a_failure_rate_alert_once(
         wait_until(lambda h=handle: h.status().is_final, timeout=15, what=f"task {handle.id} to end")
     # Then one firing arrives, saying 100 %
     firing = wait_until(lambda: receiver.alerts(rule.name, "firing"), timeout=10, what="the firing")
-    assert (firing[0]["value"], firing[0]["target"]) == (100.0, PERMANENT)
+    assert (firing[0]["value"], firing[0]["target"]) == (100.0, "fixture")
     # And still one after three more evaluations (the incident stays open, nothing is re-sent)
     assert_nothing_more(receiver, count=1)
     assert len(receiver.alerts(rule.name, "firing")) == 1, scheduler.output()
     assert f"alert {rule.name} firing" in scheduler.output()
+    # When tasks of the queue succeed again (5 of 9 in the window: 44 % failed)
+    for index in range(5):
+        assert producer.get_task("add").send(index, index).get_result(timeout=15) == 2 * index
+    # Then one resolution arrives, and nothing more
+    wait_until(lambda: receiver.alerts(rule.name, "resolved"), timeout=10, what="the resolved delivery")
+    assert_nothing_more(receiver, count=2)
+    assert [json.loads(body)["state"] for body, _ in receiver.received] == ["firing", "resolved"]
 
 
 def test_aum_alerts_add_list_test_and_remove(redis_url: str, tmp_path: Path, receiver: Receiver) -> None:
