@@ -67,6 +67,20 @@ class TaskSettings(BaseSettings):
         description="Tasks one worker process runs at once (threads); `aum worker -c` overrides.",
         json_schema_extra=_expected("a whole number from 1 to 1024"),
     )
+    max_tasks_per_child: int = Field(
+        default=0,
+        ge=0,
+        description="Tasks a worker process runs before a fresh one replaces it (0: never); "
+        "`aum worker --max-tasks-per-child` overrides.",
+        json_schema_extra=_expected("a whole number, 0 or more"),
+    )
+    max_memory_per_child: int = Field(
+        default=0,
+        ge=0,
+        description="Resident memory in MiB past which a worker process is replaced after its "
+        "running tasks (0: never); `aum worker --max-memory-per-child` overrides.",
+        json_schema_extra=_expected("a whole number of MiB, 0 or more"),
+    )
     timeout: float = Field(
         default=600,
         gt=0,

@@ -41,6 +41,8 @@ class SettingsSnapshot:
     result_backend_url_value: str | None = field(repr=False)
     queue_name: str
     max_workers: int
+    max_tasks_per_child: int
+    max_memory_per_child: int
     timeout: float
     max_retries: int
     retry_delay: float

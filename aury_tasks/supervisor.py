@@ -11,6 +11,9 @@ The same process id stays, so systemd, a PID file or a terminal's Ctrl-C see no 
 An embedded server started by ``aum worker`` is this process's child still: it is stopped (and
 waited for) when the supervisor exits, as ``aum worker`` would have; were the supervisor
 killed, the kernel tells the server (see :mod:`aury_tasks.embedded`).
+
+With ``--max-tasks-per-child`` or ``--max-memory-per-child``, a worker process that exits to be
+replaced is started again instead of stopping everything (:mod:`aury_tasks.recycling`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ def main(arguments: str) -> int:
     metrics_dir = given.pop("metrics_dir", None)
     if metrics_dir is not None:  # prometheus_client's multiprocess files (aury_tasks.metrics)
         atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
+    recycling = given.pop("recycling", None)
+    if recycling is not None:  # --max-tasks-per-child, --max-memory-per-child
+        from .recycling import Limits, install
+
+        install(Limits(**recycling))
     return int(cli.main(argparse.Namespace(**given)))
 
 

@@ -13,8 +13,10 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,7 @@ from .discovery import import_task_modules
 from .logging import setup_logging
 from .manager import TaskManager
 from .queue_limits import QueueLimitedWorker
+from .recycling import Recycler, operator_stop, supervised
 from .run_mode import RunMode
 from .settings_snapshot import SNAPSHOT_ENV, SettingsSnapshot
 
@@ -78,7 +81,12 @@ def boot_worker_process() -> dramatiq.Broker:
         from .metrics import worker_metrics_middleware
 
         tm.broker.add_middleware(worker_metrics_middleware())
-    _install_stop_handler()
+    stop = _install_stop_handler()
+    settings = tm.settings
+    if (settings.max_tasks_per_child or settings.max_memory_per_child) and supervised():
+        recycler = Recycler(max_tasks=settings.max_tasks_per_child,
+                            max_memory_mib=settings.max_memory_per_child, stop=stop)  # fmt: skip
+        tm.broker.add_middleware(recycler)
     for queue_name in filter(None, os.environ.get(QUEUES_ENV, "").split(",")):
         tm.broker_for_queue(queue_name)  # queues no task declares, given with -q
     _use_queue_limits()
@@ -100,7 +108,7 @@ def _use_queue_limits() -> None:
     dramatiq_cli.Worker = functools.partial(QueueLimitedWorker, limits=limits)  # type: ignore[misc,assignment]
 
 
-def _install_stop_handler() -> None:
+def _install_stop_handler() -> Callable[[], None]:
     """Make a worker process stop gracefully on SIGTERM even when the signal arrives twice.
 
     ``timeout``, ``kill -- -PGID`` and systemd's default ``KillMode=control-group`` signal the
@@ -109,21 +117,37 @@ def _install_stop_handler() -> None:
     ``sys.exit`` in the main thread, which then waits forever for the worker threads. Here a
     repeat within a short window is ignored, and a later one (a second Ctrl-C, an operator who
     insists) ends the process at once: its unacknowledged messages are delivered again.
+
+    Returns the graceful stop itself (Dramatiq's, started at most once), callable from any
+    thread: what :class:`~aury_tasks.recycling.Recycler` calls. A stop signal that comes after it
+    is the operator's: it makes the process exit as stopped (it is not replaced), and a repeat of
+    it still ends the process at once.
     """
     graceful = signal.getsignal(signal.SIGTERM)
-    if not callable(graceful):
-        return
     first_at: float | None = None
+    started = False
+    lock = threading.Lock()
+
+    def stop_gracefully() -> None:
+        nonlocal started
+        with lock:
+            if started or not callable(graceful):
+                return
+            started = True
+        graceful(signal.SIGTERM, None)
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
         nonlocal first_at
         now = time.monotonic()
+        operator_stop()
         if first_at is None:
             first_at = now
-            graceful(signum, frame)
+            stop_gracefully()
         elif now - first_at >= _REPEAT_WINDOW:
             logger.warning("stopping now: unfinished tasks will be delivered again")
             os._exit(dramatiq_cli.RET_KILLED)
 
-    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(stop_signal, on_stop)
+    if callable(graceful):
+        for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop_signal, on_stop)
+    return stop_gracefully

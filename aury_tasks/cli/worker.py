@@ -36,6 +36,16 @@ PREFETCH_PER_THREAD = 4
 PREFETCH_ENV = "dramatiq_queue_prefetch"
 
 
+def _setting_override(name: str) -> Callable[[click.Context, click.Parameter, int | None], None]:
+    """A click callback that makes an option's value, when given, override the setting ``name``."""
+
+    def override(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+        if value is not None:
+            ctx.ensure_object(AumContext).overrides[name] = value
+
+    return override
+
+
 def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options of ``aum worker``, shared with ``aum run``."""
     options = [
@@ -69,6 +79,26 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.FloatRange(0),
             default=600.0,
             help="Seconds running tasks get to finish after SIGTERM/SIGINT.",
+        ),
+        click.option(
+            "--max-tasks-per-child",
+            type=click.IntRange(0),
+            default=None,
+            metavar="N",
+            expose_value=False,
+            callback=_setting_override("max_tasks_per_child"),
+            help="Replace a worker process by a fresh one once it has run N tasks (after its running "
+            "ones; 0: never).  [default: TASK_MAX_TASKS_PER_CHILD]",
+        ),
+        click.option(
+            "--max-memory-per-child",
+            type=click.IntRange(0),
+            default=None,
+            metavar="MIB",
+            expose_value=False,
+            callback=_setting_override("max_memory_per_child"),
+            help="Replace a worker process the same way once its resident memory reaches MIB MiB "
+            "(0: never).  [default: TASK_MAX_MEMORY_PER_CHILD]",
         ),
     ]
     for option in reversed(options):
@@ -115,12 +145,17 @@ def worker(
     is killed are delivered again (at-least-once: make tasks idempotent). If a worker process
     dies, aum worker stops and exits non-zero, so a supervisor can restart it.
 
+    --max-tasks-per-child N (or --max-memory-per-child MIB) replaces a worker process by a fresh
+    one once it has run N tasks (or its resident memory reached MIB MiB): it starts no new task,
+    gives back what it fetched, finishes its running tasks, and another takes its place.
+
     \b
     Examples:
       aum worker                      every queue, TASK_MAX_WORKERS threads
       aum worker -q emails,default -c 16 -p 2
       aum worker -q cpu:2,io:20,default   2 cpu and 20 io tasks at most, default on the -c threads
       aum worker --metrics-port 9191  dramatiq_* metrics at http://127.0.0.1:9191/metrics
+      aum worker --max-tasks-per-child 500   a fresh process after every 500 tasks
     """
     if metrics_port is not None:
         aum.overrides["metrics_port"] = metrics_port
@@ -239,6 +274,9 @@ def run_worker(
         given["embedded_server"] = {"pid": server.pid, "state_file": str(server.state_file)}
     if metrics_dir is not None:  # the supervisor removes it
         given["metrics_dir"] = metrics_dir
+    if settings.max_tasks_per_child or settings.max_memory_per_child:  # the supervisor replaces them
+        given["recycling"] = {"max_tasks": settings.max_tasks_per_child,
+                              "max_memory_mib": settings.max_memory_per_child}  # fmt: skip
     supervisor = [sys.executable, "-m", "aury_tasks.supervisor", json.dumps(given)]
     os.execv(sys.executable, supervisor)  # noqa: S606 - this interpreter, our own module
 
