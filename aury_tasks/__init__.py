@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     __version__: str
 
-    from .dead_letters import DeadLetter, DeadLetterQueue
-    from .errors import (
+    from .config.settings import TaskSettings, get_settings
+    from .config.snapshot import SettingsSnapshot
+    from .core.errors import (
         AuryTasksError,
         BrokerUnavailable,
         ConfigError,
@@ -40,11 +41,11 @@ if TYPE_CHECKING:
         TaskRecordNotFound,
         TaskStateError,
     )
-    from .events import ProgressSubscription
-    from .handle import TaskHandle
-    from .manager import TaskManager
-    from .progress import report_progress
-    from .run_mode import RunMode
+    from .core.run_mode import RunMode
+    from .core.status import TaskStatus
+    from .ledger import Progress, QueueStats, Statistics, TaskPage, TaskRecord, WorkerInfo
+    from .ledger.dead_letters import DeadLetter, DeadLetterQueue
+    from .ledger.events import ProgressSubscription
     from .scheduler import (
         CronCheck,
         JobDefinition,
@@ -54,11 +55,10 @@ if TYPE_CHECKING:
         SchedulerManager,
         TriggerSpec,
     )
-    from .settings import TaskSettings, get_settings
-    from .settings_snapshot import SettingsSnapshot
-    from .status import TaskStatus
-    from .store import Progress, QueueStats, Statistics, TaskPage, TaskRecord, WorkerInfo
-    from .task import Task
+    from .tasks.handle import TaskHandle
+    from .tasks.manager import TaskManager
+    from .tasks.progress import report_progress
+    from .tasks.task import Task
     from .workflows import (
         Chain,
         Chord,
@@ -77,32 +77,32 @@ if TYPE_CHECKING:
 #: Where each public name lives: imported on first use, so that importing one part of the package
 #: (the embedded server, the worker's supervisor) does not load the rest.
 _LOCATIONS: dict[str, str] = {
-    "DeadLetter": "dead_letters",
-    "DeadLetterQueue": "dead_letters",
-    "AuryTasksError": "errors",
-    "BrokerUnavailable": "errors",
-    "ConfigError": "errors",
-    "DiscoveryError": "errors",
-    "EmbeddedServerError": "errors",
-    "LedgerUnavailable": "errors",
-    "PayloadTooLarge": "errors",
-    "PermanentError": "errors",
-    "ScheduledJobNotFound": "errors",
-    "SchedulerError": "errors",
-    "SerializationError": "errors",
-    "SoftTimeLimitExceeded": "errors",
-    "TaskCancelled": "errors",
-    "TaskExpired": "errors",
-    "TaskFailed": "errors",
-    "TaskInterrupted": "errors",
-    "TaskNotFound": "errors",
-    "TaskOptionError": "errors",
-    "TaskRecordNotFound": "errors",
-    "TaskStateError": "errors",
-    "ProgressSubscription": "events",
-    "TaskHandle": "handle",
-    "TaskManager": "manager",
-    "report_progress": "progress",
+    "DeadLetter": "ledger.dead_letters",
+    "DeadLetterQueue": "ledger.dead_letters",
+    "AuryTasksError": "core.errors",
+    "BrokerUnavailable": "core.errors",
+    "ConfigError": "core.errors",
+    "DiscoveryError": "core.errors",
+    "EmbeddedServerError": "core.errors",
+    "LedgerUnavailable": "core.errors",
+    "PayloadTooLarge": "core.errors",
+    "PermanentError": "core.errors",
+    "ScheduledJobNotFound": "core.errors",
+    "SchedulerError": "core.errors",
+    "SerializationError": "core.errors",
+    "SoftTimeLimitExceeded": "core.errors",
+    "TaskCancelled": "core.errors",
+    "TaskExpired": "core.errors",
+    "TaskFailed": "core.errors",
+    "TaskInterrupted": "core.errors",
+    "TaskNotFound": "core.errors",
+    "TaskOptionError": "core.errors",
+    "TaskRecordNotFound": "core.errors",
+    "TaskStateError": "core.errors",
+    "ProgressSubscription": "ledger.events",
+    "TaskHandle": "tasks.handle",
+    "TaskManager": "tasks.manager",
+    "report_progress": "tasks.progress",
     "CronCheck": "scheduler",
     "JobDefinition": "scheduler",
     "JobInfo": "scheduler",
@@ -110,18 +110,18 @@ _LOCATIONS: dict[str, str] = {
     "LastRun": "scheduler",
     "SchedulerManager": "scheduler",
     "TriggerSpec": "scheduler",
-    "RunMode": "run_mode",
-    "SettingsSnapshot": "settings_snapshot",
-    "TaskSettings": "settings",
-    "get_settings": "settings",
-    "TaskStatus": "status",
-    "Progress": "store",
-    "QueueStats": "store",
-    "Statistics": "store",
-    "TaskPage": "store",
-    "TaskRecord": "store",
-    "WorkerInfo": "store",
-    "Task": "task",
+    "RunMode": "core.run_mode",
+    "SettingsSnapshot": "config.snapshot",
+    "TaskSettings": "config.settings",
+    "get_settings": "config.settings",
+    "TaskStatus": "core.status",
+    "Progress": "ledger",
+    "QueueStats": "ledger",
+    "Statistics": "ledger",
+    "TaskPage": "ledger",
+    "TaskRecord": "ledger",
+    "WorkerInfo": "ledger",
+    "Task": "tasks.task",
     "Chain": "workflows",
     "Chord": "workflows",
     "Group": "workflows",

@@ -59,9 +59,9 @@ from typing import Any
 from common import free_port, machine_info, percentile, process_tree_cpu
 
 from aury_tasks import TaskManager, TaskSettings
-from aury_tasks.embedded import start_server
-from aury_tasks.status import TaskStatus
-from aury_tasks.task import Task
+from aury_tasks.broker.embedded import start_server
+from aury_tasks.core.status import TaskStatus
+from aury_tasks.tasks.task import Task
 
 #: The queue and the registered name of the task the fill and the stream send.
 QUEUE = "bench_api"
@@ -405,8 +405,17 @@ def git_commit() -> str:
 
 
 def reproduce_command(args: argparse.Namespace) -> str:
-    options = ["duration", "warmup", "rate", "connections", "tasks", "stream_rate", "worker_threads",
-               "server_workers", "seed"]
+    options = [
+        "duration",
+        "warmup",
+        "rate",
+        "connections",
+        "tasks",
+        "stream_rate",
+        "worker_threads",
+        "server_workers",
+        "seed",
+    ]
     return (
         "python benchmarks/api.py "
         + " ".join(f"--{name.replace('_', '-')} {getattr(args, name):g}" for name in options)
@@ -463,8 +472,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--stream-rate", type=float, default=100.0, help="tasks a second sent (and drained) during the load")
     add("--worker-threads", type=int, default=8, help="aum worker --concurrency")
     add("--server-workers", type=int, default=2, help="aum serve --workers (server processes)")
-    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
-                        help="aum serve --access-log (a log line a request) or --no-access-log")
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="aum serve --access-log (a log line a request) or --no-access-log",
+    )
     add("--endpoints", default="one,page", help="which loads to run, in order: one (a task by id), page")
     add("--seed", type=int, default=1, help="seed of the random task ids")
     add("--json", type=Path, default=None, metavar="PATH", help="also save the results here")
@@ -492,8 +505,15 @@ def run(args: argparse.Namespace, url: str, workdir: Path) -> list[Phase]:
     modules = ["--modules", str(modules_dir)]
     tm, work = make_manager(url, workdir)
     worker_args = ["worker", *modules, "-q", QUEUE, "-c", str(args.worker_threads)]
-    serve_args = ["serve", *modules, "--port", str(port), "--workers", str(args.server_workers),
-                  "--access-log" if args.access_log else "--no-access-log"]
+    serve_args = [
+        "serve",
+        *modules,
+        "--port",
+        str(port),
+        "--workers",
+        str(args.server_workers),
+        "--access-log" if args.access_log else "--no-access-log",
+    ]
     try:
         with service("worker", worker_args, workdir, env) as worker, \
              service("serve", serve_args, workdir, env) as server:  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 import aury_tasks
-from aury_tasks.embedded import EmbeddedServer
+from aury_tasks.broker.embedded import EmbeddedServer
 
 
 def free_port() -> int:

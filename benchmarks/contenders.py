@@ -30,7 +30,8 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO, default_middleware
 
-from aury_tasks import TaskManager, TaskSettings, keys
+from aury_tasks import TaskManager, TaskSettings
+from aury_tasks.core import keys
 
 #: The queue every contender uses, and the names every contender registers its two tasks under.
 QUEUE = "bench"

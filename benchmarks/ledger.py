@@ -1,10 +1,10 @@
 """The ledger's query targets, measured on one private Redis filled through the real write path.
 
 The store is filled with task records exactly as the ledger middleware writes them: each record
-is the ``TRANSITION`` script calls of :class:`~aury_tasks.store.redis.RedisTaskStore` (pending
+is the ``TRANSITION`` script calls of :class:`~aury_tasks.ledger.store.RedisTaskStore` (pending
 with the encoded message, started, then success with a small result or failure with an error and
 a traceback; a real worker writes ``started`` only for tasks running over 0.1 s, the final
-record is the same), sent in large batches with :func:`~aury_tasks.store.scripts.run_pipelined` and
+record is the same), sent in large batches with :func:`~aury_tasks.redis.scripts.run_pipelined` and
 given explicit timestamps, so that the finish times spread over the last ~24 h and the
 statistics buckets fill as they would. Several queues and task names, a mix of successes and
 failures, and a few in-flight tasks (pending, or started with a progress report) on top.
@@ -56,13 +56,14 @@ from common import free_port, machine_info, percentile
 from redis.utils import HIREDIS_AVAILABLE
 
 import aury_tasks
-from aury_tasks import TaskManager, TaskSettings, keys
-from aury_tasks.embedded import EmbeddedServer, start_server
-from aury_tasks.handle import TaskHandle
-from aury_tasks.status import TaskStatus
-from aury_tasks.store.base import Progress
-from aury_tasks.store.redis import RedisTaskStore
-from aury_tasks.store.scripts import Write, run_pipelined
+from aury_tasks import TaskManager, TaskSettings
+from aury_tasks.broker.embedded import EmbeddedServer, start_server
+from aury_tasks.core import keys
+from aury_tasks.core.status import TaskStatus
+from aury_tasks.ledger.records import Progress
+from aury_tasks.ledger.store import RedisTaskStore
+from aury_tasks.redis.scripts import Write, run_pipelined
+from aury_tasks.tasks.handle import TaskHandle
 
 DAY = 86_400.0
 #: Finish times spread over this span, ending a minute before the fill starts.

@@ -61,7 +61,7 @@ from contenders import Side, make_aury_side, make_raw_side, write_worker_modules
 from peers import PEERS, available, make_peer
 from report import report
 
-from aury_tasks.embedded import start_server
+from aury_tasks.broker.embedded import start_server
 
 #: Redis lists the latency task pushes its measurements to (milliseconds, as text).
 LATENCY_KEY = "benchmark:latency"

@@ -50,11 +50,12 @@ import apscheduler
 import redis
 from common import free_port, machine_info, percentile
 
-from aury_tasks import TaskManager, TaskSettings, keys
-from aury_tasks.embedded import EmbeddedServer, start_server
+from aury_tasks import TaskManager, TaskSettings
+from aury_tasks.broker.embedded import EmbeddedServer, start_server
+from aury_tasks.core import keys
 from aury_tasks.scheduler.manager import SchedulerManager
 from aury_tasks.scheduler.triggers import TriggerSpec, next_fire_times
-from aury_tasks.task import Task
+from aury_tasks.tasks.task import Task
 
 #: The queue and the registered name of the task every job sends.
 QUEUE = "bench"

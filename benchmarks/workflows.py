@@ -47,8 +47,9 @@ from contenders import QUEUE, Side, dramatiq_side
 from redis.connection import AbstractConnection
 from run import BenchmarkError, Rate, measure_drain, reset_redis, worker_process
 
-from aury_tasks import TaskManager, TaskSettings, chord, group, keys
-from aury_tasks.embedded import EmbeddedServer, start_server
+from aury_tasks import TaskManager, TaskSettings, chord, group
+from aury_tasks.broker.embedded import EmbeddedServer, start_server
+from aury_tasks.core import keys
 
 VARIANTS = ("individual", "chord", "group")
 NOOP_ACTOR = "bench.wf_noop"

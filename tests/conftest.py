@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from aury_tasks import TaskManager
-from aury_tasks.embedded import EmbeddedServer, start_server
-from aury_tasks.settings import get_settings
+from aury_tasks.broker.embedded import EmbeddedServer, start_server
+from aury_tasks.config.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_MODULES = ROOT / "tests" / "fixtures" / "sample_modules"
@@ -238,7 +238,7 @@ def import_modules() -> Callable[[Path], None]:
 
 def import_fixture_modules(modules_dir: Path = FIXTURE_MODULES) -> None:
     """(Re-)import the task modules of ``modules_dir`` so they register with the current TaskManager."""
-    from aury_tasks.discovery import import_task_modules
+    from aury_tasks.worker.discovery import import_task_modules
 
     package = modules_dir.name
     for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:

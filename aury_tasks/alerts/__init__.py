@@ -7,7 +7,7 @@ Redis), :mod:`.readings` (the current values), :mod:`.evaluate` (which rules fir
 
 from __future__ import annotations
 
+from ..config.alert_rules import KINDS, AlertRule, parse_rules
 from .evaluate import Incident, Transition, evaluate
-from .rules import KINDS, AlertRule, parse_rules
 
 __all__ = ["KINDS", "AlertRule", "Incident", "Transition", "evaluate", "parse_rules"]

@@ -18,8 +18,8 @@ from typing import Any
 
 from loguru import logger
 
-from ..errors import AlertDeliveryFailed
-from ..redaction import redact_url
+from ..core.errors import AlertDeliveryFailed
+from ..core.redaction import redact_url
 from .evaluate import Transition
 
 #: Header carrying the body's signature.

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from .rules import AlertRule
+from ..config.alert_rules import AlertRule
 
 State = Literal["firing", "resolved"]
 

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any
 import redis
 from loguru import logger
 
-from .. import keys
-from ..errors import AuryTasksError
-from ..redaction import redact_text
-from ..status import TaskStatus
-from .rules import AlertRule
+from ..config.alert_rules import AlertRule
+from ..core import keys
+from ..core.errors import AuryTasksError
+from ..core.redaction import redact_text
+from ..core.status import TaskStatus
 
 if TYPE_CHECKING:
-    from ..manager import TaskManager
-    from ..store.base import QueueStats
+    from ..ledger.records import QueueStats
+    from ..tasks.manager import TaskManager
 
 
 class Readings:
@@ -45,7 +45,7 @@ class Readings:
         return values
 
     def value(self, rule: AlertRule, now: float) -> float:
-        """The value of ``rule`` now (see :data:`~aury_tasks.alerts.rules.KINDS`)."""
+        """The value of ``rule`` now (see :data:`~aury_tasks.config.alert_rules.KINDS`)."""
         if rule.kind == "backlog":
             return float(self._queue(rule).pending)
         if rule.kind == "dead_letters":

@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING
 import redis
 from loguru import logger
 
-from ..errors import AuryTasksError
-from ..redaction import redact_text
+from ..config.alert_rules import AlertRule, parse_rules
+from ..core.errors import AuryTasksError
+from ..core.redaction import redact_text
 from .deliver import WebhookNotifier
 from .evaluate import Transition, evaluate
 from .readings import Readings
-from .rules import AlertRule, parse_rules
 from .store import AlertStore, merge_rules
 
 if TYPE_CHECKING:
-    from ..manager import TaskManager
+    from ..config.snapshot import Settings
     from ..scheduler.manager import SchedulerManager
-    from ..settings_snapshot import Settings
+    from ..tasks.manager import TaskManager
 
 
 def notifier_from_settings(settings: Settings) -> WebhookNotifier:

@@ -8,10 +8,10 @@ from typing import Any
 import redis
 from loguru import logger
 
-from .. import keys
-from ..errors import ConfigError
+from ..config.alert_rules import AlertRule
+from ..core import keys
+from ..core.errors import ConfigError
 from .evaluate import Incident
-from .rules import AlertRule
 
 
 class AlertStore:

@@ -6,9 +6,9 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
-from ..errors import ConfigError
-from ..manager import TaskManager
+from ..core.errors import ConfigError
 from ..scheduler.manager import SchedulerManager
+from ..tasks.manager import TaskManager
 from .auth import CSRF_HEADER, Tokens
 from .body_limit import BodyLimit
 from .failures import install_error_handlers

@@ -10,8 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..manager import TaskManager
 from ..scheduler.manager import SchedulerManager
+from ..tasks.manager import TaskManager
 from .auth import Access, authorize
 
 

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 from starlette.exceptions import HTTPException
 
-from ..errors import (
+from ..core.errors import (
     AuryTasksError,
     BrokerUnavailable,
     LedgerUnavailable,
@@ -25,7 +25,7 @@ from ..errors import (
     TaskRecordNotFound,
     TaskStateError,
 )
-from ..redaction import redact_text
+from ..core.redaction import redact_text
 
 #: The ``code`` of each status.
 CODES = {

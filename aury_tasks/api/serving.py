@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 
 from fastapi import FastAPI
 
-from ..discovery import import_task_modules
-from ..logging import setup_logging
-from ..manager import TaskManager
-from ..settings import TaskSettings
+from ..config.logging import setup_logging
+from ..config.settings import TaskSettings
+from ..tasks.manager import TaskManager
+from ..worker.discovery import import_task_modules
 from .app import create_app
 
 #: The variable ``aum serve`` hands its worker processes their options in (JSON).

@@ -13,12 +13,12 @@ from typing import Any
 
 from starlette.responses import Response
 
-from ..dead_letters import DeadLetter
-from ..errors import TaskFailed
-from ..events import outcome
+from ..core.errors import TaskFailed
+from ..ledger.dead_letters import DeadLetter
+from ..ledger.events import outcome
+from ..ledger.records import Progress, TaskRecord
 from ..scheduler.jobs import JobDefinition
 from ..scheduler.manager import JobInfo
-from ..store.base import Progress, TaskRecord
 from .auth import Access
 
 _HIDDEN = ("args", "kwargs", "result")

@@ -7,12 +7,12 @@ import time
 import click
 
 from ..alerts.deliver import encode
-from ..alerts.rules import KINDS, AlertRule, parse_rules
 from ..alerts.service import notifier_from_settings
 from ..alerts.store import AlertStore, merge_rules
-from ..errors import ConfigError
-from ..manager import TaskManager
+from ..config.alert_rules import KINDS, AlertRule, parse_rules
+from ..core.errors import ConfigError
 from ..scheduler.manager import SchedulerManager
+from ..tasks.manager import TaskManager
 from .context import AumContext, echo_table
 from .ledger import pass_ledger
 from .times import Duration

@@ -10,11 +10,11 @@ from typing import Any
 
 import click
 
-from ..discovery import import_task_modules
-from ..errors import AuryTasksError
-from ..logging import setup_logging
-from ..manager import TaskManager
-from ..settings import TaskSettings
+from ..config.logging import setup_logging
+from ..config.settings import TaskSettings
+from ..core.errors import AuryTasksError
+from ..tasks.manager import TaskManager
+from ..worker.discovery import import_task_modules
 
 
 class AumError(click.ClickException):

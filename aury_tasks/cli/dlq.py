@@ -9,8 +9,8 @@ import sys
 import click
 from dramatiq.common import q_name
 
-from ..dead_letters import DeadLetter, DeadLetterQueue
-from ..manager import TaskManager
+from ..ledger.dead_letters import DeadLetter, DeadLetterQueue
+from ..tasks.manager import TaskManager
 from .context import echo_table
 from .ledger import echo_fields, echo_json, pass_ledger, short_name
 from .times import format_moment

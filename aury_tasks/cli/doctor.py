@@ -1,7 +1,7 @@
 """``aum doctor``: check a deployment, one aligned line per check, and exit non-zero on a problem.
 
 Every check reuses what the other commands run: the settings of :class:`AumContext`, the broker
-check of ``aum worker`` (:func:`reach_broker`), the Redis checks of :mod:`aury_tasks.redis_checks`,
+check of ``aum worker`` (:func:`reach_broker`), the Redis checks of :mod:`aury_tasks.broker.redis.checks`,
 the ledger, task discovery and the scheduled jobs. A problem that leaves nothing to check after it
 (bad settings, a Redis that does not answer, a module that fails to import) stops the run with its
 exit code; the others are reported and the run goes on.
@@ -19,15 +19,15 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from loguru import logger
 
-from .. import keys
-from ..discovery import import_task_modules
-from ..errors import AuryTasksError, BrokerUnavailable, ConfigError, LedgerUnavailable, SchedulerError
-from ..manager import TaskManager
-from ..redaction import redact_text
-from ..redis_checks import MIN_REDIS_VERSION, REQUIRED_COMMANDS, acl_check, redis_warnings, too_old
+from ..broker.redis.checks import MIN_REDIS_VERSION, REQUIRED_COMMANDS, acl_check, redis_warnings, too_old
+from ..config.settings import TaskSettings
+from ..core import keys
+from ..core.errors import AuryTasksError, BrokerUnavailable, ConfigError, LedgerUnavailable, SchedulerError
+from ..core.redaction import redact_text
 from ..scheduler.jobs import JobDefinition
 from ..scheduler.manager import SchedulerManager
-from ..settings import TaskSettings
+from ..tasks.manager import TaskManager
+from ..worker.discovery import import_task_modules
 from .context import AumContext, modules_option, pass_context
 from .ledger import reaching_ledger
 from .times import format_moment

@@ -1,7 +1,7 @@
 """Following a task from the shell: its progress on standard error, then its outcome.
 
 Used by ``aum status --follow``, ``aum result --wait`` and ``aum send --wait``. Waiting rides on
-the task's event channel (see :mod:`aury_tasks.events`), never on polling.
+the task's event channel (see :mod:`aury_tasks.ledger.events`), never on polling.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 
 import click
 
-from ..errors import TaskRecordNotFound
-from ..manager import TaskManager
-from ..status import TaskStatus
-from ..store.base import Progress
+from ..core.errors import TaskRecordNotFound
+from ..core.status import TaskStatus
+from ..ledger.records import Progress
+from ..tasks.manager import TaskManager
 from .times import Duration
 
 #: Width of the progress bar drawn on a terminal.

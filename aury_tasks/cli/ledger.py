@@ -15,9 +15,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import click
 import redis
 
-from ..errors import BrokerUnavailable
-from ..manager import TaskManager
-from ..redaction import redact_text
+from ..core.errors import BrokerUnavailable
+from ..core.redaction import redact_text
+from ..tasks.manager import TaskManager
 from .context import AumContext
 
 P = ParamSpec("P")

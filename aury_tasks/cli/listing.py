@@ -7,8 +7,8 @@ import time
 
 import click
 
-from ..manager import TaskManager
-from ..status import TaskStatus
+from ..core.status import TaskStatus
+from ..tasks.manager import TaskManager
 from .context import echo_table
 from .ledger import echo_fields, echo_json, pass_ledger, resolve_task_name, short_name
 from .times import Duration, Moment, format_duration, format_moment

@@ -10,11 +10,11 @@ import click
 import redis
 from loguru import logger
 
-from ..errors import AuryTasksError
-from ..manager import TaskManager
-from ..redaction import redact_text
+from ..core.errors import AuryTasksError
+from ..core.redaction import redact_text
 from ..scheduler.manager import SchedulerManager
-from ..worker_process import boot_process
+from ..tasks.manager import TaskManager
+from ..worker.process import boot_process
 from .context import AumContext, pass_context
 from .ledger import reaching_ledger
 from .scheduler import lease_ttl_option, start_scheduler

@@ -13,12 +13,12 @@ from typing import Any
 
 import click
 
-from ..errors import SchedulerError
-from ..manager import TaskManager
+from ..core.errors import SchedulerError
 from ..scheduler.dst import dst_warnings
 from ..scheduler.jobs import JobDefinition
 from ..scheduler.manager import JobInfo, SchedulerManager
 from ..scheduler.triggers import next_fire_times
+from ..tasks.manager import TaskManager
 from .context import AumContext, echo_table, modules_option, pass_context
 from .ledger import echo_fields, echo_json, pass_ledger, short_name
 from .send import parse_json

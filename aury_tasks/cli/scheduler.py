@@ -12,9 +12,9 @@ import click
 from loguru import logger
 
 from .. import __version__
-from ..manager import TaskManager
 from ..scheduler.manager import SchedulerManager
 from ..scheduler.runner import SchedulerRunner
+from ..tasks.manager import TaskManager
 from .context import AumContext, modules_option, pass_context
 from .ledger import reaching_ledger
 from .worker import reach_broker

@@ -10,7 +10,7 @@ import click
 from loguru import logger
 
 from .. import __version__
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .context import AumContext, modules_option, pass_context
 from .ledger import reaching_ledger
 from .worker import reach_broker

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from ..manager import TaskManager
-from ..status import TaskStatus
-from ..store.base import TaskRecord
+from ..core.status import TaskStatus
+from ..ledger.records import TaskRecord
+from ..tasks.manager import TaskManager
 from ..workflows.state import is_workflow
 from ..workflows.tree import load_tree
 from .follow import describe_progress, follow_progress, timeout_seconds, wait_for_result, wait_option

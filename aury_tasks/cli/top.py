@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import click
 
-from ..manager import TaskManager
-from ..status import TaskStatus
-from ..store.base import QueueStats, Statistics, TaskRecord
+from ..core.status import TaskStatus
+from ..ledger.records import QueueStats, Statistics, TaskRecord
+from ..tasks.manager import TaskManager
 from .ledger import pass_ledger, short_name
 from .times import Duration, format_duration, format_moment
 

@@ -17,15 +17,15 @@ from loguru import logger
 from redis.exceptions import AuthorizationError
 
 from .. import __version__
-from ..discovery import import_task_modules
-from ..errors import BrokerUnavailable, ConfigError, LedgerUnavailable
-from ..manager import TaskManager
-from ..queue_limits import parse_queues
-from ..redaction import redact_text
-from ..redis_checks import MIN_REDIS_VERSION, redis_warnings, too_old
-from ..run_mode import RunMode
-from ..settings_snapshot import SNAPSHOT_ENV
-from ..worker_process import QUEUE_LIMITS_ENV, QUEUES_ENV
+from ..broker.redis.checks import MIN_REDIS_VERSION, redis_warnings, too_old
+from ..config.snapshot import SNAPSHOT_ENV
+from ..core.errors import BrokerUnavailable, ConfigError, LedgerUnavailable
+from ..core.redaction import redact_text
+from ..core.run_mode import RunMode
+from ..tasks.manager import TaskManager
+from ..worker.discovery import import_task_modules
+from ..worker.lanes import parse_queues
+from ..worker.process import QUEUE_LIMITS_ENV, QUEUES_ENV
 from .context import AumContext, modules_option, pass_context
 
 #: Messages of a queue a worker process holds per thread by default (Celery's prefetch
@@ -177,7 +177,7 @@ def run_worker(
 ) -> NoReturn:
     """Import the task modules, check the broker, then become Dramatiq's supervisor.
 
-    The process replaces itself with :mod:`aury_tasks.supervisor` (same process id), which
+    The process replaces itself with :mod:`aury_tasks.worker.supervisor` (same process id), which
     starts the worker processes; its exit code is Dramatiq's.
 
     ``forks``: import paths of functions Dramatiq runs in processes of their own next to the
@@ -234,7 +234,7 @@ def run_worker(
     warn_about_redis(tm)
     metrics_dir = None
     if settings.metrics_port:
-        from ..metrics import prepare_worker_metrics
+        from ..worker.metrics import prepare_worker_metrics
 
         metrics_dir = prepare_worker_metrics(settings)
 
@@ -247,7 +247,7 @@ def run_worker(
     if metrics_dir is not None:
         logger.info("metrics at http://{}:{}/metrics", settings.metrics_host, settings.metrics_port)
     args = argparse.Namespace(
-        broker="aury_tasks.worker_process:boot_worker_process",
+        broker="aury_tasks.worker.process:boot_worker_process",
         modules=[],
         processes=processes,
         threads=threads,
@@ -277,7 +277,7 @@ def run_worker(
     if settings.max_tasks_per_child or settings.max_memory_per_child:  # the supervisor replaces them
         given["recycling"] = {"max_tasks": settings.max_tasks_per_child,
                               "max_memory_mib": settings.max_memory_per_child}  # fmt: skip
-    supervisor = [sys.executable, "-m", "aury_tasks.supervisor", json.dumps(given)]
+    supervisor = [sys.executable, "-m", "aury_tasks.worker.supervisor", json.dumps(given)]
     os.execv(sys.executable, supervisor)  # noqa: S606 - this interpreter, our own module
 
 

@@ -33,10 +33,10 @@ from dramatiq.errors import ActorNotFound, BrokerConnectionError
 from dramatiq.middleware import Middleware, SkipMessage
 from loguru import logger
 
-from .. import keys
-from ..flow_control import ConcurrencyLeases, RateLimit, WindowLimiter
-from ..redaction import redact_text
+from ..core import keys
+from ..core.redaction import redact_text
 from .ledger import LedgerWriter
+from .limits import ConcurrencyLeases, RateLimit, WindowLimiter
 from .upkeep import _LoopThread
 
 #: How long a concurrency lease lasts unless renewed, in seconds: a killed worker's slot frees

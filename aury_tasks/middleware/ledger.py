@@ -13,7 +13,7 @@ Where each status comes from (Dramatiq's hook order):
 * ``before_ack`` / ``before_nack``: the final write rides with the ack or nack; a nack without
   one (an unknown task, ``max_age`` exceeded) is ``dead``.
 
-Writes ride on the broker's round trips through :class:`~aury_tasks.riders.Riders`.
+Writes ride on the broker's round trips through :class:`~aury_tasks.broker.redis.riders.Riders`.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from dramatiq.worker import ConsumerThread
 from loguru import logger
 
-from .. import keys
-from ..errors import TaskInterrupted
-from ..riders import ENCODED_MESSAGE, Riders
-from ..status import TaskStatus
-from ..store.redis import RedisTaskStore
-from ..store.scripts import Write, run_pipelined
+from ..broker.redis.riders import ENCODED_MESSAGE, Riders
+from ..core import keys
+from ..core.errors import TaskInterrupted
+from ..core.status import TaskStatus
+from ..ledger.store import RedisTaskStore
+from ..redis.scripts import Write, run_pipelined
 from .upkeep import CancelWatcher, RunningTasks, StartWriter, Upkeep
 
 #: The task running in this context (thread, or the coroutine of an async task).

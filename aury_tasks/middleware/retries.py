@@ -13,8 +13,8 @@ from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Retries
 from loguru import logger
 
-from ..errors import TaskInterrupted
-from ..redaction import redact_text
+from ..core.errors import TaskInterrupted
+from ..core.redaction import redact_text
 
 #: Seconds between attempts to enqueue a retry while the broker cannot be reached.
 RETRY_ENQUEUE_PAUSE = 1.0

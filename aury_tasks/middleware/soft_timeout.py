@@ -1,4 +1,4 @@
-"""Soft time limits: a task gets :class:`~aury_tasks.errors.SoftTimeLimitExceeded`, which it may
+"""Soft time limits: a task gets :class:`~aury_tasks.core.errors.SoftTimeLimitExceeded`, which it may
 catch to clean up, before its hard time limit (Dramatiq's ``TimeLimit``) stops it for good.
 
 A sync task gets the exception raised in its thread, the way ``TimeLimit`` raises
@@ -30,7 +30,7 @@ from dramatiq.middleware import Middleware
 from dramatiq.threading import raise_thread_exception
 from loguru import logger
 
-from ..errors import SoftTimeLimitExceeded
+from ..core.errors import SoftTimeLimitExceeded
 
 R = TypeVar("R")
 

@@ -13,13 +13,13 @@ from dramatiq.common import q_name
 from dramatiq.threading import raise_thread_exception
 from loguru import logger
 
-from .. import keys
-from ..errors import TaskInterrupted
-from ..redaction import redact_text
-from ..status import TaskStatus
-from ..store.base import WorkerInfo
-from ..store.redis import RedisTaskStore
-from ..store.scripts import Write, run_pipelined
+from ..core import keys
+from ..core.errors import TaskInterrupted
+from ..core.redaction import redact_text
+from ..core.status import TaskStatus
+from ..ledger.records import WorkerInfo
+from ..ledger.store import RedisTaskStore
+from ..redis.scripts import Write, run_pipelined
 
 #: Seconds between a worker's heartbeats in the ledger.
 HEARTBEAT_INTERVAL = 5.0

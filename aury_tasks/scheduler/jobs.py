@@ -7,8 +7,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..encoding import check_json_arguments
-from ..errors import SchedulerError
+from ..core.encoding import check_json_arguments
+from ..core.errors import SchedulerError
 from .triggers import TriggerSpec, build_trigger
 
 #: Where a job comes from: a ``@scheduled_task`` decorator (re-declared by each deploy), or a

@@ -21,18 +21,18 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 from loguru import logger
 
-from ..errors import LedgerUnavailable, ScheduledJobNotFound, SchedulerError
-from ..handle import TaskHandle
-from ..manager import TaskManager
-from ..status import TaskStatus
-from ..task import Task, enqueue
+from ..core.errors import LedgerUnavailable, ScheduledJobNotFound, SchedulerError
+from ..core.status import TaskStatus
+from ..tasks.handle import TaskHandle
+from ..tasks.manager import TaskManager
+from ..tasks.task import Task, enqueue
 from .dst import dst_warnings
 from .jobs import JobDefinition, JobOptions
 from .store import LastRun, ScheduleStore
 from .triggers import CronCheck, TriggerSpec, next_fire_times, trigger_spec, validate_cron
 
 if TYPE_CHECKING:
-    from ..settings_snapshot import Settings
+    from ..config.snapshot import Settings
 
 #: Where the grid of an interval declared in code starts.
 _EPOCH = "1970-01-01T00:00:00+00:00"

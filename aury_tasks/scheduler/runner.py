@@ -30,9 +30,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from loguru import logger
 
-from .. import keys
-from ..errors import AuryTasksError, SchedulerError
-from ..redaction import redact_text
+from ..core import keys
+from ..core.errors import AuryTasksError, SchedulerError
+from ..core.redaction import redact_text
 from .jobs import JobDefinition
 from .manager import SchedulerManager
 from .store import LastRun

@@ -16,9 +16,9 @@ from typing import Any
 import redis
 from loguru import logger
 
-from .. import keys
-from ..errors import SchedulerError
-from ..store.scripts import LuaScript
+from ..core import keys
+from ..core.errors import SchedulerError
+from ..redis.scripts import LuaScript
 from .jobs import JobDefinition
 
 # Renew the lease only while we still hold it. KEYS[1] lease; ARGV[1] holder, [2] ttl ms.

@@ -26,7 +26,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from ..errors import SchedulerError
+from ..core.errors import SchedulerError
 
 #: The fields of a five-field crontab, in order.
 CRONTAB_FIELDS = ("minute", "hour", "day", "month", "day_of_week")

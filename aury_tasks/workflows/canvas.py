@@ -15,11 +15,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import TaskOptionError
+from ..core.errors import TaskOptionError
 
 if TYPE_CHECKING:
-    from ..manager import TaskManager
-    from ..task import Task
+    from ..tasks.manager import TaskManager
+    from ..tasks.task import Task
     from .handle import GroupHandle, WorkflowHandle
 
 #: What a chord (or a group) does when a member fails for good: ``"fail"`` (the default) runs no

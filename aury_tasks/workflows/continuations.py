@@ -3,7 +3,7 @@
 A group member's join rides on its ack (one round trip for both, see
 :class:`~aury_tasks.workflows.middleware.WorkflowSteps`). The join that fills the last slot
 *fires* the group and, in the same Lua call, records the group as owed
-(:func:`aury_tasks.keys.workflow_owed`). The :class:`Continuations` thread of that worker process
+(:func:`aury_tasks.core.keys.workflow_owed`). The :class:`Continuations` thread of that worker process
 then starts what follows and settles the debt. A worker that dies in between leaves the entry
 behind; every worker's thread looks for entries older than the heartbeat timeout, takes them
 over (re-scoring them, so one worker at a time) and starts what follows: doing it twice is
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 import redis
 from loguru import logger
 
-from ..redaction import redact_text
+from ..core.redaction import redact_text
 from .engine import carry_fired, workflow_state
 from .state import JoinOutcome
 
 if TYPE_CHECKING:
-    from ..manager import TaskManager
+    from ..tasks.manager import TaskManager
 
 
 @dataclass(frozen=True)

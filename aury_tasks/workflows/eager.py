@@ -6,12 +6,12 @@ import inspect
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..task import run_coroutine_sync
+from ..tasks.task import run_coroutine_sync
 from .spec import Node
 from .state import StepError
 
 if TYPE_CHECKING:
-    from ..manager import TaskManager
+    from ..tasks.manager import TaskManager
 
 
 class _Nothing:

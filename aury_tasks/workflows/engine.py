@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
-from ..encoding import NOT_JSON, StrictJSONEncoder, unserializable_argument
-from ..errors import LedgerUnavailable, PayloadTooLarge, SerializationError
-from ..run_mode import RunMode
-from ..status import TaskStatus
-from ..store.scripts import run_calls
+from ..core.encoding import NOT_JSON, StrictJSONEncoder, unserializable_argument
+from ..core.errors import LedgerUnavailable, PayloadTooLarge, SerializationError
+from ..core.run_mode import RunMode
+from ..core.status import TaskStatus
+from ..redis.scripts import run_calls
 from .canvas import Canvas, Group
 from .spec import Frame, Node, build, rest_of_chain, tasks
 from .state import JoinOutcome, StepError, WorkflowState
 
 if TYPE_CHECKING:
-    from ..manager import TaskManager
+    from ..tasks.manager import TaskManager
     from .handle import WorkflowHandle
 
 #: The message option holding a step's workflow id and continuation.
@@ -185,7 +185,7 @@ def _cancel_never_run(manager: TaskManager, node: Node, why: str) -> None:
 
 def send_messages(manager: TaskManager, messages: list[dramatiq.Message[Any]]) -> None:
     """Send ``messages`` through the manager's broker, in batched round trips where it can."""
-    from ..task import enqueue_many
+    from ..tasks.task import enqueue_many
 
     enqueue_many(manager, [(message, None) for message in messages])
 

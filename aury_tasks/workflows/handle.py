@@ -6,15 +6,15 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import keys
-from ..errors import TaskRecordNotFound
-from ..status import TaskStatus
-from ..store.base import Progress
+from ..core import keys
+from ..core.errors import TaskRecordNotFound
+from ..core.status import TaskStatus
+from ..ledger.records import Progress
 from .spec import Node, tasks
 from .tree import WorkflowTree, load_tree
 
 if TYPE_CHECKING:
-    from ..manager import TaskManager
+    from ..tasks.manager import TaskManager
 
 
 class _Unset:
@@ -44,7 +44,7 @@ class WorkflowHandle:
     def manager(self) -> TaskManager:
         """The manager whose ledger holds the workflow."""
         if self._manager is None:
-            from ..manager import TaskManager
+            from ..tasks.manager import TaskManager
 
             self._manager = TaskManager.get_instance()
         return self._manager
@@ -110,7 +110,7 @@ class WorkflowHandle:
             for task, final in zip(tasks(root), finals, strict=True)
             if final != "1"
         ]  # fmt: skip
-        from ..store.scripts import run_calls
+        from ..redis.scripts import run_calls
 
         for start in range(0, len(writes), 500):
             run_calls(store.client, writes[start : start + 500])

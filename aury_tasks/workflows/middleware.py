@@ -25,11 +25,11 @@ from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware
 from loguru import logger
 
-from ..errors import TaskInterrupted
+from ..core.errors import TaskInterrupted
+from ..core.redaction import redact_text
+from ..core.status import TaskStatus
 from ..middleware.ledger import LedgerWriter
-from ..redaction import redact_text
-from ..status import TaskStatus
-from ..store.scripts import Write
+from ..redis.scripts import Write
 from .continuations import Continuations
 from .engine import NOT_JSON, WORKFLOW_OPTION, advance, dumps, fail
 from .state import JoinOutcome, StepError, join_write
@@ -168,7 +168,7 @@ class WorkflowSteps(Middleware):
 
 def _manager_of(broker: dramatiq.Broker) -> Any:
     """The task manager that built ``broker`` (the default one if none did)."""
-    from ..manager import TaskManager
+    from ..tasks.manager import TaskManager
 
     for manager in list(TaskManager._instances.values()):
         if manager._broker is broker:

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import TaskOptionError
+from ..core.errors import TaskOptionError
 from .canvas import Canvas, Chain, Chord, Group, Signature
 
 Node = dict[str, Any]

@@ -3,7 +3,7 @@
 A workflow has a record in the ledger like a task (``task:<workflow id>``, not indexed and not
 counted in statistics), so ``get_result``, ``aum status`` and cancel work on its id; its field
 ``workflow`` holds the tree (:mod:`aury_tasks.workflows.spec`). Each group has a hash
-(:func:`aury_tasks.keys.group_state`) with its size, its continuation and one slot per member.
+(:func:`aury_tasks.core.keys.group_state`) with its size, its continuation and one slot per member.
 
 The join is one Lua call: a member's result fills its slot only once (a redelivered member
 changes nothing), the member that fills the last slot *fires* the group, and only that member
@@ -20,10 +20,10 @@ from typing import Any
 
 import redis
 
-from .. import keys
-from ..status import TaskStatus
-from ..store.base import TaskRecord
-from ..store.scripts import LuaScript, Write
+from ..core import keys
+from ..core.status import TaskStatus
+from ..ledger.records import TaskRecord
+from ..redis.scripts import LuaScript, Write
 from .spec import Frame, Node, kind
 
 #: How a workflow's record names its kind in ``task_name`` (``workflow:chain``, ``workflow:group`` …).

@@ -6,13 +6,13 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import keys
-from ..errors import TaskRecordNotFound
-from ..status import TaskStatus
+from ..core import keys
+from ..core.errors import TaskRecordNotFound
+from ..core.status import TaskStatus
 from .spec import Node, children, kind, tasks
 
 if TYPE_CHECKING:
-    from ..manager import TaskManager
+    from ..tasks.manager import TaskManager
 
 #: Statuses of a task that has not begun (the workflow is ``started`` once one has).
 _NOT_STARTED = frozenset({TaskStatus.PENDING.value, TaskStatus.SCHEDULED.value, "not sent"})

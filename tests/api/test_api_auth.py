@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from aury_tasks import TaskManager
 from aury_tasks.api import create_app
 from aury_tasks.api.auth import CSRF_HEADER, SESSION_COOKIE, Role, Tokens
-from aury_tasks.errors import ConfigError
+from aury_tasks.core.errors import ConfigError
 
 from .conftest import READ_TOKEN, TOKEN, Send, error_of
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from aury_tasks.redis_checks import OPTIONAL_COMMANDS, REQUIRED_COMMANDS, acl_check
+from aury_tasks.broker.redis.checks import OPTIONAL_COMMANDS, REQUIRED_COMMANDS, acl_check
 
 from .conftest import ROOT, Invoke, RunAum
 

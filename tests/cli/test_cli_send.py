@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from aury_tasks import keys
+from aury_tasks.core import keys
 
 from .conftest import EXAMPLE_MODULES, Invoke, RunAum
 

@@ -23,8 +23,8 @@ from integration.events import wait_until
 from aury_tasks import TaskHandle, TaskManager
 from aury_tasks.cli.times import format_moment
 from aury_tasks.cli.top import Snapshot, ended_rates, render_frame
-from aury_tasks.status import TaskStatus
-from aury_tasks.store.base import Progress, QueueStats, Statistics, TaskRecord
+from aury_tasks.core.status import TaskStatus
+from aury_tasks.ledger.records import Progress, QueueStats, Statistics, TaskRecord
 
 from .conftest import Invoke, RunAum
 from .test_cli_ledger import closed_port, dead, rows

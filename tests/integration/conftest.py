@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from aury_tasks.embedded import EmbeddedServer, start_server
+from aury_tasks.broker.embedded import EmbeddedServer, start_server
 
 from .events import EventLog
 

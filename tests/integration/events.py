@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import redis
 
-from aury_tasks import TaskHandle, keys
+from aury_tasks import TaskHandle
+from aury_tasks.core import keys
 
 T = TypeVar("T")
 

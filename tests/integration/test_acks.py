@@ -13,8 +13,8 @@ import pytest
 import redis
 from loguru import logger
 
-from aury_tasks.acks import AckSender
-from aury_tasks.store.scripts import LuaScript, Write
+from aury_tasks.broker.redis.acks import AckSender
+from aury_tasks.redis.scripts import LuaScript, Write
 
 from .conftest import Restartable
 from .events import wait_until

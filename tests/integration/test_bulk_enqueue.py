@@ -13,8 +13,9 @@ import pytest
 import redis
 from redis.connection import AbstractConnection
 
-from aury_tasks import SerializationError, TaskManager, TaskOptionError, TaskStatus, keys
-from aury_tasks.broker import BULK_BATCH_SIZE, AuryRedisBroker, enqueue_many
+from aury_tasks import SerializationError, TaskManager, TaskOptionError, TaskStatus
+from aury_tasks.broker.build import BULK_BATCH_SIZE, AuryRedisBroker, enqueue_many
+from aury_tasks.core import keys
 
 from .events import wait_until
 

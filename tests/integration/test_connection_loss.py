@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from aury_tasks import BrokerUnavailable, TaskManager, TaskStatus
-from aury_tasks.settings import get_settings
+from aury_tasks.config.settings import get_settings
 
 from .conftest import Restartable
 from .events import wait_until

@@ -22,7 +22,7 @@ FIXTURE_MODULES = Path(__file__).resolve().parents[1] / "fixtures" / "sample_mod
 #: holds on to it until its standard input is closed.
 ENSURE_SERVER = """
 import json, sys
-from aury_tasks.embedded import ensure_embedded_server
+from aury_tasks.broker.embedded import ensure_embedded_server
 server = ensure_embedded_server(sys.argv[1])
 print(json.dumps({"pid": server.pid, "url": server.url, "owned": server.owned}), flush=True)
 sys.stdin.read()

@@ -17,8 +17,9 @@ import pytest
 import redis
 from conftest import ROOT, WorkerProcess, import_fixture_modules
 
-from aury_tasks import LedgerUnavailable, SerializationError, TaskManager, TaskStatus, keys
-from aury_tasks.flow_control import ConcurrencyLeases, RateLimit, WindowLimiter, claim_unique
+from aury_tasks import LedgerUnavailable, SerializationError, TaskManager, TaskStatus
+from aury_tasks.core import keys
+from aury_tasks.middleware.limits import ConcurrencyLeases, RateLimit, WindowLimiter, claim_unique
 
 from .events import EventLog, queued_ids
 
@@ -93,7 +94,7 @@ def test_the_window_limiter_counts_whole_seconds_of_one_instant(
 ) -> None:
     # Given a limiter of 3 runs per 2 seconds, at a fixed moment
     clock = _FixedClock(1_000_000.25)
-    monkeypatch.setattr("aury_tasks.flow_control.time", clock)
+    monkeypatch.setattr("aury_tasks.middleware.limits.time", clock)
     limiter = WindowLimiter(redis_client, "test:rate", RateLimit(3, 2))
 
     # When runs ask in that second, then in the next, then two seconds on
@@ -382,7 +383,7 @@ def test_a_key_held_by_a_task_with_no_record_yet_is_a_send_under_way(redis_clien
 def test_unique_sends_need_the_ledger(limits: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given task state not kept
     monkeypatch.setenv("TASK_TRACK_STATE", "false")
-    from aury_tasks.settings import get_settings
+    from aury_tasks.config.settings import get_settings
 
     get_settings.cache_clear()
     TaskManager.reset_instance()

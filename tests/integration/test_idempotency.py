@@ -6,7 +6,8 @@ import dramatiq
 import pytest
 import redis
 
-from aury_tasks import TaskManager, TaskOptionError, TaskStatus, keys
+from aury_tasks import TaskManager, TaskOptionError, TaskStatus
+from aury_tasks.core import keys
 
 from .events import EventLog, wait_until
 

@@ -12,10 +12,11 @@ import redis
 import redis.asyncio
 from conftest import WorkerProcess
 
-from aury_tasks import TaskManager, keys
-from aury_tasks.status import TaskStatus
-from aury_tasks.store import RedisTaskStore
-from aury_tasks.store.scripts import INDEX_BACKLOG_LIMIT, run_calls
+from aury_tasks import TaskManager
+from aury_tasks.core import keys
+from aury_tasks.core.status import TaskStatus
+from aury_tasks.ledger import RedisTaskStore
+from aury_tasks.redis.scripts import INDEX_BACKLOG_LIMIT, run_calls
 
 from .events import wait_until
 

@@ -14,7 +14,8 @@ import dramatiq
 import pytest
 import redis
 
-from aury_tasks import TaskExpired, TaskFailed, TaskHandle, TaskManager, TaskStatus, keys
+from aury_tasks import TaskExpired, TaskFailed, TaskHandle, TaskManager, TaskStatus
+from aury_tasks.core import keys
 
 from .events import EventLog, dead_lettered_ids, wait_until
 

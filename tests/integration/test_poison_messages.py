@@ -11,8 +11,9 @@ import uuid
 
 import redis
 
-from aury_tasks import TaskManager, TaskStatus, keys
-from aury_tasks.consumer import UNDECODABLE
+from aury_tasks import TaskManager, TaskStatus
+from aury_tasks.broker.redis.consumer import UNDECODABLE
+from aury_tasks.core import keys
 
 from .events import EventLog, wait_until
 

@@ -14,8 +14,9 @@ import dramatiq
 import pytest
 import redis
 
-from aury_tasks import TaskManager, keys
-from aury_tasks.broker import AuryRedisBroker, enqueue_many
+from aury_tasks import TaskManager
+from aury_tasks.broker.build import AuryRedisBroker, enqueue_many
+from aury_tasks.core import keys
 
 from .events import wait_until
 

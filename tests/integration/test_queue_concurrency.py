@@ -15,7 +15,8 @@ import pytest
 import redis
 from conftest import ROOT, WorkerProcess, import_fixture_modules
 
-from aury_tasks import TaskManager, keys
+from aury_tasks import TaskManager
+from aury_tasks.core import keys
 
 from .events import EventLog, wait_until
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from aury_tasks import RunMode, TaskFailed, TaskManager, TaskStatus
-from aury_tasks.discovery import import_task_modules
-from aury_tasks.settings import get_settings
+from aury_tasks.config.settings import get_settings
+from aury_tasks.worker.discovery import import_task_modules
 
 pytestmark = pytest.mark.rabbitmq
 

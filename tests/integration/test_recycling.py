@@ -16,7 +16,8 @@ import pytest
 import redis
 from conftest import ROOT, WorkerProcess, import_fixture_modules
 
-from aury_tasks import TaskManager, keys
+from aury_tasks import TaskManager
+from aury_tasks.core import keys
 
 from .events import wait_until
 
@@ -150,7 +151,7 @@ def test_without_limits_no_recycling_runs(
 
 
 def test_every_message_processed_counts_once_whatever_its_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aury_tasks import recycling
+    from aury_tasks.worker import recycling
 
     monkeypatch.setattr(recycling, "_recycling", False)
     monkeypatch.setattr(recycling, "_stopped", False)

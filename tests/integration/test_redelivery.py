@@ -8,9 +8,10 @@ import time
 import dramatiq
 import redis
 
-from aury_tasks import TaskManager, TaskStatus, keys
-from aury_tasks.broker import AuryRedisBroker
-from aury_tasks.recovery import MarkSuspectsRunning
+from aury_tasks import TaskManager, TaskStatus
+from aury_tasks.broker.build import AuryRedisBroker
+from aury_tasks.broker.redis.recovery import MarkSuspectsRunning
+from aury_tasks.core import keys
 
 from .events import EventLog, wait_until
 

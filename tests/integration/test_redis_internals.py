@@ -16,9 +16,9 @@ import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
-from aury_tasks import keys
-from aury_tasks.redis_internals import FastRedisBroker, WakingRedisConsumer
-from aury_tasks.wakeup import Waker
+from aury_tasks.broker.redis.base import FastRedisBroker, WakingRedisConsumer
+from aury_tasks.broker.redis.wakeup import Waker
+from aury_tasks.core import keys
 
 QUEUE = "compat"
 

@@ -8,8 +8,8 @@ import time
 import pytest
 import redis
 
-from aury_tasks import keys
-from aury_tasks.errors import SchedulerError, SerializationError
+from aury_tasks.core import keys
+from aury_tasks.core.errors import SchedulerError, SerializationError
 from aury_tasks.scheduler.jobs import JobDefinition, JobOptions
 from aury_tasks.scheduler.store import LastRun, ScheduleStore
 from aury_tasks.scheduler.triggers import trigger_spec

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from aury_tasks import TaskManager, TaskStatus
-from aury_tasks.errors import SchedulerError, TaskNotFound
+from aury_tasks.core.errors import SchedulerError, TaskNotFound
 from aury_tasks.scheduler.jobs import JobOptions
 from aury_tasks.scheduler.manager import SchedulerManager
 from aury_tasks.scheduler.triggers import TriggerSpec

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import redis
 
-from aury_tasks import TaskManager, keys
+from aury_tasks import TaskManager
+from aury_tasks.core import keys
 from aury_tasks.scheduler.manager import SchedulerManager
 
 from .events import EventLog, wait_until

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 import pytest
 import redis
 
-from aury_tasks import TaskManager, keys
+from aury_tasks import TaskManager
+from aury_tasks.core import keys
 from aury_tasks.scheduler.manager import SchedulerManager
 from aury_tasks.scheduler.runner import SchedulerRunner
 

@@ -8,9 +8,9 @@ import threading
 import pytest
 import redis
 
-from aury_tasks import keys
-from aury_tasks.status import TaskStatus
-from aury_tasks.store import RedisTaskStore
+from aury_tasks.core import keys
+from aury_tasks.core.status import TaskStatus
+from aury_tasks.ledger import RedisTaskStore
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def test_racing_writes_end_in_the_final_status(store: RedisTaskStore) -> None:
 def test_status_queue_and_task_together_list_exactly_their_records(store: RedisTaskStore) -> None:
     # Given 1,300 records of one task on two queues in three statuses, enqueued in only three
     # distinct milliseconds (so equal scores straddle the store's batches), and another task
-    from aury_tasks.store.scripts import run_pipelined
+    from aury_tasks.redis.scripts import run_pipelined
 
     writes, expected = [], {}
     for n in range(1300):

@@ -9,8 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aury_tasks import SchedulerManager, TaskManager
 from aury_tasks.alerts.readings import Readings
-from aury_tasks.alerts.rules import AlertRule
-from aury_tasks.metrics import render_cluster_metrics
+from aury_tasks.config.alert_rules import AlertRule
+from aury_tasks.worker.metrics import render_cluster_metrics
 
 from .events import EventLog, wait_dead_lettered
 

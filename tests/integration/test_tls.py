@@ -13,7 +13,7 @@ import pytest
 from tls_redis import SKIP_REASON, TlsRedis, start_tls_redis, tls_server_binary
 
 from aury_tasks import BrokerUnavailable, TaskManager
-from aury_tasks.settings import get_settings
+from aury_tasks.config.settings import get_settings
 
 FIXTURE_MODULES = Path(__file__).resolve().parents[1] / "fixtures" / "sample_modules"
 

@@ -1,4 +1,4 @@
-"""Idle workers wait for a wake-up instead of polling Redis (see :mod:`aury_tasks.wakeup`).
+"""Idle workers wait for a wake-up instead of polling Redis (see :mod:`aury_tasks.broker.redis.wakeup`).
 
 Each test runs real ``aum worker`` processes on the fixture tasks. A worker is *idle* once its
 wake-up thread has subscribed and its consumers found their queues empty (each left its queue's
@@ -16,8 +16,9 @@ from typing import Any
 
 import redis
 
-from aury_tasks import TaskManager, keys
-from aury_tasks.wakeup import IDLE_FETCH_INTERVAL
+from aury_tasks import TaskManager
+from aury_tasks.broker.redis.wakeup import IDLE_FETCH_INTERVAL
+from aury_tasks.core import keys
 
 from .events import EventLog, wait_until
 

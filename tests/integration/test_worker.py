@@ -17,9 +17,9 @@ from aury_tasks import (
     TaskHandle,
     TaskManager,
     TaskSettings,
-    keys,
 )
-from aury_tasks.broker import AuryRedisBroker
+from aury_tasks.broker.build import AuryRedisBroker
+from aury_tasks.core import keys
 
 from .events import EventLog, queued_ids, wait_dead_lettered, wait_until
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from aury_tasks import TaskManager, keys
-from aury_tasks.redis_checks import redis_warnings
+from aury_tasks import TaskManager
+from aury_tasks.broker.redis.checks import redis_warnings
+from aury_tasks.core import keys
 
 from .events import EventLog, wait_until
 

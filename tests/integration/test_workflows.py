@@ -24,9 +24,9 @@ from aury_tasks import (
     chain,
     chord,
     group,
-    keys,
 )
 from aury_tasks.cli.main import main
+from aury_tasks.core import keys
 from aury_tasks.workflows.state import WorkflowState
 
 from .events import EventLog, wait_until

@@ -20,7 +20,7 @@ from conftest import WorkerProcess, import_fixture_modules, spawn_aum, stop_all
 from loguru import logger
 
 from aury_tasks import TaskManager
-from aury_tasks.settings import get_settings
+from aury_tasks.config.settings import get_settings
 
 from .harness import Figures, PrivateRedis
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from aury_tasks.embedded import find_server_binary
+from aury_tasks.broker.embedded import find_server_binary
 
 #: Where ``run.py`` wants each scenario's figures (one JSON object per line); unset: not written.
 REPORT_ENV = "AURY_RELIABILITY_REPORT"

@@ -20,8 +20,9 @@ import pytest
 import redis
 from conftest import WorkerProcess, spawn_aum
 
-from aury_tasks import TaskManager, TaskStatus, keys
-from aury_tasks.errors import PayloadTooLarge, SerializationError, TaskFailed, TaskNotFound
+from aury_tasks import TaskManager, TaskStatus
+from aury_tasks.core import keys
+from aury_tasks.core.errors import PayloadTooLarge, SerializationError, TaskFailed, TaskNotFound
 
 from .conftest import MODULES, QUEUE, SecretsSweep, StartWorker
 from .harness import Figures, PrivateRedis, Tally, done_count, wait_for

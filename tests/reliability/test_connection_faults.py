@@ -20,9 +20,10 @@ from conftest import WorkerProcess, import_fixture_modules, spawn_aum
 from dramatiq.common import dq_name
 from tls_redis import SKIP_REASON, TlsRedis, start_tls_redis, tls_server_binary
 
-from aury_tasks import BrokerUnavailable, TaskManager, keys
-from aury_tasks.broker import CONNECTION_RETRIES
-from aury_tasks.settings import get_settings
+from aury_tasks import BrokerUnavailable, TaskManager
+from aury_tasks.broker.build import CONNECTION_RETRIES
+from aury_tasks.config.settings import get_settings
+from aury_tasks.core import keys
 
 from .conftest import HEARTBEAT_TIMEOUT, MODULES, QUEUE, SecretsSweep, StartWorker, _keys_holding
 from .harness import Figures, PrivateRedis, Tally, done_count, wait_for
@@ -36,7 +37,7 @@ DELAY = 20.0
 STALL = 2 * HEARTBEAT_TIMEOUT
 #: Seconds Redis is stopped in scenario 6: past the socket timeout too, so that commands time out.
 LONG_STALL = 8
-#: The exit code of ``aum`` for wrong credentials: a configuration error (see :mod:`aury_tasks.errors`).
+#: The exit code of ``aum`` for wrong credentials: a configuration error (see :mod:`aury_tasks.core.errors`).
 CONFIG_ERROR_EXIT = 2
 #: The exit code of ``aum`` for a broker it cannot reach (or cannot trust).
 UNREACHABLE_EXIT = 4

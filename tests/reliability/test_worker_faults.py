@@ -13,7 +13,8 @@ import time
 import pytest
 import redis
 
-from aury_tasks import TaskManager, TaskStatus, keys
+from aury_tasks import TaskManager, TaskStatus
+from aury_tasks.core import keys
 
 from .conftest import HEARTBEAT_TIMEOUT, QUEUE, StartWorker
 from .harness import Figures, Tally, done_count, wait_for

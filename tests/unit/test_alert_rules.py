@@ -9,8 +9,8 @@ import pytest
 from aury_tasks.alerts import AlertRule, Incident, evaluate, parse_rules
 from aury_tasks.alerts.deliver import encode, sign, verify
 from aury_tasks.alerts.store import merge_rules
-from aury_tasks.errors import ConfigError
-from aury_tasks.settings import TaskSettings
+from aury_tasks.config.settings import TaskSettings
+from aury_tasks.core.errors import ConfigError
 
 BACKLOG = AlertRule(name="emails-backlog", kind="backlog", queue="emails", threshold=100)
 

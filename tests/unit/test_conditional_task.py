@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 from aury_tasks import PermanentError, Task, TaskManager, TaskOptionError
-from aury_tasks.errors import TaskInterrupted
+from aury_tasks.core.errors import TaskInterrupted
 
 
 def test_without_parentheses_on_def() -> None:

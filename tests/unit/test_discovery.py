@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aury_tasks import ConfigError, DiscoveryError, TaskManager
-from aury_tasks.discovery import find_task_modules, import_task_modules
+from aury_tasks.worker.discovery import find_task_modules, import_task_modules
 
 pytestmark = pytest.mark.usefixtures("forget_task_modules")
 

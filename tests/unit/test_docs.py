@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aury_tasks.settings import TaskSettings
+from aury_tasks.config.settings import TaskSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIABLES = [f"TASK_{name.upper()}" for name in TaskSettings.model_fields]

@@ -13,9 +13,9 @@ import redis
 from loguru import logger
 
 from aury_tasks import LedgerUnavailable, TaskManager, TaskOptionError
-from aury_tasks.flow_control import RateLimit, Uniqueness, WindowLimiter, parse_rate_limit
 from aury_tasks.middleware import flow_control
 from aury_tasks.middleware.flow_control import _concurrency_delay, _QuietDeferrals, _rate_delay, admitted_at
+from aury_tasks.middleware.limits import RateLimit, Uniqueness, WindowLimiter, parse_rate_limit
 
 # Rates
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from aury_tasks.ids import new_id, new_ids
+from aury_tasks.core.ids import new_id, new_ids
 
 
 def test_new_ids_are_distinct_version_4_uuids_in_their_usual_text() -> None:

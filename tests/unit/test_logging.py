@@ -12,7 +12,7 @@ import pytest
 from loguru import logger
 
 from aury_tasks import TaskManager
-from aury_tasks.logging import setup_logging
+from aury_tasks.config.logging import setup_logging
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 

@@ -17,8 +17,8 @@ from dramatiq import worker as dramatiq_worker
 from dramatiq.brokers.stub import StubBroker
 
 from aury_tasks.cli import main
-from aury_tasks.errors import ConfigError
-from aury_tasks.queue_limits import QueueLimitedWorker, QueueSpec, parse_queues
+from aury_tasks.core.errors import ConfigError
+from aury_tasks.worker.lanes import QueueLimitedWorker, QueueSpec, parse_queues
 
 # Parsing
 
@@ -194,8 +194,8 @@ RELIED_ON = [
 def test_the_dramatiq_code_the_lanes_rely_on_is_unchanged(what: str, target: Any, digest: str) -> None:
     source = inspect.getsource(target).encode()
     assert hashlib.sha256(source).hexdigest()[:16] == digest, (
-        f"Dramatiq {dramatiq.__version__} changed {what}; check aury_tasks/queue_limits.py "
+        f"Dramatiq {dramatiq.__version__} changed {what}; check aury_tasks/worker/lanes.py "
         "(QueueLimitedWorker mirrors Worker.stop and _add_consumer, takes a lane per _add_worker call) and "
-        "aury_tasks/worker_process.py _use_queue_limits (worker_process builds `Worker(...)` by name)"
+        "aury_tasks/worker/process.py _use_queue_limits (worker_process builds `Worker(...)` by name)"
     )
     assert "Worker" in dramatiq_cli.worker_process.__code__.co_names

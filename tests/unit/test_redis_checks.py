@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from aury_tasks.redis_checks import connection_warnings, is_loopback, too_old
+from aury_tasks.broker.redis.checks import connection_warnings, is_loopback, too_old
 
 
 @pytest.mark.parametrize(

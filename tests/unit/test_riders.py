@@ -6,8 +6,8 @@ import threading
 
 import redis
 
-from aury_tasks.riders import Riders
-from aury_tasks.store.scripts import LuaScript, Write
+from aury_tasks.broker.redis.riders import Riders
+from aury_tasks.redis.scripts import LuaScript, Write
 
 NOOP = LuaScript("return 1")
 

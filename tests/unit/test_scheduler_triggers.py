@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from aury_tasks.errors import SchedulerError
+from aury_tasks.core.errors import SchedulerError
 from aury_tasks.scheduler.triggers import TriggerSpec, next_fire_times, trigger_spec, validate_cron
 
 #: Sunday 22 November 2026, 23:50 UTC.

@@ -8,7 +8,7 @@ import pytest
 import redis
 from redis.connection import Connection
 
-from aury_tasks.store.scripts import LuaScript, Write, _pack_call
+from aury_tasks.redis.scripts import LuaScript, Write, _pack_call
 
 SCRIPT = LuaScript("return 1")
 

@@ -135,7 +135,7 @@ def test_the_limit_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_encode_message_gives_the_bytes_of_message_encode() -> None:
     # Given messages with arguments, options and unicode
-    from aury_tasks.encoding import encode_message, install_strict_encoder
+    from aury_tasks.core.encoding import encode_message, install_strict_encoder
 
     install_strict_encoder()
     messages = [
@@ -153,21 +153,21 @@ def test_encode_message_gives_the_bytes_of_message_encode() -> None:
     [{"a": [1, 2.5, "é", None, True, {"x": "\u2028"}]}, [], {}, "text", 1e300, {1: 2, None: 3}, [[[[]]]]],
 )
 def test_the_message_encoder_writes_what_json_dumps_writes(value: Any) -> None:
-    from aury_tasks.encoding import StrictJSONEncoder
+    from aury_tasks.core.encoding import StrictJSONEncoder
 
     assert StrictJSONEncoder().encode(value) == json.dumps(value, separators=(",", ":")).encode()
 
 
 @pytest.mark.parametrize("value", [float("nan"), {"x": float("-inf")}, {"x": object()}, [{1, 2}]])
 def test_the_message_encoder_refuses_what_strict_json_cannot_carry(value: Any) -> None:
-    from aury_tasks.encoding import StrictJSONEncoder
+    from aury_tasks.core.encoding import StrictJSONEncoder
 
     with pytest.raises((TypeError, ValueError)):
         StrictJSONEncoder().encode(value)
 
 
 def test_the_message_encoder_refuses_data_that_refers_to_itself() -> None:
-    from aury_tasks.encoding import StrictJSONEncoder
+    from aury_tasks.core.encoding import StrictJSONEncoder
 
     circular: list[object] = []
     circular.append(circular)

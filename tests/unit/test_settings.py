@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from aury_tasks import ConfigError, RunMode, SettingsSnapshot, TaskSettings, get_settings
-from aury_tasks.redaction import redact_text, redact_url
+from aury_tasks.core.redaction import redact_text, redact_url
 
 
 def test_defaults_without_any_variable() -> None:

@@ -9,7 +9,7 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware, SkipMessage
 
-from aury_tasks.signals import HandledSignals
+from aury_tasks.broker.redis.signals import HandledSignals
 
 
 class Broker(HandledSignals, StubBroker):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aury_tasks.status import FINAL_STATUSES, TaskStatus
+from aury_tasks.core.status import FINAL_STATUSES, TaskStatus
 
 
 def test_a_late_pending_never_replaces_an_ended_task() -> None:

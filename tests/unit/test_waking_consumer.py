@@ -1,8 +1,8 @@
 """When the waking consumer fetches: after a wake-up, on its fallback, and as acks free its window.
 
 The consumer runs against a broker in memory (its fetches and acks recorded) with an unstarted
-:class:`~aury_tasks.wakeup.Waker`, which the tests drive by hand: its ``ready`` flag says the wake
-subscription is active, and ``wake`` is what a wake message does.
+:class:`~aury_tasks.broker.redis.wakeup.Waker`, which the tests drive by hand: its ``ready`` flag says
+the wake subscription is active, and ``wake`` is what a wake message does.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import dramatiq
 import pytest
 from dramatiq.common import current_millis
 
-from aury_tasks import redis_internals
-from aury_tasks.redis_internals import WakingRedisConsumer
-from aury_tasks.wakeup import Waker
+from aury_tasks.broker.redis import base as redis_internals
+from aury_tasks.broker.redis.base import WakingRedisConsumer
+from aury_tasks.broker.redis.wakeup import Waker
 
 QUEUE = "q"
 #: The worker timeout (ms) the consumers get: how long one call waits at most.

@@ -35,7 +35,7 @@ def healthz(tm: Manager) -> JSONResponse:
 )
 def metrics(tm: Manager, scheduler: Scheduler) -> Response:
     """The Prometheus exposition of the whole system (queues, tasks, workers, scheduler)."""
-    from ...metrics import render_cluster_metrics
+    from ...worker.metrics import render_cluster_metrics
 
     body, content_type = render_cluster_metrics(tm, scheduler)
     return Response(body, media_type=content_type)

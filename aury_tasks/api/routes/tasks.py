@@ -11,8 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
 
-from ...events import TaskEvent
-from ...status import TaskStatus
+from ...core.status import TaskStatus
+from ...ledger.events import TaskEvent
 from ..auth import Access, authorize
 from ..deps import Caller, Manager
 from ..schemas import SendTask, aware

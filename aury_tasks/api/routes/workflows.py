@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from ...manager import TaskManager
+from ...tasks.manager import TaskManager
 from ...workflows import Canvas, chain, chord, group
 from ...workflows.tree import load_tree
 from ..auth import authorize

@@ -1,0 +1,611 @@
+"""Every override of Dramatiq's Redis broker internals, in one module.
+
+aury-tasks replaces three hot paths of Dramatiq's Redis broker (pinned to its minor version in
+``pyproject.toml``; ``tests/unit/test_dramatiq_internals.py`` fails, naming what changed, when
+an upgrade touches one of them):
+
+- **Fetch**: Dramatiq's private ``_dispatch("fetch")`` runs its dispatch script, and aury-tasks
+  also needs priority messages promoted and the queue's suspects read in the same round trip.
+  :data:`FETCH` does all of it in one script call, on Dramatiq's keys (heartbeat, list, message
+  hash, fetched set), pops with one ``LPOP count`` (Redis 6.2 or later), and sets the queue's
+  idle marker when it finds nothing (see :mod:`aury_tasks.broker.redis.wakeup`).
+- **Enqueue**: :data:`ENQUEUE` does what Dramatiq's dispatch ``enqueue`` does (heartbeat,
+  message body, list) and wakes idle consumers; the ledger's writes ride in the same round trip.
+- **The consumer loop**: Dramatiq's ``_RedisConsumer.__next__`` sleeps an exponential back-off
+  when its queue is empty *and* when its prefetch window is full. :class:`WakingRedisConsumer`
+  waits on an event instead: set by a wake signal, or by an ack freeing a slot.
+
+Queue maintenance (giving a dead worker's messages back) stays Dramatiq's: its dispatch script
+is called with a command it does not know (``maintain``), which runs the heartbeat and the
+maintenance and nothing else, in the same round trip as the fetch or send that made it due.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import _RedisConsumer as _DramatiqRedisConsumer
+from dramatiq.brokers.redis import _scripts as _dramatiq_scripts
+from dramatiq.common import current_millis, dq_name
+from dramatiq.errors import ConnectionClosed, DecodeError
+
+from ...core import keys
+from ...core.encoding import encode_message
+from ...core.ids import new_id
+from ...redis.scripts import (
+    SEND_RECORD,
+    TRANSITION,
+    LuaScript,
+    Write,
+    ledger_function,
+    run_calls,
+    run_pipelined,
+    send_record_lua,
+)
+from .acks import AckSender
+from .priority import enqueue_write as priority_enqueue_write
+from .priority import message_priority
+from .riders import ENCODED_MESSAGE, Riders, fill_message
+from .signals import HandledSignals
+from .wakeup import IDLE_FETCH_INTERVAL, IDLE_MARKER_TTL_MS, Waker
+
+#: Seconds a closing consumer or broker waits for its acknowledgements to be sent.
+ACK_FLUSH_TIMEOUT = 30.0
+
+#: Dramatiq's own dispatch script (its ``maintain``, ``ack``, ``nack``, ``requeue`` and the rest).
+DISPATCH = LuaScript(_dramatiq_scripts["dispatch"].decode())
+
+# One fetch: heartbeat, priority ids moved to the list's head, up to ARGV[3] ids popped and
+# recorded as fetched by this worker, their bodies read, the queue's suspects listed; the idle
+# marker set when nothing was there.
+# KEYS: heartbeats, queue list, queue messages, this worker's fetched set, priority set,
+#       suspects, idle marker
+# ARGV: now (ms), broker id, how many, promote (1/0), idle marker lifetime (ms)
+# Returns {bodies, suspect ids}.
+FETCH = LuaScript("""
+redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
+local count = tonumber(ARGV[3])
+if ARGV[4] == "1" then
+    local popped = redis.call("zpopmin", KEYS[5], count)
+    for i = #popped - 1, 1, -2 do
+        redis.call("lpush", KEYS[2], popped[i])
+    end
+end
+local suspects = redis.call("hkeys", KEYS[6])
+local ids = redis.call("lpop", KEYS[2], count)
+if not ids then
+    redis.call("set", KEYS[7], "1", "px", ARGV[5])
+    return {{}, suspects}
+end
+redis.call("sadd", KEYS[4], unpack(ids))
+return {redis.call("hmget", KEYS[3], unpack(ids)), suspects}
+""")
+
+# One send, as Dramatiq's dispatch "enqueue" does it, waking idle consumers of the queue.
+# KEYS: heartbeats, queue messages, queue list, idle marker  ARGV: now (ms), broker id, message id,
+# message, wake channel
+_ENQUEUE_BODY = """
+redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
+redis.call("hset", KEYS[2], ARGV[3], ARGV[4])
+redis.call("rpush", KEYS[3], ARGV[3])
+if redis.call("del", KEYS[4]) == 1 then
+    redis.call("publish", ARGV[5], "")
+end
+"""
+ENQUEUE = LuaScript(_ENQUEUE_BODY)
+
+# An acknowledgement, as Dramatiq's dispatch "ack" does it: heartbeat, then the message forgotten
+# if this worker held it.
+# KEYS: heartbeats, this worker's fetched set, queue messages  ARGV: now (ms), broker id, message id
+_ACK_BODY = """
+redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
+if redis.call("srem", KEYS[2], ARGV[3]) > 0 then
+    redis.call("hdel", KEYS[3], ARGV[3])
+end
+"""
+ACK = LuaScript(_ACK_BODY)
+
+
+def _with_ledger_write(body: str, keys_count: int, args_count: int) -> LuaScript:
+    """``body`` preceded by the ledger's TRANSITION, in one script: one atomic step, one call.
+
+    TRANSITION runs as a function on the key after ``body``'s ``keys_count`` keys and on the
+    arguments after ``body``'s ``args_count`` arguments and one more: the position among them
+    (0: none) where ``body``'s 4th argument, the message, goes (so it crosses the network once).
+    """
+    return LuaScript(f"""local function ledger(KEYS, ARGV)
+{TRANSITION.source}
+end
+local args = {{}}
+for i = {args_count + 2}, #ARGV do
+    args[#args + 1] = ARGV[i]
+end
+local at = tonumber(ARGV[{args_count + 1}])
+if at > 0 then
+    args[at] = ARGV[4]
+end
+ledger({{KEYS[{keys_count + 1}]}}, args)
+{body}""")
+
+
+#: A send and a ledger write in TRANSITION's full form (a retry, a delayed message moved to its
+#: queue) in one script call (see :func:`_with_ledger_write`).
+TRACKED_ENQUEUE = _with_ledger_write(_ENQUEUE_BODY, 4, 5)
+#: A send and its record's write in the short form of :data:`~aury_tasks.redis.scripts.SEND_RECORD`
+#: (the common send), in one script call: the enqueue's 5 arguments, then the send's write's with
+#: its message left out (the enqueue's 4th argument is put in its place).
+TRACKED_SEND = LuaScript(ledger_function() + send_record_lua(6, "KEYS[5]", "ARGV[4]") + _ENQUEUE_BODY)
+#: An acknowledgement and the task's final record write in one script call.
+TRACKED_ACK = _with_ledger_write(_ACK_BODY, 3, 3)
+
+# Many sends to one queue, each with its record's write in the short form of SEND_RECORD (or
+# none), in one script call: what TRACKED_SEND does for each, the queue's bodies and ids written
+# with one HSET and one RPUSH, the heartbeat and the wake-up once (a bulk send's common case).
+# KEYS: heartbeats, queue messages, queue list, idle marker  ARGV: now (ms), broker id, wake
+# channel, then per message: its id, its body, n, then its record write's n arguments (0: none).
+# Returns how many messages it sent.
+SEND_MANY = LuaScript(
+    ledger_function()
+    + """
+local ids, bodies = {}, {}
+local m = 4
+while m <= #ARGV do
+    local f, e = m + 3, m + 2 + tonumber(ARGV[m + 2])
+    if e >= f then
+        local rec = '"""
+    + keys.LEDGER_PREFIX
+    + """task:' .. ARGV[f]
+"""
+    + send_record_lua("f", "rec", "ARGV[m + 1]", "e")
+    + """
+    end
+    ids[#ids + 1] = ARGV[m]
+    bodies[#bodies + 1] = ARGV[m]
+    bodies[#bodies + 1] = ARGV[m + 1]
+    m = e + 1
+end
+redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
+redis.call("hset", KEYS[2], unpack(bodies))
+redis.call("rpush", KEYS[3], unpack(ids))
+if redis.call("del", KEYS[4]) == 1 then
+    redis.call("publish", ARGV[3], "")
+end
+return #ids
+"""
+)
+
+# Wake idle consumers of a queue (after messages were put back on it).
+# KEYS: idle marker  ARGV: wake channel
+WAKE = LuaScript("""
+if redis.call("del", KEYS[1]) == 1 then
+    redis.call("publish", ARGV[1], "")
+end
+""")
+
+
+def wake_write(queue_name: str) -> Write:
+    """The script call that wakes the idle consumers of ``queue_name``, if any."""
+    return Write(WAKE, [keys.idle_marker(queue_name)], [keys.wake_channel(queue_name)])
+
+
+def prepare_for_enqueue(
+    message: dramatiq.Message[Any], delay: int | None, *, owned: bool = False, broker_id: str | None = None
+) -> dramatiq.Message[Any]:
+    """The message Dramatiq's ``RedisBroker.enqueue`` sends: a copy with a fresh broker id
+    (``redis_message_id``), and the delay queue and eta when delayed.
+
+    ``owned``: the message was made for this send and nothing else holds it; undelayed, it gets
+    its broker id in its own options instead of in a copy (a copy is about a tenth of a send's
+    CPU). ``broker_id``: the id to give (default: a new one).
+    """
+    broker_id = broker_id or new_id()
+    if delay is None:
+        if owned:
+            message.options["redis_message_id"] = broker_id
+            return message
+        return message.copy(options={"redis_message_id": broker_id})
+    options = {"redis_message_id": broker_id, "eta": current_millis() + delay}
+    return message.copy(queue_name=dq_name(message.queue_name), options=options)
+
+
+class FastRedisBroker(HandledSignals, RedisBroker):
+    """Dramatiq's Redis broker with aury-tasks's fetch, send and consumer (see the module's text).
+
+    Subclasses decide when queue maintenance is due (:meth:`_maintenance_due_for`) and may park
+    ledger writes in :attr:`riders` to ride on sends, acks and nacks.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: Ledger writes waiting for their enqueue/ack/nack (set when the ledger shares this Redis).
+        self.riders: Riders | None = None
+        #: Per queue, the delivery ids of its suspects as of this process's last fetch from it.
+        self.suspects: dict[str, frozenset[str]] = {}
+        self._waker: Waker | None = None
+        self._waker_lock = threading.Lock()
+        self._acks: AckSender | None = None
+        self._scripts_loaded = False
+
+    @property
+    def waker(self) -> Waker:
+        """This process's wake-up thread, started by the first consumer."""
+        with self._waker_lock:
+            if self._waker is None or not self._waker.is_alive():
+                self._waker = Waker(self)  # type: ignore[arg-type]
+                self._waker.start()
+            return self._waker
+
+    @property
+    def acks(self) -> AckSender:
+        """This process's acknowledgement thread, started by the first acknowledgement."""
+        sender = self._acks
+        if sender is None or not sender.is_alive():  # (no lock on the path of every ack)
+            with self._waker_lock:
+                sender = self._acks
+                if sender is None or not sender.is_alive():
+                    sender = self._acks = AckSender(self.client)
+                    sender.start()
+        return sender
+
+    def flush_acks(self, timeout: float = ACK_FLUSH_TIMEOUT) -> bool:
+        """Wait until every acknowledgement handed to :attr:`acks` was sent (``False``: timed out).
+
+        Returns at once while Redis cannot be reached (the sender keeps trying on its own).
+        """
+        sender = self._acks
+        return sender is None or not sender.connected or sender.flush(timeout)
+
+    def close(self) -> None:
+        """Send the acknowledgements still waiting, stop the wake-up thread, then close as Dramatiq does."""
+        if self._acks is not None:
+            self._acks.stop(ACK_FLUSH_TIMEOUT)
+        if self._waker is not None:
+            self._waker.stop()
+        super().close()
+
+    def _maintenance_due_for(self, command: str, queue_name: str) -> bool:
+        """Whether this ``command`` on ``queue_name`` should run queue maintenance first."""
+        return False
+
+    def maintenance_due(self) -> None:
+        """Make maintenance due on every queue at the next fetch or send (a worker was found dead)."""
+
+    def _dispatch(self, command: str) -> Callable[..., Any]:
+        if command == "fetch":
+            return self._fetch
+        if command == "enqueue":
+            return self._enqueue
+        if command == "requeue":
+            return self._requeue
+        if command == "ack":
+            return self._ack
+        rides = command == "nack"
+
+        def do_dispatch(queue_name: str, *args: Any) -> Any:
+            call = Write(DISPATCH, [self.namespace], self._script_args(command, queue_name, 0, *args))
+            riders = self.riders.take(args[0]) if rides and self.riders is not None else None
+            if not riders:
+                return call.run(self.client)
+            return run_pipelined(self.client, riders, call)
+
+        return do_dispatch
+
+    def _script_args(self, command: str, queue_name: str, maintenance: int, *args: Any) -> list[Any]:
+        """The arguments of Dramatiq's dispatch script for ``command`` on ``queue_name``."""
+        return [command, current_millis(), queue_name, self.broker_id, self.heartbeat_timeout,
+                self.dead_message_ttl, maintenance, self._max_unpack_size(), *args]  # fmt: skip
+
+    def _maintenance_writes(self, command: str, queue_name: str) -> list[Write]:
+        """Dramatiq's maintenance of ``queue_name``, as a call to send first, when due."""
+        if not self._maintenance_due_for(command, queue_name):
+            return []
+        return [Write(DISPATCH, [self.namespace], self._script_args("maintain", queue_name, 1))]
+
+    def _fetch(self, queue_name: str, count: int) -> list[bytes | None]:
+        count = max(1, min(count, self._max_unpack_size()))
+        keys_ = [keys.broker_heartbeats(), keys.broker_queue(queue_name), keys.broker_messages(queue_name),
+                 keys.broker_fetched(self.broker_id, queue_name), keys.priority_queue(queue_name),
+                 keys.suspects(queue_name), keys.idle_marker(queue_name)]  # fmt: skip
+        promote = 0 if queue_name.endswith(".DQ") else 1
+        fetch = Write(FETCH, keys_, [current_millis(), self.broker_id, count, promote, IDLE_MARKER_TTL_MS])
+        calls = [*self._maintenance_writes("fetch", queue_name), fetch]
+        self._load_scripts_once()
+        *_, (fetched, suspects) = run_calls(self.client, calls)
+        self.suspects[queue_name] = frozenset(item.decode() for item in suspects)
+        return list(fetched)
+
+    def enqueue_write(self, queue_name: str, redis_message_id: str, data: bytes) -> Write:
+        """The script call that sends one encoded message (no priority) to ``queue_name``."""
+        keys_ = [keys.broker_heartbeats(), keys.broker_messages(queue_name), keys.broker_queue(queue_name),
+                 keys.idle_marker(queue_name)]  # fmt: skip
+        args = [current_millis(), self.broker_id, redis_message_id, data, keys.wake_channel(queue_name)]
+        return Write(ENQUEUE, keys_, args)
+
+    def _enqueue(self, queue_name: str, redis_message_id: str, data: bytes, priority: int = 0) -> None:
+        """Send one encoded message, its parked ledger writes and any due maintenance in one round trip."""
+        maintenance = self._maintenance_writes("enqueue", queue_name)
+        calls = self.send_calls(queue_name, redis_message_id, data, priority, before=maintenance)
+        if len(calls) == 1:
+            run_calls(self.client, calls)
+        else:
+            run_pipelined(self.client, calls)
+
+    def send_calls(
+        self,
+        queue_name: str,
+        redis_message_id: str,
+        data: bytes,
+        priority: int,
+        *,
+        before: list[Write],
+        keep_others: bool = False,
+    ) -> list[Write]:
+        """The script calls that send one encoded message with the ledger writes parked for it.
+
+        The ledger's record write and the send become one call when that is the whole of it (the
+        common case: :data:`TRACKED_SEND` for a new send, :data:`TRACKED_ENQUEUE` for a retry's or
+        a delayed message's write); otherwise the parked writes go first, then
+        ``before`` (maintenance), then the send. ``keep_others``: leave the writes parked for
+        other messages (a bulk send, which announced all its messages first).
+        """
+        riders = (
+            self.riders.take(redis_message_id, keep_others=keep_others) if self.riders is not None else None
+        )
+        return self.calls_with_riders(queue_name, redis_message_id, data, priority, riders, before=before)
+
+    def calls_with_riders(
+        self,
+        queue_name: str,
+        redis_message_id: str,
+        data: bytes,
+        priority: int,
+        riders: list[Write] | None,
+        *,
+        before: list[Write],
+    ) -> list[Write]:
+        """:meth:`send_calls` with the ledger writes parked for the message already taken."""
+        if priority:
+            send = priority_enqueue_write(queue_name, redis_message_id, data, priority,
+                                          broker_id=self.broker_id, now_ms=current_millis())  # fmt: skip
+        else:
+            send = self.enqueue_write(queue_name, redis_message_id, data)
+            if riders and len(riders) == 1 and not before:
+                tracked = _tracked(send, riders[0])
+                if tracked is not None:
+                    return [tracked]
+        for write in riders or ():
+            fill_message(write, data)
+        return [*(riders or ()), *before, send]
+
+    def send_many_write(self, queue_name: str, sends: list[tuple[str, bytes, list[Any]]]) -> Write:
+        """The script call (:data:`SEND_MANY`) that sends many encoded messages, none with a
+        priority, to ``queue_name``: ``(redis message id, body, record write's arguments)`` each,
+        the arguments of the message's :data:`SEND_RECORD` write without its message (or none)."""
+        keys_ = [keys.broker_heartbeats(), keys.broker_messages(queue_name), keys.broker_queue(queue_name),
+                 keys.idle_marker(queue_name)]  # fmt: skip
+        args: list[Any] = [current_millis(), self.broker_id, keys.wake_channel(queue_name)]
+        for redis_message_id, data, record_args in sends:
+            args += (redis_message_id, data, len(record_args), *record_args)
+        return Write(SEND_MANY, keys_, args)
+
+    def ack_calls(self, queue_name: str, redis_message_id: str) -> list[Write]:
+        """The script calls that acknowledge a message with the ledger writes parked for it."""
+        keys_ = [keys.broker_heartbeats(), keys.broker_fetched(self.broker_id, queue_name),
+                 keys.broker_messages(queue_name)]  # fmt: skip
+        ack = Write(ACK, keys_, [current_millis(), self.broker_id, redis_message_id])
+        riders = self.riders.take(redis_message_id) if self.riders is not None else None
+        if not riders:
+            return [ack]
+        tracked = _tracked(ack, riders[0]) if len(riders) == 1 else None
+        # The common case: the task's final write and its ack, as one call.
+        return [tracked] if tracked is not None else [*riders, ack]
+
+    def _ack(self, queue_name: str, redis_message_id: str) -> None:
+        """Acknowledge a message with the ledger writes parked for it, in one round trip, now."""
+        run_pipelined(self.client, self.ack_calls(queue_name, redis_message_id))
+
+    def _requeue(self, queue_name: str, *redis_message_ids: str) -> None:
+        """Dramatiq's requeue, waking the queue's idle consumers in the same round trip."""
+        args = self._script_args("requeue", queue_name, 0, *redis_message_ids)
+        requeue = Write(DISPATCH, [self.namespace], args)
+        run_calls(self.client, [requeue, wake_write(queue_name)])
+
+    def enqueue(
+        self, message: dramatiq.Message[Any], *, delay: int | None = None, owned: bool = False
+    ) -> dramatiq.Message[Any]:
+        """Enqueue ``message`` as Dramatiq does, in one round trip with its ledger writes.
+
+        A message of priority 1 or more, not delayed, goes to its queue's priority set (see
+        :mod:`aury_tasks.broker.redis.priority`); a delayed one waits in the delay queue as usual. ``owned``:
+        see :func:`prepare_for_enqueue`.
+        """
+        message = prepare_for_enqueue(message, delay, owned=owned)
+        self.emit_before("enqueue", message, delay)
+        priority = message_priority(message) if delay is None else 0
+        data = encode_message(message)
+        self._enqueue(message.queue_name, message.options["redis_message_id"], data, priority)
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def _load_scripts_once(self) -> None:
+        """Load the fetch path's scripts before the first fetch (a NOSCRIPT reply would reorder it)."""
+        if not self._scripts_loaded:
+            load_scripts(self.client, {FETCH, DISPATCH})
+            self._scripts_loaded = True
+
+    @property
+    def consumer_class(self) -> type:
+        """:class:`WakingRedisConsumer`."""
+        return WakingRedisConsumer
+
+
+def send_record_args(riders: list[Write] | None) -> list[Any] | None:
+    """The arguments a :data:`SEND_MANY` call takes for a message's parked ledger writes: those of
+    its one :data:`SEND_RECORD` write without its message, ``[]`` for none, ``None`` when they
+    cannot go in one (another kind of write, or one that needs its reply)."""
+    if not riders:
+        return []
+    write = riders[0]
+    if len(riders) > 1 or write.script is not SEND_RECORD or write.on_reply is not None:
+        return None
+    return write.args[:-2] if write.args[-1] is ENCODED_MESSAGE else None
+
+
+def _tracked(call: Write, ledger_write: Write) -> Write | None:
+    """An ENQUEUE or ACK ``call`` and a ``ledger_write`` as one script call, or ``None`` if it cannot be."""
+    if ledger_write.on_reply is not None:
+        return None
+    args = ledger_write.args
+    if ledger_write.script is SEND_RECORD:  # a send's write: its message goes last, as a stand-in
+        record_args = send_record_args([ledger_write])
+        if call.script is not ENQUEUE or record_args is None:
+            return None
+        return Write(TRACKED_SEND, [*call.keys, *ledger_write.keys], [*call.args, *record_args])
+    if ledger_write.script is not TRANSITION:
+        return None
+    at = next((index for index, value in enumerate(args) if value is ENCODED_MESSAGE), -1)
+    script = TRACKED_ENQUEUE if call.script is ENQUEUE else TRACKED_ACK
+    if at >= 0:
+        if script is not TRACKED_ENQUEUE:  # only a send has the message to put in
+            return None
+        args = [*args[:at], "", *args[at + 1 :]]
+    return Write(script, [*call.keys, *ledger_write.keys], [*call.args, at + 1, *args])
+
+
+def load_scripts(client: redis.Redis, scripts: set[LuaScript]) -> None:
+    """Load the scripts Redis lacks: in a batch, each call answered NOSCRIPT is sent again alone."""
+    listed = list(scripts)
+    for script, present in zip(listed, client.script_exists(*(s.sha for s in listed)), strict=True):
+        if not present:
+            client.script_load(script.source)
+
+
+class WakingRedisConsumer(_DramatiqRedisConsumer):  # type: ignore[misc]  # Dramatiq's consumer is untyped
+    """Dramatiq's Redis consumer without its timers (see the module's text).
+
+    The consumer fetches again at once while its queue has messages. After an empty fetch it
+    waits for a wake signal (:mod:`aury_tasks.broker.redis.wakeup`), fetching anyway every
+    :data:`~aury_tasks.broker.redis.wakeup.IDLE_FETCH_INTERVAL` seconds; with its prefetch window full it
+    waits for acks to free half of the window, so fetches come in batches. Every wait
+    is cut at the worker timeout (Dramatiq's worker then looks at its stop and pause flags) and
+    at the time of the earliest delayed message it holds (the worker sends it to its queue then).
+    """
+
+    def __init__(self, broker: FastRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self._waker = broker.waker
+        self._wake = self._waker.register(queue_name)
+        self._idle = False
+        self._fetch_due = 0.0
+        #: How many slots of the window must be free before a busy consumer fetches again: half
+        #: of it, so that a fetch brings a batch while the threads still have work.
+        self._refill = max(1, prefetch // 2)
+        # message id -> eta (ms) of the delayed messages handed to the worker and not yet settled.
+        self._etas: dict[str, int] = {}
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            while True:
+                if self.message_cache:
+                    data = self.message_cache.pop(0)
+                    if data is None:  # its body was gone (acked elsewhere): Dramatiq skips it too
+                        continue
+                    message = dramatiq.Message.decode(data)
+                    self.queued_message_ids.add(message.message_id)
+                    eta = message.options.get("eta")
+                    if isinstance(eta, int | float):
+                        self._etas[message.message_id] = int(eta)
+                    return MessageProxy(message)
+                now = time.monotonic()
+                self._waker.check_in(self.queue_name, self._wake)
+                free = self.prefetch - self.outstanding_message_count
+                woken = self._wake.is_set()
+                if free > 0 and (now >= self._fetch_due or (woken if self._idle else free >= self._refill)):
+                    self._wake.clear()
+                    self.message_cache = self.broker.do_fetch(self.queue_name, free)
+                    self._idle = not self.message_cache
+                    ready = self._waker.ready.is_set()
+                    self._fetch_due = now + (IDLE_FETCH_INTERVAL if ready else self.timeout / 1000)
+                    if self.message_cache:
+                        continue
+                elif woken:
+                    self._wake.clear()
+                    continue
+                self._wake.wait(self._wait_seconds())
+                return None
+        except redis.ConnectionError as error:
+            raise ConnectionClosed(error) from None
+
+    def _wait_seconds(self) -> float:
+        """How long to wait for a signal: the worker timeout, cut at the earliest eta held."""
+        seconds = self.timeout / 1000
+        if self._etas:
+            seconds = min(seconds, (min(self._etas.values()) - current_millis()) / 1000)
+        return max(0.0, seconds)
+
+    def _settled(self, message_ids: list[str]) -> None:
+        for message_id in message_ids:
+            self._etas.pop(message_id, None)
+        if not self._idle:  # a slot freed matters only to a consumer whose queue had more
+            self._wake.set()
+
+    def ack(self, message: Any) -> None:
+        """Hand the acknowledgement to the process's ack sender and free the slot.
+
+        The message stays fetched by this worker in Redis until the sender has sent it (then
+        :meth:`_ack_sent` is called, from the sender's thread).
+        """
+        try:
+            calls = self.broker.ack_calls(self.queue_name, message.options["redis_message_id"])
+            self.broker.acks.submit(calls, lambda: self._ack_sent(message))
+        finally:
+            self.queued_message_ids.discard(message.message_id)
+            self._settled([message.message_id])
+
+    def _ack_sent(self, message: Any) -> None:
+        """Called (from the acknowledgement thread) once ``message``'s acknowledgement was sent."""
+
+    def nack(self, message: Any) -> None:
+        try:
+            super().nack(message)
+        finally:
+            self._settled([message.message_id])
+
+    def requeue(self, messages: Any) -> None:
+        messages = list(messages)
+        try:
+            super().requeue(messages)
+        finally:
+            self._settled([message.message_id for message in messages])
+
+    def close(self) -> None:
+        """Give back the messages fetched but not handed to the worker yet, then stop being woken.
+
+        (Dramatiq's consumer leaves them to wait for the heartbeat timeout: a worker stopping
+        between two messages of a fetch would hold the rest until then.)
+        """
+        try:
+            self.broker.flush_acks()
+            cached, self.message_cache = self.message_cache, []
+            ids = []
+            for data in cached:
+                if data is None:
+                    continue
+                try:
+                    ids.append(dramatiq.Message.decode(data).options["redis_message_id"])
+                except (DecodeError, KeyError):
+                    continue  # what cannot be read is dealt with when fetched again
+            if ids:
+                self.broker.do_requeue(self.queue_name, *ids)
+        except redis.ConnectionError as error:
+            raise ConnectionClosed(error) from None
+        finally:
+            self._waker.unregister(self.queue_name, self._wake)
+            super().close()

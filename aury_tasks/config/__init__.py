@@ -1,0 +1,1 @@
+"""Configuration: the settings read from ``TASK_*`` and ``.env``, their checked snapshot, logging."""

@@ -1,0 +1,266 @@
+"""Following a task as it happens: waiting for its end and subscribing to its progress.
+
+Every status change and progress report of a task is published on its event channel by the
+same atomic script that writes it. A waiter subscribes first and reads the record second, so
+nothing can slip between the two; it then sleeps on the subscription, never polling. Should
+the connection drop, it subscribes again and re-reads the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from ..core import keys
+from ..core.errors import TaskCancelled, TaskExpired, TaskFailed, TaskRecordNotFound
+from ..core.status import TaskStatus
+from .records import Progress, TaskRecord
+from .store import RedisTaskStore, record_from_hash
+
+#: Longest sleep on a subscription before the record is read again (a safety net, not a poll).
+_RECHECK = 5.0
+
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, redis.asyncio.Redis]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def async_client(url: str) -> redis.asyncio.Redis:
+    """An asyncio Redis client for ``url``, one per running event loop."""
+    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(url)
+    if client is None:
+        client = clients[url] = redis.asyncio.Redis.from_url(url, decode_responses=True)
+    return client
+
+
+def outcome(record: TaskRecord) -> Any:
+    """The result of an ended task, or the error it ended with.
+
+    Raises:
+      TaskFailed: the task failed or was dead-lettered (``TaskCancelled``, ``TaskExpired`` for those).
+    """
+    status = record.status
+    if status is TaskStatus.SUCCESS:
+        return record.result
+    what = f"task {record.id} ({record.task_name})"
+    if status is TaskStatus.CANCELLED:
+        raise TaskCancelled(f"{what} was cancelled", error_type="Cancelled")
+    if status is TaskStatus.EXPIRED:
+        raise TaskExpired(f"{what} expired before it ran", error_type="Expired")
+    if status is TaskStatus.DEAD:
+        raise TaskFailed(f"{what} was dead-lettered: {record.reason or record.error_message}",
+                         error_type=record.error_type or "DeadLettered",
+                         error_message=record.error_message or record.reason)  # fmt: skip
+    raise TaskFailed(f"{what} failed: {record.error_type}: {record.error_message}",
+                     error_type=record.error_type, error_message=record.error_message)  # fmt: skip
+
+
+def _required(store: RedisTaskStore, task_id: str) -> TaskRecord:
+    record = store.get(task_id)
+    if record is None:
+        raise TaskRecordNotFound.for_id(task_id)
+    return record
+
+
+def _is_final_event(data: str) -> bool:
+    return data.startswith("s:") and TaskStatus(data[2:]).is_final
+
+
+def wait_for_end(store: RedisTaskStore, task_id: str, timeout: float | None) -> TaskRecord:
+    """Block until ``task_id`` ends; return its final record.
+
+    Raises:
+      TaskRecordNotFound: for an unknown id.
+      TimeoutError: when ``timeout`` seconds pass first.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        pubsub = store.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(keys.task_events(task_id))
+            record = _required(store, task_id)
+            while not record.is_final:
+                wait = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
+                if wait <= 0:
+                    raise TimeoutError(f"task {task_id} did not finish within {timeout:g} s")
+                message = pubsub.get_message(timeout=wait)
+                if message is None or _is_final_event(message["data"]):
+                    record = _required(store, task_id)
+            return record
+        except redis.ConnectionError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+        finally:
+            pubsub.close()
+
+
+async def wait_for_end_async(
+    store: RedisTaskStore, url: str, task_id: str, timeout: float | None
+) -> TaskRecord:
+    """The asyncio twin of :func:`wait_for_end`."""
+    client = async_client(url)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+        await pubsub.subscribe(keys.task_events(task_id))
+        record = await _required_async(client, task_id)
+        while not record.is_final:
+            wait = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
+            if wait <= 0:
+                raise TimeoutError(f"task {task_id} did not finish within {timeout:g} s")
+            message = await pubsub.get_message(timeout=wait)
+            if message is None or _is_final_event(message["data"]):
+                record = await _required_async(client, task_id)
+        return record
+
+
+async def _required_async(client: redis.asyncio.Redis, task_id: str) -> TaskRecord:
+
+    record = record_from_hash(task_id, await client.hgetall(keys.task_record(task_id)))
+    if record is None:
+        raise TaskRecordNotFound.for_id(task_id)
+    return record
+
+
+class ProgressSubscription:
+    """Every progress report of one task, in order, as it is made; ends when the task ends.
+
+    Iterate it in sync code (``for progress in sub``) or async code (``async for progress in sub``).
+    A report made before the subscription is yielded first. After the end, :attr:`status` holds
+    the task's final status.
+
+    >>> for progress in tm.subscribe_progress(handle.id):
+    ...     print(f"{progress.percent:.0f}% {progress.message}")
+    """
+
+    def __init__(
+        self, store: RedisTaskStore, url: str, task_id: str, *, timeout: float | None = None
+    ) -> None:
+        self.store = store
+        self.url = url
+        self.task_id = task_id
+        self.timeout = timeout
+        #: The task's status: final once iteration has ended.
+        self.status: TaskStatus | None = None
+
+    def _first(self, status: TaskStatus, progress: Progress | None) -> tuple[float, Progress | None]:
+        self.status = status
+        return (progress.updated_at if progress else 0.0), progress
+
+    def __iter__(self) -> Iterator[Progress]:
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        with self.store.client.pubsub(ignore_subscribe_messages=True) as pubsub:
+            pubsub.subscribe(keys.task_events(self.task_id))
+            snapshot = self.store.progress(self.task_id)
+            if snapshot is None:
+                raise TaskRecordNotFound.for_id(self.task_id)
+            seen, progress = self._first(*snapshot)
+            if progress is not None:
+                yield progress
+            while self.status is not None and not self.status.is_final:
+                wait = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
+                if wait <= 0:
+                    raise TimeoutError(f"task {self.task_id} did not finish within {self.timeout:g} s")
+                message = pubsub.get_message(timeout=wait)
+                if message is None:
+                    self.status = self.store.status(self.task_id)
+                    continue
+                seen, progress = self._handle(message["data"], seen)
+                if progress is not None:
+                    yield progress
+
+    async def __aiter__(self) -> AsyncIterator[Progress]:
+        client = async_client(self.url)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(keys.task_events(self.task_id))
+            status, raw = await client.hmget(keys.task_record(self.task_id), ["status", "progress"])
+            if not status:
+                raise TaskRecordNotFound.for_id(self.task_id)
+            seen, progress = self._first(TaskStatus(status), Progress.from_json(raw) if raw else None)
+            if progress is not None:
+                yield progress
+            while self.status is not None and not self.status.is_final:
+                wait = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
+                if wait <= 0:
+                    raise TimeoutError(f"task {self.task_id} did not finish within {self.timeout:g} s")
+                message = await pubsub.get_message(timeout=wait)
+                if message is None:
+                    current = await client.hget(keys.task_record(self.task_id), "status")
+                    self.status = TaskStatus(current) if current else None
+                    continue
+                seen, progress = self._handle(message["data"], seen)
+                if progress is not None:
+                    yield progress
+
+    def _handle(self, data: str, seen: float) -> tuple[float, Progress | None]:
+        if data.startswith("s:"):
+            self.status = TaskStatus(data[2:])
+            return seen, None
+        progress = Progress.from_json(data[2:])
+        if progress.updated_at <= seen:
+            return seen, None
+        return progress.updated_at, progress
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One thing that happened to a followed task (:meth:`TaskManager.follow_async`).
+
+    ``kind`` is ``status`` (``record`` is the task's record after a status change, and the first
+    event is always one), ``progress`` (``progress`` is the new report) or ``idle`` (nothing
+    happened for ``keepalive`` seconds: a chance to keep a connection open).
+    """
+
+    kind: str
+    record: TaskRecord | None = None
+    progress: Progress | None = None
+
+
+async def follow_async(url: str, task_id: str, *, keepalive: float = 15.0) -> AsyncIterator[TaskEvent]:
+    """The events of ``task_id`` as they happen, ending after its final status.
+
+    Subscribes first and reads the record second, like :func:`wait_for_end`, so no change slips
+    between the two; a status change is reported with the record read after it.
+
+    Raises:
+      TaskRecordNotFound: for an unknown id (or a record that expired meanwhile).
+    """
+    client = async_client(url)
+    async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+        await pubsub.subscribe(keys.task_events(task_id))
+        record = await _required_async(client, task_id)
+        yield TaskEvent("status", record=record)
+        status, seen = record.status, record.progress.updated_at if record.progress else 0.0
+        idle_since = time.monotonic()
+        while not status.is_final:
+            message = await pubsub.get_message(timeout=min(_RECHECK, keepalive))
+            if message is None:
+                current = await client.hget(keys.task_record(task_id), "status")
+                if current is None:
+                    raise TaskRecordNotFound.for_id(task_id)
+                if current == status.value and time.monotonic() - idle_since < keepalive:
+                    continue
+                message = {"data": f"s:{current}"}
+            idle_since = time.monotonic()
+            data = str(message["data"])
+            if data.startswith("p:"):
+                progress = Progress.from_json(data[2:])
+                if progress.updated_at > seen:
+                    seen = progress.updated_at
+                    yield TaskEvent("progress", progress=progress)
+                continue
+            record = await _required_async(client, task_id)
+            if record.status is status:
+                yield TaskEvent("idle")
+                continue
+            status = record.status
+            yield TaskEvent("status", record=record)

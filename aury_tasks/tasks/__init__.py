@@ -1,0 +1,1 @@
+"""Tasks: the TaskManager and its decorator, the task object, sending, handles and progress."""

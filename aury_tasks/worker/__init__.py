@@ -1,0 +1,1 @@
+"""The worker: the supervisor of ``aum worker``, its processes, recycling, per-queue lanes, metrics."""
