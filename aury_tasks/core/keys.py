@@ -242,7 +242,7 @@ def priority_queue(queue_name: str) -> str:
     """Sorted set of the ids of ``queue_name``'s messages sent with a priority above 0, waiting.
 
     Score orders them highest priority first, then oldest first; a fetch moves them to the front
-    of the queue's list (see :mod:`aury_tasks.broker.build`).
+    of the queue's list (see :mod:`aury_tasks.broker.redis.priority`).
     """
     return f"{BROKER_NAMESPACE}:{queue_name}.PQ"
 

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 import dramatiq
 
-from ..broker.build import BrokerInfo, build_broker, default_middleware
+from ..broker.build import BrokerInfo
 from ..broker.redis.priority import MAX_PRIORITY
 from ..core.errors import PermanentError, TaskInterrupted, TaskNotFound, TaskOptionError
 from ..core.run_mode import RunMode
 from ..middleware.limits import UniqueKey, Uniqueness, parse_rate_limit
 from ..middleware.soft_timeout import OPTION as SOFT_TIME_LIMIT
 from ..middleware.soft_timeout import soft_limitable
+from .stack import build_broker, default_middleware
 from .task import P, R, Task
 from .tracking import TaskTracking
 

@@ -17,7 +17,6 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 
-from ..broker.build import ledger_writer
 from ..core import keys
 from ..core.errors import LedgerUnavailable, TaskRecordNotFound, TaskStateError
 from ..core.status import TaskStatus
@@ -35,6 +34,7 @@ from ..ledger.records import Progress, QueueStats, Statistics, TaskPage, TaskRec
 from ..ledger.store import RedisTaskStore, record_from_hash
 from ..workflows.state import WORKFLOW_PREFIX, WorkflowState
 from .handle import TaskHandle
+from .stack import ledger_writer
 from .task import enqueue
 
 if TYPE_CHECKING:

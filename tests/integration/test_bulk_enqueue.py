@@ -14,7 +14,8 @@ import redis
 from redis.connection import AbstractConnection
 
 from aury_tasks import SerializationError, TaskManager, TaskOptionError, TaskStatus
-from aury_tasks.broker.build import BULK_BATCH_SIZE, AuryRedisBroker, enqueue_many
+from aury_tasks.broker.build import enqueue_many
+from aury_tasks.broker.redis.broker import BULK_BATCH_SIZE, AuryRedisBroker
 from aury_tasks.core import keys
 
 from .events import wait_until

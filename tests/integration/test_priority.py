@@ -15,7 +15,8 @@ import pytest
 import redis
 
 from aury_tasks import TaskManager
-from aury_tasks.broker.build import AuryRedisBroker, enqueue_many
+from aury_tasks.broker.build import enqueue_many
+from aury_tasks.broker.redis.broker import AuryRedisBroker
 from aury_tasks.core import keys
 
 from .events import wait_until

@@ -9,7 +9,7 @@ import dramatiq
 import redis
 
 from aury_tasks import TaskManager, TaskStatus
-from aury_tasks.broker.build import AuryRedisBroker
+from aury_tasks.broker.redis.broker import AuryRedisBroker
 from aury_tasks.broker.redis.recovery import MarkSuspectsRunning
 from aury_tasks.core import keys
 

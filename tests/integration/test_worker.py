@@ -18,7 +18,7 @@ from aury_tasks import (
     TaskManager,
     TaskSettings,
 )
-from aury_tasks.broker.build import AuryRedisBroker
+from aury_tasks.broker.redis.broker import AuryRedisBroker
 from aury_tasks.core import keys
 
 from .events import EventLog, queued_ids, wait_dead_lettered, wait_until

@@ -29,7 +29,7 @@ RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
      "aury_tasks/middleware/ledger.py: before_enqueue runs before the message is encoded; "
      "aury_tasks/broker/redis/base.py FastRedisBroker.enqueue and prepare_for_enqueue do what it does"),
     ("RedisBroker.flush", redis_broker.RedisBroker.flush, "40e5cecf364d6457",
-     "aury_tasks/broker/build.py AuryRedisBroker.flush: Dramatiq purges the list and the delay queue"),
+     "aury_tasks/broker/redis/broker.py AuryRedisBroker.flush: Dramatiq purges the list and the delay queue"),
     ("_RedisConsumer.__init__", redis_broker._RedisConsumer.__init__, "c626986d71660eb6",
      "aury_tasks/broker/redis/base.py WakingRedisConsumer: message_cache, queued_message_ids, timeout"),
     ("_RedisConsumer.outstanding_message_count", redis_broker._RedisConsumer.outstanding_message_count.fget,
@@ -50,7 +50,7 @@ RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
      "aury_tasks/broker/redis/base.py WakingRedisConsumer: a None from __next__ lets the thread send due "
      "delayed messages and see its stop and pause flags"),
     ("RedisBroker.consumer_class", redis_broker.RedisBroker.consumer_class.fget, "43d97c3b7d756fe2",
-     "aury_tasks/broker/build.py AuryRedisBroker.consumer_class"),
+     "aury_tasks/broker/redis/broker.py AuryRedisBroker.consumer_class"),
     ("Message.decode", dramatiq.Message.decode.__func__, "92d6a76a8603cad4",
      "aury_tasks/broker/redis/consumer.py and dead_letters.py: what cannot be decoded raises DecodeError "
      "with its data"),

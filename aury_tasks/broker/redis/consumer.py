@@ -31,7 +31,6 @@ from loguru import logger
 
 from ...core import keys
 from ...core.status import TaskStatus
-from ...middleware import LedgerWriter
 from .base import WakingRedisConsumer
 
 #: The reason an undecodable message is dead-lettered with (shown by ``aum dlq list``).
@@ -112,9 +111,9 @@ class PoisonSafeRedisConsumer(WakingRedisConsumer):
         except redis.ConnectionError as error:
             raise ConnectionClosed(error) from None
         shown = repr(data[:SHOWN_BYTES]) + (f" … ({len(data):,} bytes)" if len(data) > SHOWN_BYTES else "")
-        error = f"{type(exc.error).__name__}: {str(exc.error)[:120]}"
+        cause = f"{type(exc.error).__name__}: {str(exc.error)[:120]}"
         logger.error("undecodable message {} on queue {} dead-lettered ({}); it begins {}",
-                     delivery_id or "(not found)", self.queue_name, error, shown)  # fmt: skip
+                     delivery_id or "(not found)", self.queue_name, cause, shown)  # fmt: skip
         self._record(data, delivery_id, exc)
 
     def _delivery_id(self, data: bytes) -> str | None:
@@ -138,8 +137,7 @@ class PoisonSafeRedisConsumer(WakingRedisConsumer):
             return
         if not isinstance(task_id, str):
             return
-        writer = next((m for m in self.broker.middleware if isinstance(m, LedgerWriter)), None)
-        store = writer.store if writer is not None else None
+        store = getattr(self.broker, "ledger", None)  # set on the brokers aury-tasks composes
         if store is not None:
             with contextlib.suppress(redis.RedisError):  # the dead letter is what matters
                 store.transition(

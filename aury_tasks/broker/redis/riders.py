@@ -4,7 +4,7 @@ A task's enqueue write is made on the thread that sends it, just before Dramatiq
 script call; its final write on the thread that acknowledges it, just before the ack (or
 nack). Each is parked here under the Redis message id of the call it belongs to, and the
 broker sends it in the same pipeline as that call (see
-:class:`aury_tasks.broker.build.AuryRedisBroker`): no extra round trip per task. The write goes
+:class:`aury_tasks.broker.redis.broker.AuryRedisBroker`): no extra round trip per task. The write goes
 first in the pipeline, so a record exists before its message can be fetched and is final
 before the message is acknowledged.
 
@@ -15,13 +15,27 @@ cannot ride and are sent at once instead.
 from __future__ import annotations
 
 import threading
+from typing import Any, Protocol
 
 import redis
 
+from ...core.status import TaskStatus
 from ...redis.scripts import Write
 
 #: Stands for the encoded message in an enqueue write; the broker puts the real bytes in.
 ENCODED_MESSAGE = object()
+
+
+class LedgerTransitions(Protocol):
+    """Where the broker records a task it dead-lettered itself: the ledger, seen from below.
+
+    The broker knows nothing more of the ledger than this; the stack that composes a broker hands
+    it the ledger's store (:mod:`aury_tasks.tasks.stack`).
+    """
+
+    def transition(self, task_id: str, status: TaskStatus, *, attempt: int = 1, **fields: Any) -> bool:
+        """Move the task's record to ``status`` (forward only); ``False`` when refused."""
+        ...
 
 
 class Riders:
