@@ -16,3 +16,4 @@ reliability:  ## every fault scenario of tests/reliability, with its figures as 
 lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check aury_tasks tests
+	$(PYTHON) -m mypy

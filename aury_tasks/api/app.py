@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
+from ..config.settings import TaskSettings
 from ..core.errors import ConfigError
 from ..scheduler.manager import SchedulerManager
 from ..tasks.manager import TaskManager
@@ -48,6 +49,8 @@ def create_app(
             "TASK_API_TOKEN is not set: set it (16 characters or more, e.g. `openssl rand -hex 32`),"
             " or run `aum serve --insecure-no-auth` on a loopback address"
         )
+    if not isinstance(settings, TaskSettings):  # a worker's SettingsSnapshot leaves the api_* settings out
+        raise ConfigError("the API reads the api_* settings: configure its TaskManager with TaskSettings")
     app = FastAPI(
         title="aury-tasks",
         version=__version__,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 from dramatiq.common import q_name
@@ -19,7 +21,7 @@ _QUEUE_HELP = "The queue whose dead letters to use.  [default: TASK_QUEUE_NAME]"
 _ID_QUEUE_HELP = "The queue of the dead letters.  [default: the task's queue, else TASK_QUEUE_NAME]"
 
 
-def _queue_option(help_text: str = _QUEUE_HELP) -> click.Option:
+def _queue_option(help_text: str = _QUEUE_HELP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("-q", "--queue", "queue_name", metavar="QUEUE", help=help_text)
 
 

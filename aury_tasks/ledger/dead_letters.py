@@ -7,6 +7,7 @@ again as a new task linked to the old one (``retry_of``), with the same argument
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ class DeadLetterQueue:
             raise TaskRecordNotFound(f"no dead letter {task_id} in queue {self.queue_name}")
         return self._with_records([letter])[0]
 
-    def requeue(self, task_ids: list[str] | None = None) -> dict[str, TaskHandle]:
+    def requeue(self, task_ids: builtins.list[str] | None = None) -> dict[str, TaskHandle]:
         """Send dead letters again as new tasks (all of them when ``task_ids`` is ``None``).
 
         An id that is not a dead letter of this queue is skipped, and so is a message that could
@@ -185,7 +186,7 @@ class DeadLetterQueue:
             delivery_id=delivery_id,
         )
 
-    def _with_records(self, letters: list[DeadLetter]) -> list[DeadLetter]:
+    def _with_records(self, letters: builtins.list[DeadLetter]) -> builtins.list[DeadLetter]:
         try:
             store = self.manager.store
         except LedgerUnavailable:

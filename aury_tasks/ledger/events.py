@@ -13,7 +13,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio
@@ -124,7 +124,8 @@ async def wait_for_end_async(
 
 async def _required_async(client: redis.asyncio.Redis, task_id: str) -> TaskRecord:
 
-    record = record_from_hash(task_id, await client.hgetall(keys.task_record(task_id)))
+    raw = cast("dict[str, str]", await client.hgetall(keys.task_record(task_id)))  # decode_responses=True
+    record = record_from_hash(task_id, raw)
     if record is None:
         raise TaskRecordNotFound.for_id(task_id)
     return record
@@ -244,7 +245,7 @@ async def follow_async(url: str, task_id: str, *, keepalive: float = 15.0) -> As
         while not status.is_final:
             message = await pubsub.get_message(timeout=min(_RECHECK, keepalive))
             if message is None:
-                current = await client.hget(keys.task_record(task_id), "status")
+                current = cast("str | None", await client.hget(keys.task_record(task_id), "status"))
                 if current is None:
                     raise TaskRecordNotFound.for_id(task_id)
                 if current == status.value and time.monotonic() - idle_since < keepalive:

@@ -23,9 +23,9 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio
@@ -70,7 +70,8 @@ class RedisTaskStore:
     """Task records in Redis, each status change one atomic, conditional script call.
 
     Parameters:
-      client: a redis-py client with ``decode_responses=True``.
+      client: a redis-py client with ``decode_responses=True`` (so its replies are ``str``: they
+        are cast from redis-py's ``bytes | str``).
       ttl: seconds a record is kept after its last change (default 7 days).
       url: the client's URL, for asyncio clients made from it (never logged).
     """
@@ -166,13 +167,15 @@ class RedisTaskStore:
         """Set descriptive fields on an existing record (never its status)."""
         record_key = keys.task_record(task_id)
         if self.client.exists(record_key):
-            self.client.hset(record_key, mapping=fields)
+            self.client.hset(record_key, mapping=cast("Mapping[Any, str]", fields))  # (invariant key type)
 
     # Reads by id
 
     def get(self, task_id: str) -> TaskRecord | None:
         """The record of ``task_id``, or ``None``."""
-        return record_from_hash(task_id, self.client.hgetall(keys.task_record(task_id)))
+        return record_from_hash(
+            task_id, cast("dict[str, str]", self.client.hgetall(keys.task_record(task_id)))
+        )
 
     def get_many(self, task_ids: Iterable[str]) -> list[TaskRecord]:
         """The records of ``task_ids`` that still exist, in the same order (one round trip)."""
@@ -288,7 +291,10 @@ class RedisTaskStore:
         upper = high
         while True:
             # By score, not offset, so each batch costs the same however deep the walk is.
-            batch = self.client.zrevrangebyscore(index, upper, low, start=0, num=_BATCH, withscores=True)
+            batch = cast(
+                "list[tuple[str, float]]",
+                self.client.zrevrangebyscore(index, upper, low, start=0, num=_BATCH, withscores=True),
+            )
             if not batch:
                 return matching
             pipe = self.client.pipeline(transaction=False)
@@ -301,7 +307,7 @@ class RedisTaskStore:
             last_score = batch[-1][1]
             upper = f"({last_score:.0f}"
             # Ids sharing the last score are read again from the next batch's start: take them now.
-            ties = self.client.zrangebyscore(index, last_score, last_score)
+            ties = cast("list[str]", self.client.zrangebyscore(index, last_score, last_score))
             seen = {task_id for task_id, score in batch if score == last_score}
             extra = [task_id for task_id in reversed(ties) if task_id not in seen]
             if extra:
@@ -362,18 +368,20 @@ class RedisTaskStore:
     def queues(self) -> set[str]:
         """Every queue the ledger has seen a task on."""
         self.catch_up()
-        return set(self.client.smembers(keys.known_queues()))
+        return set(cast("set[str]", self.client.smembers(keys.known_queues())))
 
     def task_names(self) -> set[str]:
         """Every task name the ledger has seen."""
         self.catch_up()
-        return set(self.client.smembers(keys.known_task_names()))
+        return set(cast("set[str]", self.client.smembers(keys.known_task_names())))
 
     # Cancellation
 
     def cancelled_since(self, since: float) -> set[str]:
         """Ids cancelled since ``since`` (UNIX seconds)."""
-        return set(self.client.zrangebyscore(keys.cancelled_ids(), int(since * 1000), "+inf"))
+        return set(
+            cast("list[str]", self.client.zrangebyscore(keys.cancelled_ids(), int(since * 1000), "+inf"))
+        )
 
     # Workers
 
@@ -399,8 +407,11 @@ class RedisTaskStore:
 
     def workers(self, *, seen_within: float = 30.0) -> list[WorkerInfo]:
         """Workers that announced themselves in the last ``seen_within`` seconds."""
-        seen = self.client.zrangebyscore(
-            keys.workers_seen(), int((time.time() - seen_within) * 1000), "+inf", withscores=True
+        seen = cast(
+            "list[tuple[str, float]]",
+            self.client.zrangebyscore(
+                keys.workers_seen(), int((time.time() - seen_within) * 1000), "+inf", withscores=True
+            ),
         )
         if not seen:
             return []
@@ -475,7 +486,9 @@ class RedisTaskStore:
                     break
                 offset += looked - dropped
         self.client.zremrangebyscore(keys.cancelled_ids(), "-inf", cutoff)
-        stale = self.client.zrangebyscore(keys.workers_seen(), "-inf", int((now - 86_400) * 1000))
+        stale = cast(
+            "list[str]", self.client.zrangebyscore(keys.workers_seen(), "-inf", int((now - 86_400) * 1000))
+        )
         for worker_id in stale:
             self.forget_worker(worker_id)
         return removed

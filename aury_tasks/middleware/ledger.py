@@ -26,7 +26,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import dramatiq
 import redis
@@ -203,7 +203,7 @@ class LedgerWriter(Middleware):
             raise SkipMessage(f"task {task_id} expired")
         key = _idempotency_key(broker, message)
         if key is not None:
-            done_by = store.client.get(keys.idempotency_done(key))
+            done_by = cast("str | None", store.client.get(keys.idempotency_done(key)))
             if done_by is not None:  # its effect is done: a redelivery, or a second send of the same work
                 run.final = store.transition_write(
                     task_id, TaskStatus.SUCCESS, attempt=run.attempt, finished_at=now,

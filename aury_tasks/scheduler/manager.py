@@ -296,8 +296,8 @@ class SchedulerManager:
             changes["args"] = list(args)
         if kwargs is not None:
             changes["kwargs"] = dict(kwargs)
-        given = {"coalesce": coalesce, "max_instances": max_instances,
-                 "misfire_grace_time": misfire_grace_time, "jitter": jitter}  # fmt: skip
+        given: dict[str, Any] = {"coalesce": coalesce, "max_instances": max_instances,
+                                 "misfire_grace_time": misfire_grace_time, "jitter": jitter}  # fmt: skip
         if any(value is not None for value in given.values()):
             current = job.options.__dict__
             changes["options"] = JobOptions(**{k: current[k] if v is None else v for k, v in given.items()})

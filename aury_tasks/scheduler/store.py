@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 from loguru import logger
@@ -135,8 +135,8 @@ class ScheduleStore:
 
     def last_runs(self) -> dict[str, LastRun]:
         """The last fire of every job that fired."""
-        return {job_id: LastRun(**json.loads(text))
-                for job_id, text in self.client.hgetall(keys.scheduler_runs()).items()}  # fmt: skip
+        runs = cast("dict[str, str]", self.client.hgetall(keys.scheduler_runs()))
+        return {job_id: LastRun(**json.loads(text)) for job_id, text in runs.items()}
 
     # The leader lease
 

@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -71,10 +71,14 @@ def _seconds(moment: datetime | float | None) -> float | None:
 class TaskTracking:
     """Follow, control and query tasks through the ledger (part of TaskManager)."""
 
-    if TYPE_CHECKING:
-        settings: Settings
-        broker: dramatiq.Broker
-        broker_info: BrokerInfo
+    if TYPE_CHECKING:  # TaskManager's read-only properties
+
+        @property
+        def settings(self) -> Settings: ...
+        @property
+        def broker(self) -> dramatiq.Broker: ...
+        @property
+        def broker_info(self) -> BrokerInfo: ...
 
         def broker_for_queue(self, queue_name: str) -> dramatiq.Broker: ...
 
@@ -171,9 +175,8 @@ class TaskTracking:
 
     async def task_record_async(self, task_id: str) -> TaskRecord:
         """:meth:`task_record` on the running event loop."""
-        record = record_from_hash(
-            task_id, await async_client(self._ledger_url).hgetall(keys.task_record(task_id))
-        )
+        raw = await async_client(self._ledger_url).hgetall(keys.task_record(task_id))
+        record = record_from_hash(task_id, cast("dict[str, str]", raw))  # the client decodes responses
         if record is None:
             raise TaskRecordNotFound.for_id(task_id)
         return record
@@ -251,7 +254,9 @@ class TaskTracking:
         if not record.message:
             raise TaskStateError(f"task {task_id} has no stored message to send again")
         handle = self.resend(record.message, retry_of=task_id, metadata=record.metadata)
-        dead_letter_id = self.store.client.hget(keys.task_record(task_id), "dead_letter_id")
+        dead_letter_id = cast(
+            "str | None", self.store.client.hget(keys.task_record(task_id), "dead_letter_id")
+        )
         if dead_letter_id and isinstance(self.broker, RedisBroker):
             self.dead_letters(q_name(record.queue_name)).remove(dead_letter_id)
         return handle

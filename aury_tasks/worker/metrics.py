@@ -216,8 +216,8 @@ def _read_ledger(store: RedisTaskStore, now: float) -> _Ledger:
                 totals[name] = totals.get(name, 0) + int(count)
     read = read[: len(read) - len(minutes)]
     width = len(buckets) + 1
-    for index, (kind, name, _) in enumerate(dimensions):
-        chunk = read[index * width : (index + 1) * width]
+    for position, (kind, name, _) in enumerate(dimensions):
+        chunk = read[position * width : (position + 1) * width]
         ledger.windows[kind][name] = stats.merge_buckets(chunk[:-1])
         ledger.sent[kind][name] = int(chunk[-1])
     return ledger

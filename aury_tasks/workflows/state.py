@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -225,10 +225,11 @@ class WorkflowState:
 
     def fired(self, group_id: str) -> tuple[JoinOutcome, str] | None:
         """How a group fired (its continuation and results) and the member that fired it, or ``None``."""
-        total, fired, frames, workflow_id = self.client.hmget(
-            keys.group_state(group_id), ["total", "fired", "frames", "wf"]
+        total, fired, frames, workflow_id = cast(
+            "list[str | None]",  # the ledger's client decodes responses
+            self.client.hmget(keys.group_state(group_id), ["total", "fired", "frames", "wf"]),
         )
-        if not fired or total is None:
+        if not fired or total is None or frames is None:  # (frames are written with total)
             return None
         outcome = JoinOutcome("fire", json.loads(frames), self.group_results(group_id), workflow_id or "")
         return outcome, fired

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..core import keys
 from ..core.errors import TaskRecordNotFound
@@ -84,8 +84,9 @@ def load_tree(manager: TaskManager, workflow_id: str) -> WorkflowTree:
       TaskRecordNotFound: when ``workflow_id`` is not a workflow the ledger still holds.
     """
     client = manager.store.client
-    status, error_type, error_message, text = client.hmget(
-        keys.task_record(workflow_id), ["status", "error_type", "error_message", "workflow"]
+    status, error_type, error_message, text = cast(
+        "list[str | None]",  # the ledger's client decodes responses
+        client.hmget(keys.task_record(workflow_id), ["status", "error_type", "error_message", "workflow"]),
     )
     if not text:
         raise TaskRecordNotFound(f"no workflow with id {workflow_id} (never sent, or its record expired)")

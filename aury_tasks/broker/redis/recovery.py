@@ -32,7 +32,7 @@ counted once, not buried with it. A worker stopped gracefully gives its messages
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import dramatiq
 from dramatiq.common import current_millis, q_name
@@ -135,15 +135,21 @@ class MarkSuspectsRunning(dramatiq.Middleware):
         self._one_suspect = threading.Lock()
         self._holding = threading.local()
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         delivery_id = message.options.get("redis_message_id")
         suspects = getattr(broker, "suspects", {}).get(message.queue_name, ())
         if delivery_id in suspects:
             self._one_suspect.acquire()
             self._holding.lock = True
-            broker.client.hset(keys.running_suspects(message.queue_name), delivery_id, broker.broker_id)
+            redis_broker = cast("AuryRedisBroker", broker)  # only the Redis brokers list suspects
+            redis_broker.client.hset(
+                keys.running_suspects(message.queue_name), delivery_id, redis_broker.broker_id
+            )
 
-    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message, **_: Any) -> None:
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: dramatiq.MessageProxy, *, result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:  # fmt: skip
         if getattr(self._holding, "lock", False):
             self._holding.lock = False
             self._one_suspect.release()

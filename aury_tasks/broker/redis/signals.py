@@ -13,12 +13,13 @@ it before, or on the class.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from types import MethodType
 from typing import Any
 
 from dramatiq.middleware import Middleware, MiddlewareError
 
-_Handlers = tuple[Callable[..., Any], ...]
+#: The middleware's bound hooks (``handler.__self__`` is the middleware, for the log).
+_Handlers = tuple[MethodType, ...]
 
 
 class HandledSignals:
