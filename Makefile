@@ -17,3 +17,4 @@ lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check aury_tasks tests
 	$(PYTHON) -m mypy
+	.venv/bin/lint-imports

@@ -87,3 +87,21 @@ class AlertService:
                     logger.warning("alerts could not be evaluated: {}", redact_text(str(exc)))
         finally:
             self.notifier.close()
+
+
+def alert_loop(scheduler: SchedulerManager) -> Callable[[Callable[[], bool], threading.Event], None]:
+    """The leader's alert work for a :class:`~aury_tasks.scheduler.runner.SchedulerRunner`.
+
+    Called with ``is_leader()`` and the runner's stop event, it evaluates the rules while the
+    process leads (one log line and no alerts when they cannot be read).
+    """
+
+    def alerts(is_leader: Callable[[], bool], stopping: threading.Event) -> None:
+        try:
+            service = AlertService(scheduler.task_manager, scheduler)
+        except AuryTasksError as exc:
+            logger.error("alerts are off: {}", exc)
+            return
+        service.run(is_leader, stopping)
+
+    return alerts

@@ -12,6 +12,7 @@ import click
 from loguru import logger
 
 from .. import __version__
+from ..alerts.service import alert_loop
 from ..scheduler.manager import SchedulerManager
 from ..scheduler.runner import SchedulerRunner
 from ..tasks.manager import TaskManager
@@ -36,8 +37,9 @@ def lease_ttl_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def start_scheduler(tm: TaskManager, lease_ttl: float) -> SchedulerRunner:
     """Start a :class:`SchedulerRunner` for ``tm``'s scheduler (task modules imported already)."""
-    runner = SchedulerRunner(SchedulerManager.get_instance(tm.name), lease_ttl=lease_ttl,
-                             renew_interval=lease_ttl / 5)  # fmt: skip
+    scheduler = SchedulerManager.get_instance(tm.name)
+    runner = SchedulerRunner(scheduler, lease_ttl=lease_ttl, renew_interval=lease_ttl / 5,
+                             while_leading=[alert_loop(scheduler)])  # fmt: skip
     broker = tm.broker_info.describe()
     logger.info("aury-tasks {} scheduler {}, broker: {}", __version__, runner.holder, broker)
     runner.start()

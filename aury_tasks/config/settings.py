@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ..core.errors import ConfigError
 from ..core.redaction import redact_url
 from ..core.run_mode import RunMode
+from .alert_rules import parse_rules
 from .snapshot import SettingsSnapshot
 
 #: Broker URL schemes aury-tasks understands.
@@ -256,8 +257,6 @@ class TaskSettings(BaseSettings):
     @field_validator("alert_rules")
     @classmethod
     def _check_alert_rules(cls, value: str) -> str:
-        from .alert_rules import parse_rules
-
         try:
             parse_rules(value)
         except ConfigError as exc:

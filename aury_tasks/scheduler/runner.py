@@ -11,12 +11,14 @@ processes that both believe they lead.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -40,6 +42,9 @@ from .triggers import build_trigger
 
 #: Seconds a fire claim is kept at least (longer than any process could still try that fire).
 MIN_CLAIM_TTL = 3600.0
+
+#: Work only the leader does: called with ``is_leader()`` and the event set when the runner stops.
+LeaderWork = Callable[[Callable[[], bool], threading.Event], None]
 
 
 class _PlannedJob:
@@ -103,14 +108,23 @@ class SchedulerRunner:
     Parameters:
       lease_ttl: seconds the lease lasts unless renewed (a dead leader is replaced within it).
       renew_interval: seconds between renewals (well inside ``lease_ttl``).
+      while_leading: work only the leader does, each in a thread of its own, called with a function
+        that tells whether this process leads and the event set when it stops (``aum scheduler``
+        gives the alert loop, :func:`aury_tasks.alerts.service.alert_loop`).
     """
 
     def __init__(
-        self, manager: SchedulerManager, *, lease_ttl: float = 3.0, renew_interval: float = 0.6
+        self,
+        manager: SchedulerManager,
+        *,
+        lease_ttl: float = 3.0,
+        renew_interval: float = 0.6,
+        while_leading: Sequence[LeaderWork] = (),
     ) -> None:
         if not 0 < renew_interval < lease_ttl:
             raise ValueError("renew_interval must be above 0 and below lease_ttl")
         self.manager = manager
+        self.while_leading = tuple(while_leading)
         self.store = manager.store
         self.lease_ttl = lease_ttl
         self.renew_interval = renew_interval
@@ -133,11 +147,13 @@ class SchedulerRunner:
         self.write_declared_jobs()
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per fire: ours says more
         self.scheduler.start(paused=True)
-        for target, name in (
+        threads: list[tuple[Callable[[], None], str]] = [
             (self._lease_loop, "aury-scheduler-lease"),
             (self._listen, "aury-scheduler-changes"),
-            (self._alerts, "aury-scheduler-alerts"),
-        ):
+        ]
+        threads += [(functools.partial(work, lambda: self.is_leader, self._stopping),
+                     f"aury-scheduler-{work.__name__}") for work in self.while_leading]  # fmt: skip
+        for target, name in threads:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -286,17 +302,6 @@ class SchedulerRunner:
                 self._unload_all()
             elif action == "reload":
                 self._load_all()
-
-    def _alerts(self) -> None:
-        """Evaluate the alert rules (:mod:`aury_tasks.alerts`) while this process leads."""
-        from ..alerts.service import AlertService
-
-        try:
-            service = AlertService(self.manager.task_manager, self.manager)
-        except AuryTasksError as exc:
-            logger.error("alerts are off: {}", exc)
-            return
-        service.run(lambda: self.is_leader, self._stopping)
 
     def _count_miss(self, event: JobExecutionEvent) -> None:
         # APScheduler logs the miss itself; the count is what /metrics shows.

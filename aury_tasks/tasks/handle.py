@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..core.instances import task_managers
 from ..core.status import TaskStatus
 
 if TYPE_CHECKING:
@@ -68,9 +69,7 @@ class TaskHandle:
     def manager(self) -> TaskManager:
         """The manager whose ledger this handle reads."""
         if self._manager is None:
-            from .manager import TaskManager
-
-            self._manager = TaskManager.get_instance()
+            self._manager = task_managers.get()
         return self._manager
 
     # Sync

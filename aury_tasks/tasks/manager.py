@@ -5,20 +5,24 @@ from __future__ import annotations
 import difflib
 import re
 import threading
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import dramatiq
 
 from ..broker.build import BrokerInfo
 from ..broker.redis.priority import MAX_PRIORITY
 from ..core.errors import PermanentError, TaskInterrupted, TaskNotFound, TaskOptionError
+from ..core.instances import task_managers
 from ..core.run_mode import RunMode
 from ..middleware.limits import UniqueKey, Uniqueness, parse_rate_limit
 from ..middleware.soft_timeout import OPTION as SOFT_TIME_LIMIT
 from ..middleware.soft_timeout import soft_limitable
+from ..workflows.canvas import Canvas
+from ..workflows.engine import send_workflow
+from ..workflows.handle import WorkflowHandle
 from .stack import build_broker, default_middleware
-from .task import P, R, Task
+from .task import P, R, Task, enqueue_many
 from .tracking import TaskTracking
 
 if TYPE_CHECKING:
@@ -57,9 +61,6 @@ class TaskManager(TaskTracking):
     >>> handle = send_welcome_email.send(user_id="42")
     """
 
-    _instances: ClassVar[dict[str, TaskManager]] = {}
-    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
-
     def __init__(self, name: str = "default", *, settings: Settings | None = None) -> None:
         self.name = name
         self._settings = settings
@@ -82,11 +83,8 @@ class TaskManager(TaskTracking):
 
         Named instances let one process talk to separate brokers.
         """
-        with cls._instances_lock:
-            instance = cls._instances.get(name)
-            if instance is None:
-                instance = cls._instances[name] = cls(name)
-            return instance
+        instance: TaskManager = task_managers.get(name, cls)
+        return instance
 
     @classmethod
     def reset_instance(cls, name: str | None = None) -> None:
@@ -94,12 +92,7 @@ class TaskManager(TaskTracking):
 
         Meant for tests: the next :meth:`get_instance` builds a fresh manager.
         """
-        with cls._instances_lock:
-            names = list(cls._instances) if name is None else [name]
-            for key in names:
-                instance = cls._instances.pop(key, None)
-                if instance is not None:
-                    instance.close()
+        task_managers.reset(name)
 
     # Configuration
 
@@ -171,7 +164,7 @@ class TaskManager(TaskTracking):
         with self._lock:
             self.configure(broker_url=broker_url, run_mode=run_mode, settings=settings)
             if self._broker is None:
-                self._broker, self._broker_info = build_broker(self.settings, self._broker_url)
+                self._broker, self._broker_info = build_broker(self.settings, self._broker_url, self)
             if self.run_mode is RunMode.WORKER:
                 for task in self._tasks.values():
                     self._declare_actor(task)
@@ -199,6 +192,17 @@ class TaskManager(TaskTracking):
         self.broker  # noqa: B018 - builds it on first use
         assert self._broker_info is not None
         return self._broker_info
+
+    def send_messages(self, messages: Sequence[dramatiq.Message[Any]]) -> None:
+        """Send ready-made Dramatiq messages (a workflow's steps) in batched round trips.
+
+        Held to the rules of every send (strict JSON, size cap); the errors are those of ``.send()``.
+        """
+        enqueue_many(self, [(message, None) for message in messages])
+
+    def send_workflow(self, canvas: Canvas) -> WorkflowHandle:
+        """Start ``canvas`` (a chain, group or chord of this manager's tasks): what ``canvas.send()`` does."""
+        return send_workflow(canvas)
 
     def close(self) -> None:
         """Close the broker's connections; the manager can be initialized again."""
@@ -458,3 +462,6 @@ def _retry_only_on(
         return retries < max_retries and isinstance(exception, types)
 
     return retry_when
+
+
+task_managers.bind(TaskManager, TaskManager.close)

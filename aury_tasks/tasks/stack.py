@@ -33,9 +33,10 @@ from ..workflows.middleware import WorkflowSteps
 
 if TYPE_CHECKING:
     from ..config.snapshot import Settings
+    from .manager import TaskManager
 
 
-def default_middleware(settings: Settings) -> list[Middleware]:
+def default_middleware(settings: Settings, manager: TaskManager | None = None) -> list[Middleware]:
     """Dramatiq's default middleware with our defaults, plus the ledger, asyncio, the log context and
     soft time limits.
 
@@ -51,7 +52,7 @@ def default_middleware(settings: Settings) -> list[Middleware]:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
-        WorkflowSteps(),
+        WorkflowSteps(manager),
         LedgerWriter(),
         FlowControl(),
         CancelAwareRetries(
@@ -65,14 +66,18 @@ def default_middleware(settings: Settings) -> list[Middleware]:
     ]
 
 
-def build_broker(settings: Settings, url: str | None = None) -> tuple[dramatiq.Broker, BrokerInfo]:
+def build_broker(
+    settings: Settings, url: str | None = None, manager: TaskManager | None = None
+) -> tuple[dramatiq.Broker, BrokerInfo]:
     """Build the broker for ``url`` (default: ``settings.broker_url``, else the embedded Redis).
+
+    ``manager``: the task manager the broker is built for (its workflow middleware sends through it).
 
     Raises:
       ConfigError: for an unsupported scheme or a missing optional dependency.
       EmbeddedServerError: when the embedded server cannot start.
     """
-    opened = open_broker(settings, url or settings.broker_url_value, default_middleware(settings))
+    opened = open_broker(settings, url or settings.broker_url_value, default_middleware(settings, manager))
     broker = opened.broker
     ledger_url = _ledger_url(settings, opened.url, opened.kind)
     if ledger_url is not None:

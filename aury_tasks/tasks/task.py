@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import inspect
 import json
@@ -18,6 +16,7 @@ import redis
 
 from ..broker.build import enqueue_many as broker_enqueue_many
 from ..broker.redis.base import FastRedisBroker
+from ..core.coroutines import run_coroutine_sync
 from ..core.encoding import (
     NOT_JSON,
     StrictJSONEncoder,
@@ -26,16 +25,17 @@ from ..core.encoding import (
     payload_limit,
     unserializable_argument,
 )
-from ..core.errors import BrokerUnavailable, ConfigError, PayloadTooLarge, TaskOptionError
+from ..core.errors import BrokerUnavailable, ConfigError, LedgerUnavailable, PayloadTooLarge, TaskOptionError
 from ..core.ids import new_id, new_ids
 from ..core.redaction import redact_text
 from ..core.run_mode import RunMode
 from ..middleware.ledger import TaskRun, current_run
+from ..middleware.limits import claim_unique, release_unique
+from ..workflows.canvas import Signature
 from .handle import TaskHandle
 
 if TYPE_CHECKING:
     from ..middleware.limits import Uniqueness
-    from ..workflows import Signature
     from .manager import TaskManager
 
 P = ParamSpec("P")
@@ -118,14 +118,10 @@ class Task(Generic[P, R]):
 
         >>> chain(fetch.s("https://example.com"), parse.s(), store.s(table="pages")).send()
         """
-        from ..workflows import Signature
-
         return Signature(self, args, kwargs)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
         """An immutable signature: it runs with exactly these arguments, ignoring the previous result."""
-        from ..workflows import Signature
-
         return Signature(self, args, kwargs, immutable=True)
 
     def send(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
@@ -281,9 +277,6 @@ class Task(Generic[P, R]):
         Raises:
           LedgerUnavailable: (a ``ConfigError``) when task state is not kept: the lock reads it.
         """
-        from ..core.errors import LedgerUnavailable
-        from ..middleware.limits import claim_unique, release_unique
-
         assert self.uniqueness is not None
         try:
             client = self.manager.store.client
@@ -400,20 +393,6 @@ def _handle_of(manager: TaskManager, message: dramatiq.Message[Any], delay_ms: i
         id=message.message_id, task_name=message.actor_name, queue_name=message.queue_name, eta=when,
         _manager=manager,
     )  # fmt: skip
-
-
-def run_coroutine_sync(awaitable: Awaitable[R]) -> R:
-    """Run ``awaitable`` to completion from synchronous code, even inside a running event loop."""
-
-    async def _await() -> R:
-        return await awaitable
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_await())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, _await()).result()
 
 
 def _arguments_of(task_name: str, call: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -32,6 +32,8 @@ from ..ledger.events import (
 )
 from ..ledger.records import Progress, QueueStats, Statistics, TaskPage, TaskRecord, WorkerInfo
 from ..ledger.store import RedisTaskStore, record_from_hash
+from ..workflows.handle import GroupHandle, WorkflowHandle
+from ..workflows.spec import kind
 from ..workflows.state import WORKFLOW_PREFIX, WorkflowState
 from .handle import TaskHandle
 from .stack import ledger_writer
@@ -40,7 +42,6 @@ from .task import enqueue
 if TYPE_CHECKING:
     from ..broker.build import BrokerInfo
     from ..config.snapshot import Settings
-    from ..workflows import WorkflowHandle
 
 #: Statuses a task can be retried from by hand.
 RETRYABLE = frozenset({TaskStatus.FAILURE, TaskStatus.DEAD, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
@@ -222,8 +223,6 @@ class TaskTracking:
         Raises:
           TaskRecordNotFound: when the ledger holds no workflow with that id.
         """
-        from ..workflows import GroupHandle, WorkflowHandle
-        from ..workflows.spec import kind
 
         root = WorkflowState(self.store.client, self.store.ttl_ms).tree(workflow_id)
         if root is None:

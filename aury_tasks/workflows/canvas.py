@@ -37,9 +37,7 @@ class Canvas:
 
     def send(self) -> WorkflowHandle:
         """Start the workflow; returns its handle (see :class:`~aury_tasks.workflows.WorkflowHandle`)."""
-        from .engine import send_workflow
-
-        return send_workflow(self)
+        return self.manager().send_workflow(self)
 
     def delay(self) -> WorkflowHandle:
         """The same as :meth:`send` (Celery's name)."""
@@ -102,9 +100,7 @@ class Group(Canvas):
 
     def send(self) -> GroupHandle:  # type: ignore[override]
         """Start the group; the handle gives ``get_results()``, ``completed()`` and ``progress()``."""
-        from .engine import send_workflow
-
-        return send_workflow(self)  # type: ignore[return-value]
+        return self.manager().send_workflow(self)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

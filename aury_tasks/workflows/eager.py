@@ -6,7 +6,7 @@ import inspect
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..tasks.task import run_coroutine_sync
+from ..core.coroutines import run_coroutine_sync
 from .spec import Node
 from .state import StepError
 

@@ -24,12 +24,13 @@ from ..core.run_mode import RunMode
 from ..core.status import TaskStatus
 from ..redis.scripts import run_calls
 from .canvas import Canvas, Group
-from .spec import Frame, Node, build, rest_of_chain, tasks
+from .eager import run_eagerly
+from .handle import GroupHandle, WorkflowHandle
+from .spec import Frame, Node, build, kind, rest_of_chain, tasks
 from .state import JoinOutcome, StepError, WorkflowState
 
 if TYPE_CHECKING:
     from ..tasks.manager import TaskManager
-    from .handle import WorkflowHandle
 
 #: The message option holding a step's workflow id and continuation.
 WORKFLOW_OPTION = "aury_wf"
@@ -80,15 +81,11 @@ class Launch:
 
 def send_workflow(canvas: Canvas) -> WorkflowHandle:
     """Start ``canvas`` as a workflow (what ``.send()`` does); in eager mode run it inline."""
-    from .handle import GroupHandle, WorkflowHandle
-
     manager = canvas.manager()
     root = build(canvas)
     handle_type = GroupHandle if isinstance(canvas, Group) else WorkflowHandle
     if manager.run_mode is RunMode.EAGER:
-        from .eager import run_eagerly
-
-        return handle_type(id=root["id"], kind=_kind(root), _manager=manager,
+        return handle_type(id=root["id"], kind=kind(root), _manager=manager,
                            _eager_result=run_eagerly(manager, root))  # fmt: skip
     _check_json(root)
     state = workflow_state(manager)
@@ -96,14 +93,14 @@ def send_workflow(canvas: Canvas) -> WorkflowHandle:
     launch = Launch(root["id"])
     launch.start(root, NOTHING, [])
     execute(manager, launch)
-    return handle_type(id=root["id"], kind=_kind(root), _manager=manager)
+    return handle_type(id=root["id"], kind=kind(root), _manager=manager)
 
 
 def execute(manager: TaskManager, launch: Launch) -> None:
     """Create the launch's groups, send its messages in batched round trips, carry on empty groups."""
     state = workflow_state(manager)
     state.create_groups(launch.workflow_id, launch.groups)
-    send_messages(manager, launch.messages)
+    manager.send_messages(launch.messages)
     state.mark_started([node["id"] for node, _ in launch.groups])
     for frames in launch.immediate:
         advance(manager, launch.workflow_id, [], frames, member_id=launch.workflow_id)
@@ -183,13 +180,6 @@ def _cancel_never_run(manager: TaskManager, node: Node, why: str) -> None:
         run_calls(store.client, writes[start : start + 500])
 
 
-def send_messages(manager: TaskManager, messages: list[dramatiq.Message[Any]]) -> None:
-    """Send ``messages`` through the manager's broker, in batched round trips where it can."""
-    from ..tasks.task import enqueue_many
-
-    enqueue_many(manager, [(message, None) for message in messages])
-
-
 def workflow_state(manager: TaskManager) -> WorkflowState:
     """The workflow state on the manager's ledger.
 
@@ -214,12 +204,6 @@ def _check_json(root: Node) -> None:
             if error is not None:
                 raise error from None
         raise SerializationError("the workflow's arguments are not JSON-serializable") from None
-
-
-def _kind(root: Node) -> str:
-    from .spec import kind
-
-    return kind(root)
 
 
 def dumps(value: Any) -> str:

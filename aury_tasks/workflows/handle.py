@@ -8,9 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import keys
 from ..core.errors import TaskRecordNotFound
+from ..core.instances import task_managers
 from ..core.status import TaskStatus
 from ..ledger.records import Progress
+from ..redis.scripts import run_calls
 from .spec import Node, tasks
+from .state import WorkflowState
 from .tree import WorkflowTree, load_tree
 
 if TYPE_CHECKING:
@@ -44,9 +47,7 @@ class WorkflowHandle:
     def manager(self) -> TaskManager:
         """The manager whose ledger holds the workflow."""
         if self._manager is None:
-            from ..tasks.manager import TaskManager
-
-            self._manager = TaskManager.get_instance()
+            self._manager = task_managers.get()
         return self._manager
 
     @property
@@ -93,8 +94,6 @@ class WorkflowHandle:
         """
         if self.eager:
             return False
-        from .state import WorkflowState
-
         store = self.manager.store
         root = self._root()
         ended = not WorkflowState(store.client, store.ttl_ms).cancel(self.id)
@@ -110,15 +109,11 @@ class WorkflowHandle:
             for task, final in zip(tasks(root), finals, strict=True)
             if final != "1"
         ]  # fmt: skip
-        from ..redis.scripts import run_calls
-
         for start in range(0, len(writes), 500):
             run_calls(store.client, writes[start : start + 500])
         return not ended
 
     def _root(self) -> Node:
-        from .state import WorkflowState
-
         store = self.manager.store
         root = WorkflowState(store.client, store.ttl_ms).tree(self.id)
         if root is None:
@@ -173,8 +168,6 @@ class GroupHandle(WorkflowHandle):
         return 100.0 * done / sum(weights)
 
     def _counts(self) -> tuple[int, int]:
-        from .state import WorkflowState
-
         store = self.manager.store
         return WorkflowState(store.client, store.ttl_ms).group_counts(self.id)
 

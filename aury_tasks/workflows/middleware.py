@@ -16,7 +16,7 @@ delivered again, and starting twice is harmless.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 import redis
@@ -26,6 +26,7 @@ from dramatiq.middleware import Middleware
 from loguru import logger
 
 from ..core.errors import TaskInterrupted
+from ..core.instances import task_managers
 from ..core.redaction import redact_text
 from ..core.status import TaskStatus
 from ..middleware.ledger import LedgerWriter
@@ -33,6 +34,9 @@ from ..redis.scripts import Write
 from .continuations import Continuations
 from .engine import NOT_JSON, WORKFLOW_OPTION, advance, dumps, fail
 from .state import JoinOutcome, StepError, join_write
+
+if TYPE_CHECKING:
+    from ..tasks.manager import TaskManager
 
 #: Seconds between attempts to start a workflow's next step while Redis cannot be reached.
 CONTINUE_PAUSE = 1.0
@@ -43,16 +47,24 @@ CONTINUE_ATTEMPTS = 60
 class WorkflowSteps(Middleware):
     """Carries each workflow step's result, or its error, to the steps that follow."""
 
-    def __init__(self) -> None:
+    def __init__(self, manager: TaskManager | None = None) -> None:
+        #: The task manager whose broker this middleware runs on (set by the stack that composed it).
+        self.manager = manager
         self.continuations: Continuations | None = None
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         writer = next((m for m in broker.middleware if isinstance(m, LedgerWriter)), None)
         if writer is None or writer.store is None or writer.riders is None or not writer.riders.riding:
             return  # joins are then sent before the ack, on their own
-        manager = _manager_of(broker)
+        manager = self._manager()
         self.continuations = Continuations(manager, manager.settings.heartbeat_timeout)
         self.continuations.start()
+
+    def _manager(self) -> TaskManager:
+        """The manager that composed this middleware (the default one if none did)."""
+        if self.manager is None:
+            self.manager = task_managers.get()
+        return self.manager
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self.continuations is not None:
@@ -152,7 +164,7 @@ class WorkflowSteps(Middleware):
 
     def _carry_on(self, broker: dramatiq.Broker, message: MessageProxy, action: Any) -> None:
         """Run ``action``; wait out a Redis outage (Dramatiq would ack the message all the same)."""
-        manager = _manager_of(broker)
+        manager = self._manager()
         for attempt in range(1, CONTINUE_ATTEMPTS + 1):
             try:
                 _send_final_write(manager, message)
@@ -164,16 +176,6 @@ class WorkflowSteps(Middleware):
                 logger.warning("could not carry workflow step {} on, trying again in {:g} s: {}",
                                message.message_id, CONTINUE_PAUSE, redact_text(str(exc)))  # fmt: skip
                 time.sleep(CONTINUE_PAUSE)
-
-
-def _manager_of(broker: dramatiq.Broker) -> Any:
-    """The task manager that built ``broker`` (the default one if none did)."""
-    from ..tasks.manager import TaskManager
-
-    for manager in list(TaskManager._instances.values()):
-        if manager._broker is broker:
-            return manager
-    return TaskManager.get_instance()
 
 
 def _send_final_write(manager: Any, message: MessageProxy) -> None:
