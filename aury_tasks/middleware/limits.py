@@ -30,7 +30,7 @@ from dramatiq.rate_limits.backends import RedisBackend
 
 from ..core import keys
 from ..core.errors import TaskOptionError
-from ..redis.scripts import LuaScript
+from ..redis.scripts import load_script
 
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)s?\s*", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -206,39 +206,11 @@ class WindowLimiter(WindowRateLimiter):
 
 # Concurrency
 
-# Take a slot: drop expired leases, then lease one to the run if fewer than the limit are held
-# (a run that holds its lease already, redelivered after its worker died, takes it over).
-# KEYS[1] leases  ARGV[1] run  [2] limit  [3] now (ms)  [4] lease (ms)
-# Returns 1 when the run holds a slot, 0 when all are taken.
-_ACQUIRE_LEASE = LuaScript("""
-local now = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[1])
-        and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-    return 0
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
-""")
-
-# Extend the leases a worker holds. A lease already gone (expired while its worker could not
-# reach Redis, its slot perhaps taken) is not put back: that could exceed the limit.
-# KEYS: leases, one per run  ARGV[1] new expiry (ms)  [2] lease (ms)  [3…] runs, one per key
-# Returns the runs whose lease was gone.
-_RENEW_LEASES = LuaScript("""
-local lost = {}
-for i, leases in ipairs(KEYS) do
-    local run = ARGV[i + 2]
-    if redis.call('ZSCORE', leases, run) then
-        redis.call('ZADD', leases, ARGV[1], run)
-        redis.call('PEXPIRE', leases, ARGV[2])
-    else
-        lost[#lost + 1] = run
-    end
-end
-return lost
-""")
+#: Take a slot: expired leases dropped, then one leased to the run if fewer than the limit are held
+#: (``aury_tasks/redis/lua/acquire_lease.lua``).
+_ACQUIRE_LEASE = load_script("acquire_lease")
+#: Extend the leases a worker holds, except those already gone (``aury_tasks/redis/lua/renew_leases.lua``).
+_RENEW_LEASES = load_script("renew_leases")
 
 
 class ConcurrencyLeases:
@@ -291,28 +263,12 @@ class ConcurrencyLeases:
 
 # Uniqueness
 
-# Claim the unique key of a send: if it is held by a task whose ledger record is not final (or
-# has no record yet: its send is under way), return that task's id; else hold it for the new one.
-# KEYS[1] lock  ARGV[1] the new task's id  [2] lock lifetime (ms)  [3] record key prefix
-_CLAIM_UNIQUE = LuaScript("""
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then
-    if redis.call('HGET', ARGV[3] .. holder, 'final') ~= '1' then
-        return holder
-    end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return false
-""")
-
-# Free the lock of a send that failed, if it still holds that send's task id.
-# KEYS[1] lock  ARGV[1] task id
-_RELEASE_UNIQUE = LuaScript("""
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0
-""")
+#: Claim the unique key of a send unless a task not yet final holds it
+#: (``aury_tasks/redis/lua/claim_unique.lua``).
+_CLAIM_UNIQUE = load_script("claim_unique")
+#: Free the lock of a send that failed, if it still holds that send's task id
+#: (``aury_tasks/redis/lua/release_unique.lua``).
+_RELEASE_UNIQUE = load_script("release_unique")
 
 
 def claim_unique(

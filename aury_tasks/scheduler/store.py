@@ -18,24 +18,13 @@ from loguru import logger
 
 from ..core import keys
 from ..core.errors import SchedulerError
-from ..redis.scripts import LuaScript
+from ..redis.scripts import load_script
 from .jobs import JobDefinition
 
-# Renew the lease only while we still hold it. KEYS[1] lease; ARGV[1] holder, [2] ttl ms.
-_RENEW = LuaScript("""
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-""")
-
-# Give the lease up only if we hold it. KEYS[1] lease; ARGV[1] holder.
-_RELEASE = LuaScript("""
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0
-""")
+#: Renew the leader lease only while we still hold it (``aury_tasks/redis/lua/renew_leader.lua``).
+_RENEW = load_script("renew_leader")
+#: Give the leader lease up only if we hold it (``aury_tasks/redis/lua/release_leader.lua``).
+_RELEASE = load_script("release_leader")
 
 
 @dataclass(frozen=True)

@@ -23,60 +23,19 @@ import redis
 from ..core import keys
 from ..core.status import TaskStatus
 from ..ledger.records import TaskRecord
-from ..redis.scripts import LuaScript, Write
+from ..redis.scripts import Write, load_script
 from .spec import Frame, Node, kind
 
 #: How a workflow's record names its kind in ``task_name`` (``workflow:chain``, ``workflow:group`` …).
 WORKFLOW_PREFIX = "workflow:"
 
-# KEYS[1] group  [2] owed continuations  ARGV[1] index  [2] value JSON  [3] member id
-#     [4] 'ok' | 'error'  [5] error JSON  [6] now ms  [7] group id
-# Returns {'missing'} | {'stopped'} | {'wait', done} | {'fail', frames}
-#     | {'fire', frames, workflow id, r0, r1, …}
-JOIN = LuaScript("""
-local g = KEYS[1]
-local st = redis.call('HMGET', g, 'total', 'failed', 'fired', 'policy', 'frames', 'wf')
-if not st[1] then return {'missing'} end
-if ARGV[4] == 'error' and st[4] ~= 'include' then
-    if st[2] then return {'stopped'} end
-    redis.call('HSET', g, 'failed', ARGV[5])
-    return {'fail', st[5]}
-end
-if redis.call('HSETNX', g, 'r:' .. ARGV[1], ARGV[2]) == 1 then
-    redis.call('HINCRBY', g, 'done', 1)
-end
-if st[2] then return {'stopped'} end
-local total = tonumber(st[1])
-local done = tonumber(redis.call('HGET', g, 'done'))
-if done < total then return {'wait', done} end
-if st[3] and st[3] ~= ARGV[3] then return {'stopped'} end
-redis.call('HSET', g, 'fired', ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7])
-local out = {'fire', st[5], st[6] or ''}
-for i = 0, total - 1 do out[#out + 1] = redis.call('HGET', g, 'r:' .. i) end
-return out
-""")
-
-# Take over owed continuations fired before a cutoff (their worker died): re-score them now so
-# that no other worker takes them for another cutoff's length.
-# KEYS[1] owed  ARGV[1] cutoff ms  [2] now ms  [3] how many
-CLAIM_OWED = LuaScript("""
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
-return ids
-""")
-
-# End a workflow record, unless it has ended. KEYS[1] record  ARGV[1] id  [2] events channel
-# [3] status  [4] ttl ms  [5…] field, value, …
-END_WORKFLOW = LuaScript("""
-if redis.call('HGET', KEYS[1], 'final') ~= '0' then return 0 end
-local fields = {'status', ARGV[3], 'final', '1', 'phase', '4'}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PUBLISH', ARGV[2], 's:' .. ARGV[3])
-return 1
-""")
+#: A member's result (or error) handed to its group, which it may fire
+#: (``aury_tasks/redis/lua/join_group.lua``).
+JOIN = load_script("join_group")
+#: Take over owed continuations fired before a cutoff (``aury_tasks/redis/lua/claim_owed.lua``).
+CLAIM_OWED = load_script("claim_owed")
+#: End a workflow record, unless it has ended (``aury_tasks/redis/lua/end_workflow.lua``).
+END_WORKFLOW = load_script("end_workflow")
 
 
 @dataclass(frozen=True)

@@ -39,16 +39,7 @@ from dramatiq.errors import ConnectionClosed, DecodeError
 from ...core import keys
 from ...core.encoding import encode_message
 from ...core.ids import new_id
-from ...redis.scripts import (
-    SEND_RECORD,
-    TRANSITION,
-    LuaScript,
-    Write,
-    ledger_function,
-    run_calls,
-    run_pipelined,
-    send_record_lua,
-)
+from ...redis.scripts import SEND_RECORD, TRANSITION, LuaScript, Write, load_script, run_calls, run_pipelined
 from .acks import AckSender
 from .priority import enqueue_write as priority_enqueue_write
 from .priority import message_priority
@@ -62,132 +53,28 @@ ACK_FLUSH_TIMEOUT = 30.0
 #: Dramatiq's own dispatch script (its ``maintain``, ``ack``, ``nack``, ``requeue`` and the rest).
 DISPATCH = LuaScript(_dramatiq_scripts["dispatch"].decode())
 
-# One fetch: heartbeat, priority ids moved to the list's head, up to ARGV[3] ids popped and
-# recorded as fetched by this worker, their bodies read, the queue's suspects listed; the idle
-# marker set when nothing was there.
-# KEYS: heartbeats, queue list, queue messages, this worker's fetched set, priority set,
-#       suspects, idle marker
-# ARGV: now (ms), broker id, how many, promote (1/0), idle marker lifetime (ms)
-# Returns {bodies, suspect ids}.
-FETCH = LuaScript("""
-redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
-local count = tonumber(ARGV[3])
-if ARGV[4] == "1" then
-    local popped = redis.call("zpopmin", KEYS[5], count)
-    for i = #popped - 1, 1, -2 do
-        redis.call("lpush", KEYS[2], popped[i])
-    end
-end
-local suspects = redis.call("hkeys", KEYS[6])
-local ids = redis.call("lpop", KEYS[2], count)
-if not ids then
-    redis.call("set", KEYS[7], "1", "px", ARGV[5])
-    return {{}, suspects}
-end
-redis.call("sadd", KEYS[4], unpack(ids))
-return {redis.call("hmget", KEYS[3], unpack(ids)), suspects}
-""")
-
-# One send, as Dramatiq's dispatch "enqueue" does it, waking idle consumers of the queue.
-# KEYS: heartbeats, queue messages, queue list, idle marker  ARGV: now (ms), broker id, message id,
-# message, wake channel
-_ENQUEUE_BODY = """
-redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
-redis.call("hset", KEYS[2], ARGV[3], ARGV[4])
-redis.call("rpush", KEYS[3], ARGV[3])
-if redis.call("del", KEYS[4]) == 1 then
-    redis.call("publish", ARGV[5], "")
-end
-"""
-ENQUEUE = LuaScript(_ENQUEUE_BODY)
-
-# An acknowledgement, as Dramatiq's dispatch "ack" does it: heartbeat, then the message forgotten
-# if this worker held it.
-# KEYS: heartbeats, this worker's fetched set, queue messages  ARGV: now (ms), broker id, message id
-_ACK_BODY = """
-redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
-if redis.call("srem", KEYS[2], ARGV[3]) > 0 then
-    redis.call("hdel", KEYS[3], ARGV[3])
-end
-"""
-ACK = LuaScript(_ACK_BODY)
-
-
-def _with_ledger_write(body: str, keys_count: int, args_count: int) -> LuaScript:
-    """``body`` preceded by the ledger's TRANSITION, in one script: one atomic step, one call.
-
-    TRANSITION runs as a function on the key after ``body``'s ``keys_count`` keys and on the
-    arguments after ``body``'s ``args_count`` arguments and one more: the position among them
-    (0: none) where ``body``'s 4th argument, the message, goes (so it crosses the network once).
-    """
-    return LuaScript(f"""local function ledger(KEYS, ARGV)
-{TRANSITION.source}
-end
-local args = {{}}
-for i = {args_count + 2}, #ARGV do
-    args[#args + 1] = ARGV[i]
-end
-local at = tonumber(ARGV[{args_count + 1}])
-if at > 0 then
-    args[at] = ARGV[4]
-end
-ledger({{KEYS[{keys_count + 1}]}}, args)
-{body}""")
-
-
+#: One fetch: heartbeat, priority ids promoted, a batch popped and recorded as fetched, the
+#: queue's suspects listed, the idle marker set when nothing was there (``redis/lua/fetch.lua``).
+FETCH = load_script("fetch")
+#: One send, as Dramatiq's dispatch "enqueue" does it, waking idle consumers (``redis/lua/enqueue.lua``).
+ENQUEUE = load_script("enqueue")
+#: An acknowledgement, as Dramatiq's dispatch "ack" does it (``redis/lua/ack.lua``).
+ACK = load_script("ack")
 #: A send and a ledger write in TRANSITION's full form (a retry, a delayed message moved to its
-#: queue) in one script call (see :func:`_with_ledger_write`).
-TRACKED_ENQUEUE = _with_ledger_write(_ENQUEUE_BODY, 4, 5)
+#: queue) in one script call: the enqueue's arguments, where the message goes among the ledger
+#: write's (0: nowhere), then the ledger write's (``redis/lua/tracked_enqueue.lua``).
+TRACKED_ENQUEUE = load_script("tracked_enqueue")
 #: A send and its record's write in the short form of :data:`~aury_tasks.redis.scripts.SEND_RECORD`
 #: (the common send), in one script call: the enqueue's 5 arguments, then the send's write's with
-#: its message left out (the enqueue's 4th argument is put in its place).
-TRACKED_SEND = LuaScript(ledger_function() + send_record_lua(6, "KEYS[5]", "ARGV[4]") + _ENQUEUE_BODY)
-#: An acknowledgement and the task's final record write in one script call.
-TRACKED_ACK = _with_ledger_write(_ACK_BODY, 3, 3)
-
-# Many sends to one queue, each with its record's write in the short form of SEND_RECORD (or
-# none), in one script call: what TRACKED_SEND does for each, the queue's bodies and ids written
-# with one HSET and one RPUSH, the heartbeat and the wake-up once (a bulk send's common case).
-# KEYS: heartbeats, queue messages, queue list, idle marker  ARGV: now (ms), broker id, wake
-# channel, then per message: its id, its body, n, then its record write's n arguments (0: none).
-# Returns how many messages it sent.
-SEND_MANY = LuaScript(
-    ledger_function()
-    + """
-local ids, bodies = {}, {}
-local m = 4
-while m <= #ARGV do
-    local f, e = m + 3, m + 2 + tonumber(ARGV[m + 2])
-    if e >= f then
-        local rec = '"""
-    + keys.LEDGER_PREFIX
-    + """task:' .. ARGV[f]
-"""
-    + send_record_lua("f", "rec", "ARGV[m + 1]", "e")
-    + """
-    end
-    ids[#ids + 1] = ARGV[m]
-    bodies[#bodies + 1] = ARGV[m]
-    bodies[#bodies + 1] = ARGV[m + 1]
-    m = e + 1
-end
-redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
-redis.call("hset", KEYS[2], unpack(bodies))
-redis.call("rpush", KEYS[3], unpack(ids))
-if redis.call("del", KEYS[4]) == 1 then
-    redis.call("publish", ARGV[3], "")
-end
-return #ids
-"""
-)
-
-# Wake idle consumers of a queue (after messages were put back on it).
-# KEYS: idle marker  ARGV: wake channel
-WAKE = LuaScript("""
-if redis.call("del", KEYS[1]) == 1 then
-    redis.call("publish", ARGV[1], "")
-end
-""")
+#: its message left out (the enqueue's 4th argument is put in its place; ``redis/lua/tracked_send.lua``).
+TRACKED_SEND = load_script("tracked_send")
+#: An acknowledgement and the task's final record write in one script call (``redis/lua/tracked_ack.lua``).
+TRACKED_ACK = load_script("tracked_ack")
+#: Many sends to one queue, each with its record's write in the short form of SEND_RECORD (or
+#: none), in one script call (``redis/lua/send_many.lua``).
+SEND_MANY = load_script("send_many")
+#: Wake idle consumers of a queue, after messages were put back on it (``redis/lua/wake.lua``).
+WAKE = load_script("wake")
 
 
 def wake_write(queue_name: str) -> Write:
@@ -390,7 +277,12 @@ class FastRedisBroker(HandledSignals, RedisBroker):
         the arguments of the message's :data:`SEND_RECORD` write without its message (or none)."""
         keys_ = [keys.broker_heartbeats(), keys.broker_messages(queue_name), keys.broker_queue(queue_name),
                  keys.idle_marker(queue_name)]  # fmt: skip
-        args: list[Any] = [current_millis(), self.broker_id, keys.wake_channel(queue_name)]
+        args: list[Any] = [
+            current_millis(),
+            self.broker_id,
+            keys.wake_channel(queue_name),
+            keys.LEDGER_PREFIX,
+        ]
         for redis_message_id, data, record_args in sends:
             args += (redis_message_id, data, len(record_args), *record_args)
         return Write(SEND_MANY, keys_, args)

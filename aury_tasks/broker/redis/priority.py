@@ -28,7 +28,7 @@ from typing import Any
 import dramatiq
 
 from ...core import keys
-from ...redis.scripts import LuaScript, Write
+from ...redis.scripts import Write, load_script
 
 #: The highest priority; 0 is the lowest and the default.
 MAX_PRIORITY = 9
@@ -37,18 +37,9 @@ MAX_PRIORITY = 9
 #: priority (the sequence) while every score stays an exact integer in a double.
 _BAND = 10**14
 
-# A send with a priority: Dramatiq's enqueue (heartbeat, message body), with the id put in the
-# priority set instead of the list, waking idle consumers (see aury_tasks.broker.redis.wakeup).
-# KEYS: heartbeats, queue messages, priority set, priority sequence, idle marker
-# ARGV: now (ms), broker id, message id, message, score of the priority's band, wake channel
-ENQUEUE_WITH_PRIORITY = LuaScript("""
-redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
-redis.call("hset", KEYS[2], ARGV[3], ARGV[4])
-redis.call("zadd", KEYS[3], tonumber(ARGV[5]) + redis.call("incr", KEYS[4]), ARGV[3])
-if redis.call("del", KEYS[5]) == 1 then
-    redis.call("publish", ARGV[6], "")
-end
-""")
+#: A send with a priority: Dramatiq's enqueue with the id put in the priority set instead of the
+#: list, waking idle consumers (``aury_tasks/redis/lua/enqueue_with_priority.lua``).
+ENQUEUE_WITH_PRIORITY = load_script("enqueue_with_priority")
 
 
 def message_priority(message: dramatiq.Message[Any]) -> int:

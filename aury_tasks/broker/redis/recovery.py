@@ -38,7 +38,7 @@ import dramatiq
 from dramatiq.common import current_millis, q_name
 
 from ...core import keys
-from ...redis.scripts import LuaScript
+from ...redis.scripts import load_script
 
 if TYPE_CHECKING:
     from ..build import AuryRedisBroker
@@ -46,60 +46,9 @@ if TYPE_CHECKING:
 #: The reason a message is dead-lettered with when its deliveries keep dying with their worker.
 REDELIVERY_LIMIT = "redelivery_limit"
 
-# KEYS: heartbeats, queue list, queue messages, dead letters, dead letter messages, suspects
-#       (delivery id -> deaths counted), running suspects (delivery id -> worker), idle marker
-# ARGV: now (ms), heartbeat timeout (ms), prefix of the workers' fetched sets, queue name,
-#       max deliveries, the caller's broker id, wake channel
-# Returns 1 and nothing else when the caller's own heartbeat was stale (a stall: recover nothing),
-# else 0 followed by the ids of the messages dead-lettered.
-_RECOVER = LuaScript("""
-local heartbeats, queue, messages, dead, dead_messages = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local suspects, running = KEYS[6], KEYS[7]
-local now, timeout = tonumber(ARGV[1]), tonumber(ARGV[2])
-local fetched_prefix, queue_name, max_deliveries = ARGV[3], ARGV[4], tonumber(ARGV[5])
-local own = redis.call("zscore", heartbeats, ARGV[6])
-redis.call("zadd", heartbeats, now, ARGV[6])
-if own and now - tonumber(own) > timeout then
-    return {1}
-end
-local buried = {0}
-local requeued = 0
-for _, worker in ipairs(redis.call("zrangebyscore", heartbeats, 0, now - timeout)) do
-    local fetched = fetched_prefix .. worker .. "." .. queue_name
-    for _, id in ipairs(redis.call("smembers", fetched)) do
-        local body = redis.call("hget", messages, id)
-        if body then
-            local deaths = tonumber(redis.call("hget", suspects, id) or "0")
-            if deaths == 0 or redis.call("hget", running, id) == worker then
-                deaths = deaths + 1
-            end
-            redis.call("hdel", running, id)
-            if deaths >= max_deliveries then
-                redis.call("zadd", dead, now, id)
-                redis.call("hset", dead_messages, id, body)
-                redis.call("hdel", messages, id)
-                redis.call("hdel", suspects, id)
-                buried[#buried + 1] = id
-            else
-                redis.call("hset", suspects, id, deaths)
-                redis.call("rpush", queue, id)
-                requeued = requeued + 1
-            end
-        end
-    end
-    redis.call("del", fetched)
-end
-for _, id in ipairs(redis.call("hkeys", suspects)) do
-    if redis.call("hexists", messages, id) == 0 then
-        redis.call("hdel", suspects, id)
-        redis.call("hdel", running, id)
-    end
-end
-if requeued > 0 and redis.call("del", KEYS[8]) == 1 then
-    redis.call("publish", ARGV[7], "")
-end
-return buried
-""")
+#: A queue's messages fetched by dead workers given back, the deliveries that reached the limit
+#: dead-lettered (``aury_tasks/redis/lua/recover_dead_workers.lua``).
+_RECOVER = load_script("recover_dead_workers")
 
 
 def recover_dead_workers_messages(broker: AuryRedisBroker, queue_name: str) -> list[str] | None:

@@ -34,7 +34,7 @@ from loguru import logger
 
 from ...core import keys
 from ...core.redaction import redact_text
-from ...redis.scripts import LuaScript
+from ...redis.scripts import load_script
 
 if TYPE_CHECKING:
     from ..build import AuryRedisBroker
@@ -49,25 +49,9 @@ STALE_WINDOW_BEATS = 3
 #: Seconds between attempts to reconnect the wake subscription after Redis was lost.
 RECONNECT_DELAY = 1.0
 
-# Refresh this process's heartbeat and list the workers whose heartbeat went stale lately (in
-# the last ARGV[4] ms) and that hold messages of one of the given queues (a process that only
-# sent is in the heartbeats too). Those stale for longer were looked at by earlier beats.
-# KEYS: heartbeats  ARGV: now (ms), broker id, heartbeat timeout (ms), how far back (ms), prefix
-# of the workers' fetched sets, queue names…
-_BEAT = LuaScript("""
-redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
-local dead = {}
-local stale = tonumber(ARGV[1]) - tonumber(ARGV[3])
-for _, worker in ipairs(redis.call("zrangebyscore", KEYS[1], stale - tonumber(ARGV[4]), stale)) do
-    for i = 6, #ARGV do
-        if redis.call("exists", ARGV[5] .. worker .. "." .. ARGV[i]) == 1 then
-            dead[#dead + 1] = worker
-            break
-        end
-    end
-end
-return dead
-""")
+#: Refresh this process's heartbeat and list the workers whose heartbeat went stale lately and
+#: that hold messages of the given queues (``aury_tasks/redis/lua/beat.lua``).
+_BEAT = load_script("beat")
 
 
 class Waker(threading.Thread):

@@ -1,0 +1,11 @@
+-- An acknowledgement (ACK), as Dramatiq's dispatch "ack" does it: heartbeat, then the message
+-- forgotten if this worker held it (see include/ack.lua).
+-- KEYS[1] broker heartbeats (sorted set: broker id -> last call, ms)
+-- KEYS[2] this worker's fetched set of the queue
+-- KEYS[3] the queue's messages (hash: message id -> message)
+-- ARGV[1] now in ms
+-- ARGV[2] this worker's broker id
+-- ARGV[3] message id
+-- Returns nothing.
+--- @include "include/ack.lua"
+ack(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])

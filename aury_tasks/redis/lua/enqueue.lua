@@ -1,0 +1,14 @@
+-- One send (ENQUEUE), as Dramatiq's dispatch "enqueue" does it, waking idle consumers of the
+-- queue (see include/enqueue.lua).
+-- KEYS[1] broker heartbeats (sorted set: broker id -> last call, ms)
+-- KEYS[2] the queue's messages (hash: message id -> message)
+-- KEYS[3] the queue (list of message ids)
+-- KEYS[4] the queue's idle marker
+-- ARGV[1] now in ms
+-- ARGV[2] the sending broker's id
+-- ARGV[3] message id
+-- ARGV[4] the encoded message
+-- ARGV[5] the queue's wake channel
+-- Returns nothing.
+--- @include "include/enqueue.lua"
+enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])

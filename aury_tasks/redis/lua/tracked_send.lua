@@ -1,0 +1,28 @@
+-- A send and its record's write in the short form of SEND_RECORD (the common send), in one
+-- script call (TRACKED_SEND): the enqueue's 5 arguments, then the send's write's with its
+-- message left out (the enqueue's ARGV[4] is stored in its place, so it crosses the network
+-- once). The record write goes first, so the record exists before its message can be fetched.
+-- KEYS[1] broker heartbeats (sorted set: broker id -> last call, ms)
+-- KEYS[2] the queue's messages (hash: message id -> message)
+-- KEYS[3] the queue (list of message ids)
+-- KEYS[4] the queue's idle marker
+-- KEYS[5] the task's record hash (<ledger prefix>task:<id>; the prefix is read off it: this is
+--         the send path, whose argument list stays as short as it is)
+-- ARGV[1] now in ms
+-- ARGV[2] the sending broker's id
+-- ARGV[3] message id
+-- ARGV[4] the encoded message
+-- ARGV[5] the queue's wake channel
+-- ARGV[6] task id
+-- ARGV[7] status
+-- ARGV[8] phase
+-- ARGV[9] queue name
+-- ARGV[10] task name
+-- ARGV[11] record ttl in ms
+-- ARGV[12] now in ms (the record's)
+-- ARGV[13…] field, value, … (send_record.lua's ARGV[8…] without the message)
+-- Returns nothing.
+--- @include "include/send_record.lua"
+--- @include "include/enqueue.lua"
+send_record(KEYS[5], record_prefix(KEYS[5], ARGV[6]), 6, #ARGV, ARGV[4])
+enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])

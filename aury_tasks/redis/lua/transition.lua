@@ -1,0 +1,25 @@
+-- A status write (TRANSITION). Moves the record forward or does nothing, in one atomic step:
+-- compare (attempt, phase) with the record's, write the fields, move the record between the
+-- status indexes, count a task that ended in the minute and hour statistics buckets (all tasks,
+-- its queue, its task name) and announce the change on the task's event channel. The step is
+-- include/ledger.lua's, which the composite scripts run on their own arguments too.
+-- KEYS[1] the task's record hash
+-- ARGV[1] task id
+-- ARGV[2] status
+-- ARGV[3] attempt (0: keep the record's)
+-- ARGV[4] phase
+-- ARGV[5] final, 0/1
+-- ARGV[6] record ttl in ms
+-- ARGV[7] now in ms
+-- ARGV[8] ledger prefix (keys.LEDGER_PREFIX)
+-- ARGV[9] queue name (used when the record has none yet)
+-- ARGV[10] task name (used when the record has none yet)
+-- ARGV[11] duration in µs, or ''
+-- ARGV[12] duration bucket
+-- ARGV[13] error JSON to append to 'errors', or ''
+-- ARGV[14] 'cancel' to announce a cancel, or ''
+-- ARGV[15] minute bucket ttl in s (keys.MINUTE_BUCKET_TTL)
+-- ARGV[16…] field, value, …
+-- Returns 1 (written) or 0 (refused: the record is final, or already further on).
+--- @include "include/ledger.lua"
+return ledger(KEYS, ARGV)
