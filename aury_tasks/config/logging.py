@@ -49,6 +49,9 @@ class InterceptHandler(logging.Handler):
 
 def _patch_record(record: Any) -> None:
     record["message"] = redact_text(record["message"])
+    # loguru 0.8 also keeps the unformatted message, which JSON lines serialise.
+    if isinstance(record.get("template"), str):
+        record["template"] = redact_text(record["template"])
     extra = record["extra"]
     if "task_id" in extra:
         extra["task_context"] = f" [{extra['actor']} {extra['task_id']} attempt {extra['attempt']}]"
