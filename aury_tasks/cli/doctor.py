@@ -30,8 +30,8 @@ from ..tasks.manager import TaskManager
 from ..worker.discovery import import_task_modules
 from .context import AumContext, modules_option, pass_context
 from .ledger import reaching_ledger
+from .server_checks import reach_broker
 from .times import format_moment
-from .worker import reach_broker
 
 #: The words of the status column.
 OK, WARN, FAIL = "ok", "warn", "FAIL"

@@ -15,29 +15,18 @@ from ..core.redaction import redact_text
 from ..scheduler.manager import SchedulerManager
 from ..tasks.manager import TaskManager
 from ..worker.process import boot_process
+from ..worker.setup import WorkerSetup
 from .context import AumContext, pass_context
 from .ledger import reaching_ledger
-from .scheduler import lease_ttl_option, start_scheduler
-from .worker import run_worker, worker_options
-
-#: Environment variable carrying ``--lease-ttl`` to the scheduler process.
-_LEASE_TTL_ENV = "AURY_TASKS_SCHEDULER_LEASE_TTL"
+from .scheduler import DEFAULT_LEASE_TTL, lease_ttl_option, start_scheduler
+from .worker import WorkerOptions, run_worker, worker_options
 
 
 @click.command(context_settings={"show_default": True})
 @worker_options
 @lease_ttl_option
 @pass_context
-def run(
-    aum: AumContext,
-    queues: tuple[str, ...],
-    concurrency: int | None,
-    processes: int,
-    prefetch: int | None,
-    modules_dir: str | None,
-    shutdown_timeout: float,
-    lease_ttl: float,
-) -> None:
+def run(aum: AumContext, options: WorkerOptions, lease_ttl: float) -> None:
     """Run a worker and a scheduler together: everything the discovered modules need.
 
     The same as `aum worker` with the same options, plus a scheduler process under the same
@@ -55,10 +44,8 @@ def run(
       aum run
       aum run -q emails,default -c 16
     """
-    os.environ[_LEASE_TTL_ENV] = str(lease_ttl)
-    run_worker(aum, queues, concurrency, processes, modules_dir, shutdown_timeout, prefetch=prefetch,
-               forks=[f"{__name__}:scheduler_process"], role="worker and scheduler",
-               check=reach_schedule_store)  # fmt: skip
+    run_worker(aum, options, forks=[f"{__name__}:scheduler_process"], role="worker and scheduler",
+               check=reach_schedule_store, scheduler_lease_ttl=lease_ttl)  # fmt: skip
 
 
 def reach_schedule_store(tm: TaskManager) -> None:
@@ -73,8 +60,10 @@ def scheduler_process() -> int:
     Its stop signal arrives as ``SystemExit`` (Dramatiq's handler), which gives the lease up.
     """
     try:
-        tm = boot_process()
-        runner = start_scheduler(tm, float(os.environ.get(_LEASE_TTL_ENV, "3")))
+        setup = WorkerSetup.take()
+        tm = boot_process(setup)
+        lease_ttl = setup.scheduler_lease_ttl
+        runner = start_scheduler(tm, DEFAULT_LEASE_TTL if lease_ttl is None else lease_ttl)
     except Exception as exc:  # whatever it is, the worker must not go on without its scheduler
         known = isinstance(exc, (AuryTasksError, redis.RedisError))
         logger.opt(exception=None if known else exc).critical(

@@ -18,7 +18,7 @@ from ..scheduler.runner import SchedulerRunner
 from ..tasks.manager import TaskManager
 from .context import AumContext, modules_option, pass_context
 from .ledger import reaching_ledger
-from .worker import reach_broker
+from .server_checks import reach_broker
 
 #: The lease lasts this many seconds unless renewed; it is renewed every fifth of it.
 DEFAULT_LEASE_TTL = 3.0

@@ -13,7 +13,7 @@ from .. import __version__
 from ..core.errors import ConfigError
 from .context import AumContext, modules_option, pass_context
 from .ledger import reaching_ledger
-from .worker import reach_broker
+from .server_checks import reach_broker
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8686

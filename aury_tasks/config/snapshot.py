@@ -1,10 +1,11 @@
 """Settings handed to a worker process already checked, so that no pydantic loads where tasks run.
 
 ``aum worker`` reads and checks :class:`~aury_tasks.config.settings.TaskSettings` once, then passes
-them to the worker processes it starts as a :class:`SettingsSnapshot` (JSON in the environment
-variable :data:`SNAPSHOT_ENV`). A worker process builds its broker from the snapshot instead of
-reading the settings again, so pydantic and pydantic-settings (about 11 MiB of its memory) are
-never imported there, unless a task module imports them itself.
+them to the worker processes it starts as a :class:`SettingsSnapshot`, inside their set-up
+(:class:`aury_tasks.worker.setup.WorkerSetup`, JSON in one environment variable). A worker
+process builds its broker from the snapshot instead of reading the settings again, so pydantic
+and pydantic-settings (about 11 MiB of its memory) are never imported there, unless a task module
+imports them itself.
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     from .settings import TaskSettings
-
-#: Environment variable carrying the snapshot to the worker processes (read once, then removed).
-SNAPSHOT_ENV = "AURY_TASKS_SETTINGS"
 
 
 @dataclass(frozen=True)
@@ -70,14 +68,21 @@ class SettingsSnapshot:
 
     def to_json(self) -> str:
         """The snapshot as JSON (URLs in clear: pass it only to this machine's own processes)."""
-        return json.dumps(dataclasses.asdict(self))
+        return json.dumps(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The snapshot as plain values (JSON-ready), one key an attribute."""
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, text: str) -> SettingsSnapshot:
         """Read a snapshot written by :meth:`to_json`."""
-        values: dict[str, Any] = json.loads(text)
-        values["run_mode"] = RunMode(values["run_mode"])
-        return cls(**values)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SettingsSnapshot:
+        """Read a snapshot from the plain values of :meth:`to_dict`."""
+        return cls(**{**values, "run_mode": RunMode(values["run_mode"])})
 
 
 if TYPE_CHECKING:

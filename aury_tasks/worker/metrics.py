@@ -51,7 +51,9 @@ WINDOW_MINUTES = 59
 QUANTILES = (0.5, 0.95)
 #: Final statuses, as the ledger's statistics count them.
 _FINAL = tuple(status for status in TaskStatus if status.is_final)
-#: The environment variables Dramatiq's Prometheus middleware reads when it is imported.
+#: The environment variables Dramatiq's Prometheus middleware reads when it is imported. They
+#: stay environment variables, outside the worker's set-up (aury_tasks.worker.setup): Dramatiq,
+#: not aury-tasks, reads them, in the worker processes and in its exposition server.
 _PROM_DB_ENV, _PROM_HOST_ENV, _PROM_PORT_ENV = "dramatiq_prom_db", "dramatiq_prom_host", "dramatiq_prom_port"
 _INSTALL_HINT = "pip install 'aury-tasks[api]'"
 

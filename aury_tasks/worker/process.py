@@ -1,24 +1,23 @@
 """Setting up a worker process that Dramatiq's supervisor started (kept apart from the CLI).
 
 The supervisor (:mod:`aury_tasks.worker.supervisor`) starts each worker process with
-:func:`boot_worker_process`, which reads the settings from the environment ``aum worker`` left,
-sets up logging, imports the task modules and returns the broker. Nothing here imports click or
-the ``aum`` commands: a worker process loads only what running tasks needs.
+:func:`boot_worker_process`, which takes the set-up ``aum worker`` left it
+(:class:`~aury_tasks.worker.setup.WorkerSetup`), sets up logging, imports the task modules and
+returns the broker. Nothing here imports click or the ``aum`` commands: a worker process loads
+only what running tasks needs.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import TYPE_CHECKING
 
 import dramatiq
 from dramatiq import cli as dramatiq_cli
@@ -26,31 +25,25 @@ from dramatiq.brokers.redis import RedisBroker
 from loguru import logger
 
 from ..config.logging import setup_logging
-from ..config.snapshot import SNAPSHOT_ENV, SettingsSnapshot
 from ..core.run_mode import RunMode
 from ..tasks.manager import TaskManager
 from .discovery import import_task_modules
 from .lanes import QueueLimitedWorker
 from .recycling import Recycler, operator_stop, supervised
+from .setup import WorkerSetup
 
-if TYPE_CHECKING:
-    from ..config.snapshot import Settings
-
-#: Environment variable carrying the queues to the worker processes.
-QUEUES_ENV = "AURY_TASKS_WORKER_QUEUES"
-#: Environment variable carrying the limited queues (JSON: name -> [threads, prefetch]).
-QUEUE_LIMITS_ENV = "AURY_TASKS_QUEUE_LIMITS"
 #: A repeated stop signal within this many seconds is the same stop request.
 _REPEAT_WINDOW = 2.0
 
 
-def boot_process() -> TaskManager:
+def boot_process(setup: WorkerSetup) -> TaskManager:
     """Settings, logging, TaskManager and task modules in a process Dramatiq's supervisor started.
 
-    It imports the task modules unless it inherited them (forked from a process that had them).
-    Its logs go to the pipe Dramatiq gives it in place of standard error.
+    ``setup``: what ``aum worker`` handed over (:meth:`WorkerSetup.take`). It imports the task
+    modules unless it inherited them (forked from a process that had them). Its logs go to the
+    pipe Dramatiq gives it in place of standard error.
     """
-    settings = _handed_settings()
+    settings = setup.settings
     setup_logging(settings.log_level, json=settings.log_json, stream=sys.stderr)
     tm = TaskManager.get_instance()
     if not tm.is_initialized:
@@ -59,20 +52,14 @@ def boot_process() -> TaskManager:
     return tm
 
 
-def _handed_settings() -> Settings:
-    """The settings ``aum worker`` checked and handed over, else read (and checked) here."""
-    snapshot = os.environ.pop(SNAPSHOT_ENV, None)  # not left for the tasks' own subprocesses
-    if snapshot is not None:
-        return SettingsSnapshot.from_json(snapshot)
-    from ..config.settings import TaskSettings
-
-    env_file = os.environ.get("AURY_TASKS_ENV_FILE")
-    return TaskSettings.load(**({"_env_file": env_file} if env_file else {}))
-
-
 def boot_worker_process() -> dramatiq.Broker:
-    """Set up one worker process; Dramatiq's supervisor calls this in each child."""
-    tm = boot_process()
+    """Set up one worker process; Dramatiq's supervisor calls this in each child.
+
+    Raises:
+      ConfigError: the process has no worker set-up (it was not started by ``aum worker``).
+    """
+    setup = WorkerSetup.take()
+    tm = boot_process(setup)
     if isinstance(tm.broker, RedisBroker):
         # Forked from `aum worker`, it shares its parent's broker: it needs an id of its own, for
         # its heartbeat and the messages it fetches (a sibling's death is not its own, nor hidden by it).
@@ -87,24 +74,22 @@ def boot_worker_process() -> dramatiq.Broker:
         recycler = Recycler(max_tasks=settings.max_tasks_per_child,
                             max_memory_mib=settings.max_memory_per_child, stop=stop)  # fmt: skip
         tm.broker.add_middleware(recycler)
-    for queue_name in filter(None, os.environ.get(QUEUES_ENV, "").split(",")):
+    for queue_name in setup.queues:
         tm.broker_for_queue(queue_name)  # queues no task declares, given with -q
-    _use_queue_limits()
+    _use_queue_limits(setup.queue_limits)
     dramatiq.set_broker(tm.broker)
     return tm.broker
 
 
-def _use_queue_limits() -> None:
+def _use_queue_limits(limits: Mapping[str, tuple[int, int]]) -> None:
     """Have Dramatiq's worker process build a :class:`QueueLimitedWorker` if some queue has a limit.
 
     Dramatiq's ``worker_process`` builds ``Worker(broker, queues=..., worker_threads=...)`` right
     after it has loaded the broker (this function's caller): in this process only, that name is
     the worker with lanes, the rest (signals, stop, requeue, timeout) stays Dramatiq's.
     """
-    given = os.environ.get(QUEUE_LIMITS_ENV)
-    if not given:
+    if not limits:
         return
-    limits = {name: (int(threads), int(prefetch)) for name, (threads, prefetch) in json.loads(given).items()}
     dramatiq_cli.Worker = functools.partial(QueueLimitedWorker, limits=limits)  # type: ignore[misc,assignment]
 
 

@@ -75,7 +75,6 @@ def test_aum_exits_2_with_one_line_naming_the_bad_part(
     # Given no broker at all (the syntax is checked before anything is read or reached)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TASK_BROKER_URL", "redis://127.0.0.1:1/0")
-    monkeypatch.setenv("AURY_TASKS_SCHEDULER_LEASE_TTL", "")  # `aum run` sets it: restored after
 
     # When aum worker / aum run is given a bad -q
     result = CliRunner().invoke(main, [command, "-q", value])
