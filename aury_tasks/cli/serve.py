@@ -11,6 +11,7 @@ from loguru import logger
 
 from .. import __version__
 from ..core.errors import ConfigError
+from ..tasks.manager import TaskManager
 from .context import AumContext, modules_option, pass_context
 from .ledger import reaching_ledger
 from .server_checks import reach_broker
@@ -88,7 +89,6 @@ def serve(
         import uvicorn
 
         from ..api import create_app
-        from ..api.serving import APP_FACTORY, ServeOptions
     except ImportError as missing:
         raise ConfigError(
             f"aum serve needs the api extra ({missing.name} is not installed): pip install 'aury-tasks[api]'"
@@ -98,26 +98,52 @@ def serve(
         raise ConfigError(f"--insecure-no-auth serves on {where}, not {host}")
     tm = aum.with_task_modules(modules_dir)
     app = create_app(tm, insecure_no_auth=insecure_no_auth)
+    _reach_servers(tm)
+    _log_serving(tm, host, port, open_to_all=insecure_no_auth and not app.state.tokens.required)
+    options = _uvicorn_options(host, port, proxy_headers=proxy_headers, access_log=access_log)
+    if workers == 1:
+        uvicorn.run(app, **options)
+    else:
+        _serve_in_processes(aum, workers, options, insecure_no_auth=insecure_no_auth)
+
+
+def _reach_servers(tm: TaskManager) -> None:
+    """Fail now, in one line, if the broker or the ledger cannot be reached."""
     reach_broker(tm)
     with reaching_ledger(tm):
         tm.store.client.ping()
+
+
+def _log_serving(tm: TaskManager, host: str, port: int, *, open_to_all: bool) -> None:
+    """Say where the API is served, and warn if anyone who reaches it has full access."""
     shown = f"[{host}]" if ":" in host else host
     logger.info("aury-tasks {} serving http://{}:{}/ (dashboard), /api/v1, /metrics; broker: {}",
                 __version__, shown, port, tm.broker_info.describe())  # fmt: skip
-    if insecure_no_auth and not app.state.tokens.required:
+    if open_to_all:
         logger.warning("no TASK_API_TOKEN: anyone who reaches {}:{} has full access", shown, port)
-    options: dict[str, Any] = {"host": host, "port": port, "log_config": None, "proxy_headers": proxy_headers,
-                               "forwarded_allow_ips": "127.0.0.1" if proxy_headers else None,
-                               "server_header": False, "access_log": access_log}  # fmt: skip
-    if workers == 1:
-        uvicorn.run(app, **options)
-        return
+
+
+def _uvicorn_options(host: str, port: int, *, proxy_headers: bool, access_log: bool) -> dict[str, Any]:
+    """The keyword arguments of ``uvicorn.run`` for these options."""
+    return {"host": host, "port": port, "log_config": None, "proxy_headers": proxy_headers,
+            "forwarded_allow_ips": "127.0.0.1" if proxy_headers else None,
+            "server_header": False, "access_log": access_log}  # fmt: skip
+
+
+def _serve_in_processes(
+    aum: AumContext, workers: int, options: dict[str, Any], *, insecure_no_auth: bool
+) -> None:
+    """Serve from ``workers`` uvicorn processes, each building the app from what this hands over."""
+    import uvicorn
+
+    from ..api.serving import APP_FACTORY, ServeOptions
+
     ServeOptions(
         modules_dir=str(Path(aum.settings.modules_dir).resolve()),
         env_file=str(aum.env_file) if aum.env_file else None,
         insecure_no_auth=insecure_no_auth,
     ).export()
-    logger.info("{} server processes share port {}", workers, port)
+    logger.info("{} server processes share port {}", workers, options["port"])
     uvicorn.run(APP_FACTORY, factory=True, workers=workers, **options)
 
 

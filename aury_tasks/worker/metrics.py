@@ -36,6 +36,7 @@ from ..ledger import stats
 
 if TYPE_CHECKING:
     from dramatiq import Middleware
+    from prometheus_client.core import GaugeMetricFamily
     from prometheus_client.metrics_core import Metric
 
     from ..config.snapshot import Settings
@@ -85,8 +86,6 @@ class ClusterCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Every metric, as :mod:`prometheus_client` asks for them."""
-        from prometheus_client.core import GaugeMetricFamily
-
         now = time.time()
         try:
             store: RedisTaskStore | None = self.tm.store
@@ -98,74 +97,87 @@ class ClusterCollector:
         names = sorted(queues)
         counts = _read_status_counts(store, names) if store is not None else {}
         sizes = _read_queue_sizes(self.tm.broker, names, counts)
-
-        def gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamily:
-            return GaugeMetricFamily(f"aury_tasks_{name}", documentation, labels=labels)
-
-        depth = gauge("queue_pending", "Messages waiting in the queue to be run (its depth).", ["queue"])
-        delayed = gauge("queue_delayed", "Messages held back until their eta or retry backoff.", ["queue"])
-        running = gauge("queue_running", "Tasks of the queue being run now.", ["queue"])
-        dead = gauge("queue_dead_letters", "Messages in the queue's dead-letter queue.", ["queue"])
-        serving = gauge("queue_workers", "Worker processes alive that consume the queue.", ["queue"])
-        kept = gauge(
-            "tasks",
-            "Task records kept in the ledger (7 days by default), by current status.",
-            ["queue", "status"],
-        )
-        for queue in names:
-            pending_count, delayed_count, dead_count = sizes[queue]
-            depth.add_metric([queue], pending_count)
-            delayed.add_metric([queue], delayed_count)
-            running.add_metric([queue], counts.get(queue, {}).get(TaskStatus.STARTED.value, 0))
-            dead.add_metric([queue], dead_count)
-            serving.add_metric([queue], sum(1 for worker in ledger.workers if queue in worker))
-            for status, count in counts.get(queue, {}).items():
-                kept.add_metric([queue, status], count)
-        yield from (depth, delayed, running, dead, serving, kept)
-
-        alive = gauge(
+        yield from _queue_metrics(names, sizes, counts, ledger)
+        alive = _gauge(
             "workers_alive",
             f"Worker processes that sent a heartbeat in the last {WORKER_SEEN_WITHIN:.0f} s.",
             [],
         )
         alive.add_metric([], len(ledger.workers))
         yield alive
-
-        window = f"in the current minute and the {WINDOW_MINUTES} before it"
         for label in ("queue", "task"):
-            ended = gauge(
-                f"{label}_ended_last_hour", f"Tasks that ended {window}, by {label} and final status.",
-                [label, "status"],
-            )  # fmt: skip
-            took = gauge(
-                f"{label}_duration_seconds_last_hour",
-                f"Run time of the tasks that ended {window}, by {label} (the ledger's histogram, ~12 %).",
-                [label, "quantile"],
-            )
-            sent = gauge(
-                f"{label}_enqueued_last_hour", f"Tasks sent {window}, by {label} (kept records).", [label]
-            )
-            for name, count in sorted(ledger.sent[label].items()):
-                sent.add_metric([name], count)
-            yield sent
-            stopped = gauge(
-                f"{label}_time_limits_last_hour",
-                f"Attempts stopped by their time limit {window}, by {label}.", [label],
-            )  # fmt: skip
-            for name in sorted(ledger.sent[label]):
-                stopped.add_metric([name], ledger.time_limits[label].get(name, 0))
-            yield stopped
-            for name, (counters, histogram) in sorted(ledger.windows[label].items()):
-                for status in _FINAL:
-                    ended.add_metric([name, status.value], counters[status.value])
-                for quantile in QUANTILES:
-                    value = stats.percentile(histogram, quantile)
-                    if value is not None:
-                        took.add_metric([name, str(quantile)], value)
-            yield ended
-            yield took
-
+            yield from _window_metrics(ledger, label)
         yield from _scheduler_metrics(self.scheduler)
+
+
+def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamily:
+    """An ``aury_tasks_<name>`` gauge family."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    return GaugeMetricFamily(f"aury_tasks_{name}", documentation, labels=labels)
+
+
+def _queue_metrics(
+    names: list[str],
+    sizes: Mapping[str, tuple[int, int, int]],
+    counts: Mapping[str, Mapping[str, int]],
+    ledger: _Ledger,
+) -> Iterator[Metric]:
+    """Each queue's depth, delayed, running and dead messages, workers, and kept records by status."""
+    depth = _gauge("queue_pending", "Messages waiting in the queue to be run (its depth).", ["queue"])
+    delayed = _gauge("queue_delayed", "Messages held back until their eta or retry backoff.", ["queue"])
+    running = _gauge("queue_running", "Tasks of the queue being run now.", ["queue"])
+    dead = _gauge("queue_dead_letters", "Messages in the queue's dead-letter queue.", ["queue"])
+    serving = _gauge("queue_workers", "Worker processes alive that consume the queue.", ["queue"])
+    kept = _gauge(
+        "tasks",
+        "Task records kept in the ledger (7 days by default), by current status.",
+        ["queue", "status"],
+    )
+    for queue in names:
+        pending_count, delayed_count, dead_count = sizes[queue]
+        depth.add_metric([queue], pending_count)
+        delayed.add_metric([queue], delayed_count)
+        running.add_metric([queue], counts.get(queue, {}).get(TaskStatus.STARTED.value, 0))
+        dead.add_metric([queue], dead_count)
+        serving.add_metric([queue], sum(1 for worker in ledger.workers if queue in worker))
+        for status, count in counts.get(queue, {}).items():
+            kept.add_metric([queue, status], count)
+    yield from (depth, delayed, running, dead, serving, kept)
+
+
+def _window_metrics(ledger: _Ledger, label: str) -> Iterator[Metric]:
+    """The last hour by ``label`` (``queue`` or ``task``): sent, stopped by a time limit, ended, run time."""
+    window = f"in the current minute and the {WINDOW_MINUTES} before it"
+    sent = _gauge(f"{label}_enqueued_last_hour", f"Tasks sent {window}, by {label} (kept records).", [label])
+    for name, count in sorted(ledger.sent[label].items()):
+        sent.add_metric([name], count)
+    yield sent
+    stopped = _gauge(
+        f"{label}_time_limits_last_hour",
+        f"Attempts stopped by their time limit {window}, by {label}.", [label],
+    )  # fmt: skip
+    for name in sorted(ledger.sent[label]):
+        stopped.add_metric([name], ledger.time_limits[label].get(name, 0))
+    yield stopped
+    ended = _gauge(
+        f"{label}_ended_last_hour", f"Tasks that ended {window}, by {label} and final status.",
+        [label, "status"],
+    )  # fmt: skip
+    took = _gauge(
+        f"{label}_duration_seconds_last_hour",
+        f"Run time of the tasks that ended {window}, by {label} (the ledger's histogram, ~12 %).",
+        [label, "quantile"],
+    )
+    for name, (counters, histogram) in sorted(ledger.windows[label].items()):
+        for status in _FINAL:
+            ended.add_metric([name, status.value], counters[status.value])
+        for quantile in QUANTILES:
+            value = stats.percentile(histogram, quantile)
+            if value is not None:
+                took.add_metric([name, str(quantile)], value)
+    yield ended
+    yield took
 
 
 class _Ledger:
