@@ -6,6 +6,7 @@ a running scheduler applies a change at once.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -193,28 +194,37 @@ def update(tm: TaskManager, job_id: str, **given: Any) -> None:
     _echo_saved("updated", manager.update_job(job_id, **trigger, **arguments))
 
 
-@schedule.command(short_help="Stop firing jobs until resumed.")
-@click.argument("job_ids", metavar="JOB...", nargs=-1, required=True)
-@pass_ledger
-def pause(tm: TaskManager, job_ids: tuple[str, ...]) -> None:
+def _each_job_command(short_help: str) -> Callable[[Callable[[SchedulerManager, str], None]], click.Command]:
+    """A command ``aum schedule NAME JOB...`` that runs the function on each job, in order, once
+    every one is known to exist (so that none is changed if one is not)."""
+
+    def make(act: Callable[[SchedulerManager, str], None]) -> click.Command:
+        @functools.wraps(act)
+        def on_each(tm: TaskManager, job_ids: tuple[str, ...]) -> None:
+            manager = SchedulerManager.get_instance(tm.name)
+            for job_id in job_ids:
+                manager.get_job(job_id)
+            for job_id in job_ids:
+                act(manager, job_id)
+
+        jobs = click.argument("job_ids", metavar="JOB...", nargs=-1, required=True)
+        return schedule.command(short_help=short_help)(jobs(pass_ledger(on_each)))
+
+    return make
+
+
+@_each_job_command("Stop firing jobs until resumed.")
+def pause(manager: SchedulerManager, job_id: str) -> None:
     """Stop firing jobs until they are resumed."""
-    manager = _manager_with_jobs(tm, job_ids)
-    for job_id in job_ids:
-        click.echo(f"paused {manager.pause_job(job_id).id}")
+    click.echo(f"paused {manager.pause_job(job_id).id}")
 
 
-@schedule.command(short_help="Fire paused jobs again.")
-@click.argument("job_ids", metavar="JOB...", nargs=-1, required=True)
-@pass_ledger
-def resume(tm: TaskManager, job_ids: tuple[str, ...]) -> None:
+@_each_job_command("Fire paused jobs again.")
+def resume(manager: SchedulerManager, job_id: str) -> None:
     """Fire paused jobs again, from their next planned time (missed fires are not sent)."""
-    manager = _manager_with_jobs(tm, job_ids)
-    for job_id in job_ids:
-        job = manager.resume_job(job_id)
-        upcoming = next_fire_times(job.trigger, 1)
-        click.echo(
-            f"resumed {job.id}; next run {format_moment(_seconds(upcoming[0]) if upcoming else None)} UTC"
-        )
+    job = manager.resume_job(job_id)
+    upcoming = next_fire_times(job.trigger, 1)
+    click.echo(f"resumed {job.id}; next run {format_moment(_seconds(upcoming[0]) if upcoming else None)} UTC")
 
 
 @schedule.command("run", short_help="Send a job's task now, once.")
@@ -230,17 +240,13 @@ def run_now(tm: TaskManager, job_id: str) -> None:
     click.echo(handle.id)
 
 
-@schedule.command(short_help="Delete jobs.")
-@click.argument("job_ids", metavar="JOB...", nargs=-1, required=True)
-@pass_ledger
-def remove(tm: TaskManager, job_ids: tuple[str, ...]) -> None:
+@_each_job_command("Delete jobs.")
+def remove(manager: SchedulerManager, job_id: str) -> None:
     """Delete jobs. A job declared in code comes back when a scheduler starts (delete it in code)."""
-    manager = _manager_with_jobs(tm, job_ids)
-    for job_id in job_ids:
-        origin = manager.get_job(job_id).origin
-        manager.remove_job(job_id)
-        note = " (declared in code: it comes back when a scheduler starts)" if origin == "code" else ""
-        click.echo(f"removed {job_id}{note}")
+    origin = manager.get_job(job_id).origin
+    manager.remove_job(job_id)
+    note = " (declared in code: it comes back when a scheduler starts)" if origin == "code" else ""
+    click.echo(f"removed {job_id}{note}")
 
 
 @schedule.command(short_help="Check a crontab; show its next fire times.")
@@ -278,14 +284,6 @@ def validate(aum: AumContext, expression: str, count: int, timezone: str | None,
         click.echo(f"  {moment:%Y-%m-%d %H:%M:%S %Z}  ({moment:%a})")
     for warning in check.warnings:
         click.echo(f"warning: {warning}", err=True)
-
-
-def _manager_with_jobs(tm: TaskManager, job_ids: tuple[str, ...]) -> SchedulerManager:
-    """The scheduler, once every job in ``job_ids`` is known to exist (so none is changed if one is not)."""
-    manager = SchedulerManager.get_instance(tm.name)
-    for job_id in job_ids:
-        manager.get_job(job_id)
-    return manager
 
 
 def _split_given(given: dict[str, Any], *, require_trigger: bool) -> tuple[dict[str, Any], dict[str, Any]]:

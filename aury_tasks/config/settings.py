@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..core.errors import ConfigError
@@ -26,10 +26,32 @@ from .snapshot import SettingsSnapshot
 BROKER_SCHEMES = ("redis", "rediss", "unix", "amqp", "amqps", "memory")
 #: Result backend URL schemes (the ledger lives in Redis).
 RESULT_BACKEND_SCHEMES = ("redis", "rediss", "unix")
+#: The URL settings and the schemes each accepts.
+_URL_SCHEMES = {
+    "broker_url": BROKER_SCHEMES,
+    "result_backend_url": RESULT_BACKEND_SCHEMES,
+    "alert_webhook_url": ("http", "https"),
+}
 
 
 def _expected(form: str) -> Any:
+    """What a field's ``ConfigError`` says it expects (read by :func:`_config_error`)."""
     return {"expected": form}
+
+
+def _seconds(default: float, description: str) -> Any:
+    """A field of seconds, above 0."""
+    return Field(
+        default=default,
+        gt=0,
+        description=description,
+        json_schema_extra=_expected(f"a number of seconds greater than 0, e.g. {default}"),
+    )
+
+
+def _flag(default: bool, description: str) -> Any:
+    """A true-or-false field."""
+    return Field(default=default, description=description, json_schema_extra=_expected("true or false"))
 
 
 class TaskSettings(BaseSettings):
@@ -82,24 +104,14 @@ class TaskSettings(BaseSettings):
         "running tasks (0: never); `aum worker --max-memory-per-child` overrides.",
         json_schema_extra=_expected("a whole number of MiB, 0 or more"),
     )
-    timeout: float = Field(
-        default=600,
-        gt=0,
-        description="Default time limit of a task, in seconds.",
-        json_schema_extra=_expected("a number of seconds greater than 0, e.g. 600"),
-    )
+    timeout: float = _seconds(600, "Default time limit of a task, in seconds.")
     max_retries: int = Field(
         default=3,
         ge=0,
         description="Default number of retries after a failure.",
         json_schema_extra=_expected("a whole number, 0 or more"),
     )
-    retry_delay: float = Field(
-        default=30,
-        gt=0,
-        description="First retry delay in seconds; later ones double, with jitter.",
-        json_schema_extra=_expected("a number of seconds greater than 0, e.g. 30"),
-    )
+    retry_delay: float = _seconds(30, "First retry delay in seconds; later ones double, with jitter.")
     max_retry_delay: float = Field(
         default=3600,
         gt=0,
@@ -128,32 +140,20 @@ class TaskSettings(BaseSettings):
         "memory) before the message is dead-lettered with the reason redelivery_limit.",
         json_schema_extra=_expected("a whole number, 1 or more, e.g. 5"),
     )
-    track_state: bool = Field(
-        default=True,
-        description="Keep a record of every task (status, result, progress) in Redis.",
-        json_schema_extra=_expected("true or false"),
-    )
-    result_ttl: float = Field(
-        default=7 * 86400,
-        gt=0,
-        description="Seconds a task's record and result are kept after its last change.",
-        json_schema_extra=_expected("a number of seconds greater than 0, e.g. 604800"),
+    track_state: bool = _flag(True, "Keep a record of every task (status, result, progress) in Redis.")
+    result_ttl: float = _seconds(
+        7 * 86400, "Seconds a task's record and result are kept after its last change."
     )
     scheduler_timezone: str = Field(
         default="UTC",
         description="Timezone of scheduled jobs that name none (an IANA name).",
         json_schema_extra=_expected("an IANA timezone name, e.g. UTC or Europe/Paris"),
     )
-    scheduler_misfire_grace_time: float = Field(
-        default=30,
-        gt=0,
-        description="Seconds after its planned time a scheduled fire may still happen.",
-        json_schema_extra=_expected("a number of seconds greater than 0, e.g. 30"),
+    scheduler_misfire_grace_time: float = _seconds(
+        30, "Seconds after its planned time a scheduled fire may still happen."
     )
-    scheduler_coalesce: bool = Field(
-        default=True,
-        description="Fire a job that missed several runs once, not once per missed run.",
-        json_schema_extra=_expected("true or false"),
+    scheduler_coalesce: bool = _flag(
+        True, "Fire a job that missed several runs once, not once per missed run."
     )
     scheduler_max_instances: int = Field(
         default=1,
@@ -176,11 +176,7 @@ class TaskSettings(BaseSettings):
         description="Lowest level logged.",
         json_schema_extra=_expected("one of TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR, CRITICAL"),
     )
-    log_json: bool = Field(
-        default=False,
-        description="Log one JSON object a line.",
-        json_schema_extra=_expected("true or false"),
-    )
+    log_json: bool = _flag(False, "Log one JSON object a line.")
     run_mode: RunMode = Field(
         default=RunMode.PRODUCER,
         description="What decorated tasks become outside `aum worker`.",
@@ -232,11 +228,8 @@ class TaskSettings(BaseSettings):
         description="Key of the alerts' X-Aury-Signature header (HMAC-SHA256 of the body; unset: unsigned).",
         json_schema_extra=_expected("text"),
     )
-    alert_interval: float = Field(
-        default=15,
-        gt=0,
-        description="Seconds between two evaluations of the alert rules by the scheduler leader.",
-        json_schema_extra=_expected("a number of seconds greater than 0, e.g. 15"),
+    alert_interval: float = _seconds(
+        15, "Seconds between two evaluations of the alert rules by the scheduler leader."
     )
     alert_rules: str = Field(
         default="",
@@ -244,15 +237,20 @@ class TaskSettings(BaseSettings):
         json_schema_extra=_expected('a JSON list of alert rules, e.g. [{"name": "x", "kind": "backlog"}]'),
     )
 
-    @field_validator("alert_webhook_url", "alert_secret", mode="before")
+    @field_validator(*_URL_SCHEMES, "alert_secret", "api_token", "api_read_token", mode="before")
     @classmethod
-    def _empty_alert_value_is_unset(cls, value: Any) -> Any:
+    def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("alert_webhook_url")
+    @field_validator(*_URL_SCHEMES)
     @classmethod
-    def _check_alert_webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
-        return _check_url(value, ("http", "https"))
+    def _check_url_scheme(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value.get_secret_value()).scheme.lower()
+        if scheme not in _URL_SCHEMES[str(info.field_name)]:
+            raise ValueError(f"unsupported scheme {scheme!r}")
+        return value
 
     @field_validator("alert_rules")
     @classmethod
@@ -261,30 +259,6 @@ class TaskSettings(BaseSettings):
             parse_rules(value)
         except ConfigError as exc:
             raise ValueError(exc.message) from None
-        return value
-
-    @field_validator("broker_url", "result_backend_url", mode="before")
-    @classmethod
-    def _empty_url_is_unset(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
-
-    @field_validator("broker_url")
-    @classmethod
-    def _check_broker_url(cls, value: SecretStr | None) -> SecretStr | None:
-        return _check_url(value, BROKER_SCHEMES)
-
-    @field_validator("result_backend_url")
-    @classmethod
-    def _check_result_backend_url(cls, value: SecretStr | None) -> SecretStr | None:
-        return _check_url(value, RESULT_BACKEND_SCHEMES)
-
-    @field_validator("api_token", "api_read_token", mode="before")
-    @classmethod
-    def _empty_token_is_unset(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
-            return None
         return value
 
     @field_validator("api_token", "api_read_token")
@@ -363,15 +337,6 @@ class TaskSettings(BaseSettings):
             alert_webhook_url_value=self.alert_webhook_url_value,
             **plain,
         )
-
-
-def _check_url(value: SecretStr | None, schemes: tuple[str, ...]) -> SecretStr | None:
-    if value is None:
-        return None
-    scheme = urlsplit(value.get_secret_value()).scheme.lower()
-    if scheme not in schemes:
-        raise ValueError(f"unsupported scheme {scheme!r}")
-    return value
 
 
 def _config_error(exc: ValidationError) -> ConfigError:

@@ -1,8 +1,10 @@
 """Named singletons: ``TaskManager.get_instance(name)`` and ``SchedulerManager.get_instance(name)``.
 
-One registry a class, made here, filled on first use; the class that owns it binds how an
-instance is made and closed. Lower layers that need the default TaskManager (a handle made
-without one) ask :data:`task_managers` for it, with no import of the layer it lives in.
+One :class:`NamedInstances` registry a class, filled on first use. The TaskManagers' is made
+here and bound by the class, which says how an instance is closed: lower layers that need the
+default TaskManager (a handle made without one) ask :data:`task_managers` for it, with no import
+of the layer it lives in. The SchedulerManagers' sits beside its class
+(:data:`aury_tasks.scheduler.manager.schedulers`): nothing below it asks for one.
 """
 
 from __future__ import annotations

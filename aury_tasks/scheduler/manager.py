@@ -8,12 +8,11 @@ writes it.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 import redis
@@ -22,6 +21,7 @@ from dramatiq.common import q_name
 from loguru import logger
 
 from ..core.errors import LedgerUnavailable, ScheduledJobNotFound, SchedulerError
+from ..core.instances import NamedInstances
 from ..core.status import TaskStatus
 from ..tasks.handle import TaskHandle
 from ..tasks.manager import TaskManager
@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 #: Where the grid of an interval declared in code starts.
 _EPOCH = "1970-01-01T00:00:00+00:00"
+
+#: The SchedulerManagers of this process, one per TaskManager name.
+schedulers: NamedInstances[SchedulerManager] = NamedInstances("SchedulerManager")
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,6 @@ class SchedulerManager:
     >>> scheduler.add_job(func=report.send, cron="0 8 * * 1-5", kwargs={"kind": "daily"})
     """
 
-    _instances: ClassVar[dict[str, SchedulerManager]] = {}
-    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
-
     def __init__(self, name: str = "default") -> None:
         self.name = name
         self._store: ScheduleStore | None = None
@@ -77,18 +77,13 @@ class SchedulerManager:
     @classmethod
     def get_instance(cls, name: str = "default") -> SchedulerManager:
         """The scheduler of the TaskManager of the same name (created on first use)."""
-        with cls._instances_lock:
-            instance = cls._instances.get(name)
-            if instance is None:
-                instance = cls._instances[name] = cls(name)
-            return instance
+        instance: SchedulerManager = schedulers.get(name, cls)
+        return instance
 
     @classmethod
     def reset_instance(cls, name: str | None = None) -> None:
         """Forget one scheduler (or all): for tests."""
-        with cls._instances_lock:
-            for key in list(cls._instances) if name is None else [name]:
-                cls._instances.pop(key, None)
+        schedulers.reset(name)
 
     @property
     def task_manager(self) -> TaskManager:

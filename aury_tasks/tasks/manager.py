@@ -3,50 +3,31 @@
 from __future__ import annotations
 
 import difflib
-import re
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import dramatiq
 
 from ..broker.build import BrokerInfo
-from ..broker.redis.priority import MAX_PRIORITY
-from ..core.errors import PermanentError, TaskInterrupted, TaskNotFound, TaskOptionError
+from ..core.errors import TaskNotFound, TaskOptionError
 from ..core.instances import task_managers
 from ..core.run_mode import RunMode
-from ..middleware.limits import UniqueKey, Uniqueness, parse_rate_limit
-from ..middleware.soft_timeout import OPTION as SOFT_TIME_LIMIT
 from ..middleware.soft_timeout import soft_limitable
 from ..workflows.canvas import Canvas
 from ..workflows.engine import send_workflow
 from ..workflows.handle import WorkflowHandle
-from .stack import build_broker, default_middleware
+from .options import TaskOptionArgs, TaskOptions
+from .stack import build_broker
 from .task import P, R, Task, enqueue_many
 from .tracking import TaskTracking
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ..config.snapshot import Settings
 
-_QUEUE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
-#: Options ``conditional_task`` handles itself; everything else goes to Dramatiq as is.
-_OWN_OPTIONS = {"queue_name", "max_retries", "timeout", "soft_timeout", "retry_delay", "max_retry_delay",
-                "priority", "actor_name", "retry_on", "rate_limit", "concurrency", "unique_for",
-                "unique_key"}  # fmt: skip
-
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-_actor_options: frozenset[str] | None = None
-
-
-def _dramatiq_actor_options(settings: Settings) -> frozenset[str]:
-    """The actor options the middleware of our brokers accept (checked at decoration time)."""
-    global _actor_options
-    if _actor_options is None:  # the same for any settings: they only set the middleware's defaults
-        middleware = default_middleware(settings)
-        _actor_options = frozenset(option for mw in middleware for option in mw.actor_options)
-    return _actor_options
 
 
 class TaskManager(TaskTracking):
@@ -224,27 +205,10 @@ class TaskManager(TaskTracking):
 
     @overload
     def conditional_task(
-        self,
-        fn: None = None,
-        /,
-        *,
-        queue_name: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        soft_timeout: float | None = None,
-        retry_delay: float | None = None,
-        max_retry_delay: float | None = None,
-        priority: int = 0,
-        actor_name: str | None = None,
-        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
-        rate_limit: str | None = None,
-        concurrency: int | None = None,
-        unique_for: float | None = None,
-        unique_key: UniqueKey | None = None,
-        **options: Any,
+        self, fn: None = None, /, **options: Unpack[TaskOptionArgs]
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
-    def conditional_task(self, fn: Callable[..., Any] | None = None, /, **kwargs: Any) -> Any:
+    def conditional_task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Declare a task; works with and without parentheses, on ``def`` and ``async def``.
 
         What the function becomes depends on the run mode: a Dramatiq actor in a worker, a
@@ -275,7 +239,12 @@ class TaskManager(TaskTracking):
             that task's handle instead of enqueueing a duplicate (the lock lasts at most this long).
           unique_key: what makes two sends identical (default: task name and all arguments): the
             names of the arguments that count, or a function of the arguments returning a string.
-          **options: further Dramatiq actor options (``max_age``, ``throws``, ``on_failure`` …).
+          **options: further Dramatiq actor options (``max_age``, ``throws``, ``on_failure`` …:
+            those of :class:`~aury_tasks.tasks.options.ActorOptionArgs`).
+
+        The keywords and their types are declared once, in
+        :class:`~aury_tasks.tasks.options.TaskOptionArgs`; :class:`~aury_tasks.tasks.options.TaskOptions`
+        checks them.
 
         Raises:
           TaskOptionError: for an unknown option, a bad queue name or a name taken twice, or a
@@ -288,92 +257,25 @@ class TaskManager(TaskTracking):
         ... async def send_welcome_email(user_id: str) -> None: ...
         """
         if fn is not None:
-            return self._declare(fn, **kwargs)
+            return self._declare(fn, options)
 
         def decorator(function: F) -> Any:
-            return self._declare(function, **kwargs)
+            return self._declare(function, options)
 
         return decorator
 
-    def _declare(
-        self,
-        fn: Callable[..., Any],
-        *,
-        queue_name: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        soft_timeout: float | None = None,
-        retry_delay: float | None = None,
-        max_retry_delay: float | None = None,
-        priority: int = 0,
-        actor_name: str | None = None,
-        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
-        rate_limit: str | None = None,
-        concurrency: int | None = None,
-        unique_for: float | None = None,
-        unique_key: UniqueKey | None = None,
-        **options: Any,
-    ) -> Task[Any, Any]:
-        if not callable(fn):
-            raise TaskOptionError(f"conditional_task decorates a function, not {fn!r}")
-        name = actor_name or f"{fn.__module__}.{fn.__qualname__}"
-        settings = self.settings
-        unknown = set(options) - _dramatiq_actor_options(settings) - _OWN_OPTIONS
-        if unknown:
-            raise TaskOptionError(f"{name}: unknown task option(s) {', '.join(sorted(unknown))}")
-        queue = queue_name or settings.queue_name
-        if not _QUEUE_NAME.fullmatch(queue):
-            raise TaskOptionError(f"{name}: invalid queue name {queue!r} (letters, digits, '.', '_', '-')")
-        retries = settings.max_retries if max_retries is None else max_retries
-        if retries < 0:
-            raise TaskOptionError(f"{name}: max_retries must be 0 or more, got {retries}")
-        limit = settings.timeout if timeout is None else timeout
-        first_delay = settings.retry_delay if retry_delay is None else retry_delay
-        delay_cap = settings.max_retry_delay if max_retry_delay is None else max_retry_delay
-        if limit <= 0 or first_delay <= 0 or delay_cap <= 0:
-            raise TaskOptionError(f"{name}: timeout, retry_delay and max_retry_delay must be greater than 0")
-
-        throws = options.pop("throws", ())
-        throws = throws if isinstance(throws, tuple) else (throws,)
-        actor_options: dict[str, Any] = {
-            "max_retries": retries,
-            "time_limit": int(limit * 1000),
-            "min_backoff": int(first_delay * 1000),
-            "max_backoff": int(delay_cap * 1000),
-            "throws": (PermanentError, TaskInterrupted, *throws),
-            **options,
-        }
-        if retry_on is not None:
-            actor_options["retry_when"] = _retry_only_on(retry_on, retries)
-        if soft_timeout is not None:
-            actor_options[SOFT_TIME_LIMIT] = _soft_time_limit_ms(name, soft_timeout, limit, timeout is None)
-        if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= MAX_PRIORITY:
-            raise TaskOptionError(
-                f"{name}: priority is an integer from 0 to {MAX_PRIORITY}, got {priority!r}"
-            )
-        if rate_limit is not None:
-            actor_options["rate_limit"] = parse_rate_limit(name, rate_limit)
-        if concurrency is not None:
-            if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-                raise TaskOptionError(f"{name}: concurrency is an integer of 1 or more, got {concurrency!r}")
-            actor_options["concurrency"] = concurrency
-        if unique_key is not None and unique_for is None:
-            raise TaskOptionError(f"{name}: unique_key needs unique_for (how long the lock may last)")
-        if unique_for is not None and (
-            not isinstance(unique_for, (int, float)) or isinstance(unique_for, bool) or unique_for <= 0
-        ):
-            raise TaskOptionError(f"{name}: unique_for is a number of seconds above 0, got {unique_for!r}")
-
+    def _declare(self, fn: Callable[..., Any], options: Mapping[str, Any]) -> Task[Any, Any]:
+        declared = TaskOptions.of(fn, self.settings, options)
         task: Task[Any, Any] = Task(
-            self, fn, name=name, queue_name=queue, priority=priority, options=actor_options
-        )
-        if unique_for is not None:
-            task.uniqueness = Uniqueness.declare(name, fn, float(unique_for), unique_key)
+            self, fn, name=declared.name, queue_name=declared.queue_name, priority=declared.priority,
+            options=declared.actor_options,
+        )  # fmt: skip
+        task.uniqueness = declared.uniqueness
         with self._lock:
-            existing = self._tasks.get(name)
+            existing = self._tasks.get(task.name)
             if existing is not None and existing.fn is not fn and _origin(existing.fn) != _origin(fn):
-                raise TaskOptionError(f"task name {name!r} is already taken by {_origin(existing.fn)}")
-            self._tasks[name] = task
+                raise TaskOptionError(f"task name {task.name!r} is already taken by {_origin(existing.fn)}")
+            self._tasks[task.name] = task
             if self._broker is not None and self.run_mode is RunMode.WORKER:
                 self._declare_actor(task)
         return task
@@ -435,33 +337,6 @@ def _origin(fn: Callable[..., Any]) -> str:
     code = getattr(fn, "__code__", None)
     where = f"{code.co_filename}:{code.co_firstlineno}" if code else repr(fn)
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')} ({where})"
-
-
-def _soft_time_limit_ms(name: str, soft_timeout: Any, timeout: float, default_timeout: bool) -> int:
-    """The ``soft_time_limit`` actor option (ms) for ``soft_timeout`` seconds, checked against ``timeout``."""
-    if not isinstance(soft_timeout, (int, float)) or isinstance(soft_timeout, bool) or soft_timeout <= 0:
-        raise TaskOptionError(f"{name}: soft_timeout is a number of seconds above 0, got {soft_timeout!r}")
-    if soft_timeout >= timeout:
-        where = " (TASK_TIMEOUT)" if default_timeout else ""
-        raise TaskOptionError(
-            f"{name}: soft_timeout={soft_timeout:g} must be below timeout={timeout:g}{where}: the soft"
-            " limit comes first, so that the task can clean up before the time limit stops it"
-        )
-    return int(soft_timeout * 1000)
-
-
-def _retry_only_on(
-    retry_on: type[BaseException] | tuple[type[BaseException], ...], max_retries: int
-) -> Callable[[int, BaseException], bool]:
-    types = retry_on if isinstance(retry_on, tuple) else (retry_on,)
-    for exc_type in types:
-        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
-            raise TaskOptionError(f"retry_on takes exception types, not {exc_type!r}")
-
-    def retry_when(retries: int, exception: BaseException) -> bool:
-        return retries < max_retries and isinstance(exception, types)
-
-    return retry_when
 
 
 task_managers.bind(TaskManager, TaskManager.close)

@@ -111,34 +111,37 @@ def advance(
 ) -> None:
     """Carry ``result`` (of step ``member_id``) through ``frames``: start what comes next."""
     state = workflow_state(manager)
-    while True:
-        if not frames:
-            state.succeed(workflow_id, result)
-            return
-        frame, frames = frames[0], frames[1:]
-        if "join" in frame:
-            outcome = state.join(frame["join"], frame["i"], member_id, value=result)
-            if outcome.action != "fire":
-                return  # others still run, or the group failed or fired before
-            carry_fired(manager, frame["join"], outcome, member_id=member_id)
-            return
-        node = frame["then"]
-        if state.entry_done(node):
-            return  # this step ran before (a redelivery): what follows was started then
-        if state.is_over(workflow_id):  # failed or cancelled meanwhile: this never runs
-            _cancel_never_run(manager, node, "its workflow has ended")
-            fail(manager, workflow_id, StepError(member_id, "", TaskStatus.CANCELLED.value, "Cancelled",
-                                                 "its workflow has ended"), frames)  # fmt: skip
-            return
-        launch = Launch(workflow_id)
-        launch.start(node, result, frames)
-        try:
-            execute(manager, launch)
-        except (PayloadTooLarge, SerializationError) as exc:  # refused before anything was sent
-            _cancel_never_run(manager, node, f"it could not be sent: {exc}")
-            fail(manager, workflow_id, StepError(member_id, "", TaskStatus.FAILURE.value, type(exc).__name__,
-                                                 str(exc)), frames)  # fmt: skip
+    if not frames:
+        state.succeed(workflow_id, result)
         return
+    frame, rest = frames[0], frames[1:]
+    if "join" in frame:
+        outcome = state.join(frame["join"], frame["i"], member_id, value=result)
+        if outcome.action == "fire":  # else others still run, or the group failed or fired before
+            carry_fired(manager, frame["join"], outcome, member_id=member_id)
+        return
+    node = frame["then"]
+    if state.entry_done(node):
+        return  # this step ran before (a redelivery): what follows was started then
+    if state.is_over(workflow_id):  # failed or cancelled meanwhile: this never runs
+        ended = StepError(member_id, "", TaskStatus.CANCELLED.value, "Cancelled", "its workflow has ended")
+        _not_started(manager, workflow_id, node, "its workflow has ended", ended, rest)
+        return
+    launch = Launch(workflow_id)
+    launch.start(node, result, rest)
+    try:
+        execute(manager, launch)
+    except (PayloadTooLarge, SerializationError) as exc:  # refused before anything was sent
+        refused = StepError(member_id, "", TaskStatus.FAILURE.value, type(exc).__name__, str(exc))
+        _not_started(manager, workflow_id, node, f"it could not be sent: {exc}", refused, rest)
+
+
+def _not_started(
+    manager: TaskManager, workflow_id: str, node: Node, why: str, error: StepError, frames: list[Frame]
+) -> None:
+    """``node`` will not run (``why``): cancel its tasks and fail what it is part of with ``error``."""
+    _cancel_never_run(manager, node, why)
+    fail(manager, workflow_id, error, frames)
 
 
 def carry_fired(manager: TaskManager, group_id: str, outcome: JoinOutcome, *, member_id: str) -> None:

@@ -302,3 +302,18 @@ def test_without_retry_on_no_retry_when_is_set() -> None:
     def plain() -> None: ...
 
     assert "retry_when" not in plain.options
+
+
+def test_the_declared_keywords_are_exactly_the_options_accepted() -> None:
+    # Given the keywords the decorator's signature is made of (what a type checker knows)
+    from aury_tasks.config.settings import get_settings
+    from aury_tasks.tasks.options import OWN_OPTIONS, TaskOptionArgs, dramatiq_actor_options
+
+    declared = set(TaskOptionArgs.__optional_keys__)
+
+    # When they are compared with what a declaration accepts at run time
+    accepted = OWN_OPTIONS | dramatiq_actor_options(get_settings())
+
+    # Then they are the same: a type checker refuses no option that works, and accepts none that fails
+    assert declared == accepted
+    assert not TaskOptionArgs.__required_keys__

@@ -24,6 +24,11 @@ export function canWrite() {
   return session.role === "full";
 }
 
+/** The tooltip of a button the session may not use (the read-only token's), else null. */
+export function readOnlyTitle() {
+  return canWrite() ? null : "the read-only token cannot change anything";
+}
+
 /** A query string from an object, leaving out empty values. */
 export function query(params) {
   const search = new URLSearchParams();

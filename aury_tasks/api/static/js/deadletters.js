@@ -1,7 +1,7 @@
 // #/dead-letters?queue=<name> : a queue's dead letters; requeue some or all, purge them.
 
-import { canWrite, del, get, post } from "./api.js";
-import { h, notify, replace, table, taskLink, timeCell } from "./dom.js";
+import { canWrite, del, get, post, readOnlyTitle } from "./api.js";
+import { actionButton, h, notify, replace, table, taskLink, timeCell } from "./dom.js";
 
 const PAGE_SIZE = 50;
 
@@ -43,19 +43,9 @@ export async function renderDeadLetters(main, ctx) {
         h("span", { class: "error" }, letter.error_type ? `${letter.error_type}: ${letter.error_message}` : letter.error_message),
         argsText(letter)];
     });
-    const act = (text, id, fn, cls) => {
-      const button = h("button", { type: "button", id, class: cls, disabled: readOnly || !found.total,
-        title: readOnly ? "the read-only token cannot change anything" : null }, text);
-      button.addEventListener("click", async () => {
-        try {
-          await fn();
-          await refresh();
-        } catch (error) {
-          ctx.fail(error);
-        }
-      });
-      return button;
-    };
+    const act = (text, id, fn, cls) => actionButton(text,
+      { id, class: cls, disabled: readOnly || !found.total, title: readOnlyTitle() }, fn,
+      { after: refresh, fail: ctx.fail });
     const requeue = async (ids) => {
       const answer = await post(`${path}/requeue`, ids ? { task_ids: ids } : {});
       const count = Object.keys(answer.requeued).length;

@@ -95,6 +95,20 @@ export function taskLink(id, text) {
   return h("a", { href: `#/tasks/${encodeURIComponent(id)}`, title: id, class: "mono" }, text || shortId(id));
 }
 
+/** A button that runs `action` when clicked, then `after` (a refresh, say); an error goes to `fail`. */
+export function actionButton(text, attrs, action, { after, fail }) {
+  const button = h("button", { type: "button", ...attrs }, text);
+  button.addEventListener("click", async () => {
+    try {
+      await action();
+      if (after) await after();
+    } catch (error) {
+      fail(error);
+    }
+  });
+  return button;
+}
+
 /** JSON, indented, for a <pre>. */
 export function pretty(value) {
   return JSON.stringify(value, null, 2);

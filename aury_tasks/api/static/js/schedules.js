@@ -1,8 +1,8 @@
 // #/schedules : scheduled jobs with their next and last run; pause, resume, run now, remove;
 // a form to add one, its cron expression checked as it is typed, with the next fire times.
 
-import { canWrite, del, get, post } from "./api.js";
-import { TIME_ZONE, badge, fmtTime, h, notify, replace, table, taskLink, timeCell } from "./dom.js";
+import { canWrite, del, get, post, readOnlyTitle } from "./api.js";
+import { TIME_ZONE, actionButton, badge, fmtTime, h, notify, replace, table, taskLink, timeCell } from "./dom.js";
 
 function lastRun(job) {
   if (!job.last_run) return h("span", { class: "muted" }, "never");
@@ -13,19 +13,9 @@ function lastRun(job) {
 function jobActions(job, refresh, fail) {
   const readOnly = !canWrite();
   const name = encodeURIComponent(job.name);
-  const act = (text, fn, cls) => {
-    const button = h("button", { type: "button", class: cls, disabled: readOnly, dataset: { job: job.name },
-      title: readOnly ? "the read-only token cannot change anything" : null }, text);
-    button.addEventListener("click", async () => {
-      try {
-        await fn();
-        await refresh();
-      } catch (error) {
-        fail(error);
-      }
-    });
-    return button;
-  };
+  const act = (text, fn, cls) => actionButton(text,
+    { class: cls, disabled: readOnly, dataset: { job: job.name }, title: readOnlyTitle() }, fn,
+    { after: refresh, fail });
   return h("span", { class: "row-actions" },
     job.paused ? act("Resume", () => post(`api/v1/scheduled-tasks/${name}/resume`).then(() => notify(`Resumed ${job.name}.`)), "resume")
       : act("Pause", () => post(`api/v1/scheduled-tasks/${name}/pause`).then(() => notify(`Paused ${job.name}.`)), "pause"),

@@ -1,8 +1,8 @@
 // #/tasks/<id> : one task: its record, status history, live progress, arguments, result or
 // traceback, and the cancel and retry buttons. Live through EventSource (the session cookie).
 
-import { canWrite, del, get, post } from "./api.js";
-import { badge, fmtDuration, fmtTime, h, notify, pretty, replace, taskLink, timeCell } from "./dom.js";
+import { del, get, post, readOnlyTitle } from "./api.js";
+import { actionButton, badge, fmtDuration, fmtTime, h, notify, pretty, replace, taskLink, timeCell } from "./dom.js";
 
 const FINAL = new Set(["success", "failure", "cancelled", "expired", "dead"]);
 const RETRYABLE = new Set(["failure", "dead", "cancelled", "expired"]);
@@ -94,31 +94,21 @@ export async function renderTask(main, ctx) {
       h("section", {}, h("h2", {}, "Status history"), historyBox)),
     h("h2", {}, "Arguments and outcome"), outcomeBox);
 
-  const cancel = h("button", { type: "button", id: "cancel-task", class: "danger" }, "Cancel");
-  const retry = h("button", { type: "button", id: "retry-task" }, "Retry");
-  cancel.addEventListener("click", async () => {
-    try {
-      const answer = await del(`api/v1/tasks/${encodeURIComponent(id)}`);
-      notify(answer.cancelled ? "Cancelled." : `Not cancelled: it had already ended (${answer.status}).`);
-      show(await get(`api/v1/tasks/${encodeURIComponent(id)}`));
-    } catch (error) {
-      ctx.fail(error);
-    }
-  });
-  retry.addEventListener("click", async () => {
-    try {
-      const again = await post(`api/v1/tasks/${encodeURIComponent(id)}/retry`);
-      notify(`Sent again as ${again.id}.`, "info", { keep: true });
-      location.hash = `#/tasks/${encodeURIComponent(again.id)}`;
-    } catch (error) {
-      ctx.fail(error);
-    }
-  });
+  const cancel = actionButton("Cancel", { id: "cancel-task", class: "danger" }, async () => {
+    const answer = await del(`api/v1/tasks/${encodeURIComponent(id)}`);
+    notify(answer.cancelled ? "Cancelled." : `Not cancelled: it had already ended (${answer.status}).`);
+    show(await get(`api/v1/tasks/${encodeURIComponent(id)}`));
+  }, { fail: ctx.fail });
+  const retry = actionButton("Retry", { id: "retry-task" }, async () => {
+    const again = await post(`api/v1/tasks/${encodeURIComponent(id)}/retry`);
+    notify(`Sent again as ${again.id}.`, "info", { keep: true });
+    location.hash = `#/tasks/${encodeURIComponent(again.id)}`;
+  }, { fail: ctx.fail });
 
   function show(record) {
     task = record;
     replace(title, h("span", { class: "task-name" }, task.task_name), " ", badge(task.status));
-    const readOnly = canWrite() ? null : "the read-only token cannot change anything";
+    const readOnly = readOnlyTitle();
     cancel.disabled = Boolean(readOnly) || FINAL.has(task.status);
     retry.disabled = Boolean(readOnly) || !RETRYABLE.has(task.status);
     cancel.title = readOnly || (FINAL.has(task.status) ? "it has ended" : "cancel this task");
