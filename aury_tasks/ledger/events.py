@@ -8,37 +8,34 @@ the connection drop, it subscribes again and re-reads the record.
 
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
-import redis.asyncio
 
 from ..core import keys
 from ..core.errors import TaskCancelled, TaskExpired, TaskFailed, TaskRecordNotFound
 from ..core.status import TaskStatus
+from ..redis.plan import (
+    Command,
+    Emit,
+    Listen,
+    Plan,
+    Subscribe,
+    async_client,
+    run,
+    run_async,
+    stream,
+    stream_async,
+)
+from . import reads
 from .records import Progress, TaskRecord
-from .store import RedisTaskStore, record_from_hash
+from .store import RedisTaskStore
 
 #: Longest sleep on a subscription before the record is read again (a safety net, not a poll).
 _RECHECK = 5.0
-
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, redis.asyncio.Redis]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def async_client(url: str) -> redis.asyncio.Redis:
-    """An asyncio Redis client for ``url``, one per running event loop."""
-    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
-    client = clients.get(url)
-    if client is None:
-        client = clients[url] = redis.asyncio.Redis.from_url(url, decode_responses=True)
-    return client
 
 
 def outcome(record: TaskRecord) -> Any:
@@ -63,19 +60,32 @@ def outcome(record: TaskRecord) -> Any:
                      error_type=record.error_type, error_message=record.error_message)  # fmt: skip
 
 
-def _required(store: RedisTaskStore, task_id: str) -> TaskRecord:
-    record = store.get(task_id)
-    if record is None:
-        raise TaskRecordNotFound.for_id(task_id)
-    return record
+def _required(task_id: str) -> Plan[TaskRecord]:
+    return reads.found(task_id, reads.record(task_id))
 
 
 def _is_final_event(data: str) -> bool:
     return data.startswith("s:") and TaskStatus(data[2:]).is_final
 
 
+def _until_end(task_id: str, timeout: float | None, deadline: float | None) -> Plan[TaskRecord]:
+    """Subscribe to the task's events, read its record, sleep on the subscription until it ends."""
+    yield Subscribe(keys.task_events(task_id))
+    record = yield from _required(task_id)
+    while not record.is_final:
+        wait = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
+        if wait <= 0:
+            raise TimeoutError(f"task {task_id} did not finish within {timeout:g} s")
+        message = yield Listen(wait)
+        if message is None or _is_final_event(message["data"]):
+            record = yield from _required(task_id)
+    return record
+
+
 def wait_for_end(store: RedisTaskStore, task_id: str, timeout: float | None) -> TaskRecord:
     """Block until ``task_id`` ends; return its final record.
+
+    Should the connection drop, it subscribes again and re-reads the record.
 
     Raises:
       TaskRecordNotFound: for an unknown id.
@@ -83,52 +93,18 @@ def wait_for_end(store: RedisTaskStore, task_id: str, timeout: float | None) -> 
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        pubsub = store.client.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub.subscribe(keys.task_events(task_id))
-            record = _required(store, task_id)
-            while not record.is_final:
-                wait = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
-                if wait <= 0:
-                    raise TimeoutError(f"task {task_id} did not finish within {timeout:g} s")
-                message = pubsub.get_message(timeout=wait)
-                if message is None or _is_final_event(message["data"]):
-                    record = _required(store, task_id)
-            return record
+            return run(store.client, _until_end(task_id, timeout, deadline))
         except redis.ConnectionError:
             if deadline is not None and time.monotonic() >= deadline:
                 raise
             time.sleep(0.2)
-        finally:
-            pubsub.close()
 
 
-async def wait_for_end_async(
-    store: RedisTaskStore, url: str, task_id: str, timeout: float | None
-) -> TaskRecord:
-    """The asyncio twin of :func:`wait_for_end`."""
-    client = async_client(url)
+async def wait_for_end_async(url: str, task_id: str, timeout: float | None) -> TaskRecord:
+    """:func:`wait_for_end` on the running event loop, through a client of ``url``."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-        await pubsub.subscribe(keys.task_events(task_id))
-        record = await _required_async(client, task_id)
-        while not record.is_final:
-            wait = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
-            if wait <= 0:
-                raise TimeoutError(f"task {task_id} did not finish within {timeout:g} s")
-            message = await pubsub.get_message(timeout=wait)
-            if message is None or _is_final_event(message["data"]):
-                record = await _required_async(client, task_id)
-        return record
-
-
-async def _required_async(client: redis.asyncio.Redis, task_id: str) -> TaskRecord:
-
-    raw = cast("dict[str, str]", await client.hgetall(keys.task_record(task_id)))  # decode_responses=True
-    record = record_from_hash(task_id, raw)
-    if record is None:
-        raise TaskRecordNotFound.for_id(task_id)
-    return record
+    return await run_async(async_client(url), _until_end(task_id, timeout, deadline))
 
 
 class ProgressSubscription:
@@ -157,50 +133,32 @@ class ProgressSubscription:
         return (progress.updated_at if progress else 0.0), progress
 
     def __iter__(self) -> Iterator[Progress]:
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        with self.store.client.pubsub(ignore_subscribe_messages=True) as pubsub:
-            pubsub.subscribe(keys.task_events(self.task_id))
-            snapshot = self.store.progress(self.task_id)
-            if snapshot is None:
-                raise TaskRecordNotFound.for_id(self.task_id)
-            seen, progress = self._first(*snapshot)
-            if progress is not None:
-                yield progress
-            while self.status is not None and not self.status.is_final:
-                wait = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
-                if wait <= 0:
-                    raise TimeoutError(f"task {self.task_id} did not finish within {self.timeout:g} s")
-                message = pubsub.get_message(timeout=wait)
-                if message is None:
-                    self.status = self.store.status(self.task_id)
-                    continue
-                seen, progress = self._handle(message["data"], seen)
-                if progress is not None:
-                    yield progress
+        return stream(self.store.client, self._reports())
 
-    async def __aiter__(self) -> AsyncIterator[Progress]:
-        client = async_client(self.url)
+    def __aiter__(self) -> AsyncIterator[Progress]:
+        return stream_async(async_client(self.url), self._reports())
+
+    def _reports(self) -> Plan[None]:
+        """The reports as a plan: subscribe, read the last one, then each one published."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-            await pubsub.subscribe(keys.task_events(self.task_id))
-            status, raw = await client.hmget(keys.task_record(self.task_id), ["status", "progress"])
-            if not status:
-                raise TaskRecordNotFound.for_id(self.task_id)
-            seen, progress = self._first(TaskStatus(status), Progress.from_json(raw) if raw else None)
+        yield Subscribe(keys.task_events(self.task_id))
+        snapshot = yield from reads.progress(self.task_id)
+        if snapshot is None:
+            raise TaskRecordNotFound.for_id(self.task_id)
+        seen, progress = self._first(*snapshot)
+        if progress is not None:
+            yield Emit(progress)
+        while self.status is not None and not self.status.is_final:
+            wait = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
+            if wait <= 0:
+                raise TimeoutError(f"task {self.task_id} did not finish within {self.timeout:g} s")
+            message = yield Listen(wait)
+            if message is None:
+                self.status = yield from reads.status(self.task_id)
+                continue
+            seen, progress = self._handle(message["data"], seen)
             if progress is not None:
-                yield progress
-            while self.status is not None and not self.status.is_final:
-                wait = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
-                if wait <= 0:
-                    raise TimeoutError(f"task {self.task_id} did not finish within {self.timeout:g} s")
-                message = await pubsub.get_message(timeout=wait)
-                if message is None:
-                    current = await client.hget(keys.task_record(self.task_id), "status")
-                    self.status = TaskStatus(current) if current else None
-                    continue
-                seen, progress = self._handle(message["data"], seen)
-                if progress is not None:
-                    yield progress
+                yield Emit(progress)
 
     def _handle(self, data: str, seen: float) -> tuple[float, Progress | None]:
         if data.startswith("s:"):
@@ -235,33 +193,37 @@ async def follow_async(url: str, task_id: str, *, keepalive: float = 15.0) -> As
     Raises:
       TaskRecordNotFound: for an unknown id (or a record that expired meanwhile).
     """
-    client = async_client(url)
-    async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-        await pubsub.subscribe(keys.task_events(task_id))
-        record = await _required_async(client, task_id)
-        yield TaskEvent("status", record=record)
-        status, seen = record.status, record.progress.updated_at if record.progress else 0.0
+    async for event in stream_async(async_client(url), _events(task_id, keepalive)):
+        yield event
+
+
+def _events(task_id: str, keepalive: float) -> Plan[None]:
+    """The plan of :func:`follow_async`: each event emitted as it happens."""
+    yield Subscribe(keys.task_events(task_id))
+    record = yield from _required(task_id)
+    yield Emit(TaskEvent("status", record=record))
+    status, seen = record.status, record.progress.updated_at if record.progress else 0.0
+    idle_since = time.monotonic()
+    while not status.is_final:
+        message = yield Listen(min(_RECHECK, keepalive))
+        if message is None:
+            current = yield Command("hget", keys.task_record(task_id), "status")
+            if current is None:
+                raise TaskRecordNotFound.for_id(task_id)
+            if current == status.value and time.monotonic() - idle_since < keepalive:
+                continue
+            message = {"data": f"s:{current}"}
         idle_since = time.monotonic()
-        while not status.is_final:
-            message = await pubsub.get_message(timeout=min(_RECHECK, keepalive))
-            if message is None:
-                current = cast("str | None", await client.hget(keys.task_record(task_id), "status"))
-                if current is None:
-                    raise TaskRecordNotFound.for_id(task_id)
-                if current == status.value and time.monotonic() - idle_since < keepalive:
-                    continue
-                message = {"data": f"s:{current}"}
-            idle_since = time.monotonic()
-            data = str(message["data"])
-            if data.startswith("p:"):
-                progress = Progress.from_json(data[2:])
-                if progress.updated_at > seen:
-                    seen = progress.updated_at
-                    yield TaskEvent("progress", progress=progress)
-                continue
-            record = await _required_async(client, task_id)
-            if record.status is status:
-                yield TaskEvent("idle")
-                continue
-            status = record.status
-            yield TaskEvent("status", record=record)
+        data = str(message["data"])
+        if data.startswith("p:"):
+            progress = Progress.from_json(data[2:])
+            if progress.updated_at > seen:
+                seen = progress.updated_at
+                yield Emit(TaskEvent("progress", progress=progress))
+            continue
+        record = yield from _required(task_id)
+        if record.status is status:
+            yield Emit(TaskEvent("idle"))
+            continue
+        status = record.status
+        yield Emit(TaskEvent("status", record=record))

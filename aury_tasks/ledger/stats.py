@@ -10,10 +10,14 @@ p50/p95 it reports are within about 12 % of the exact values.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from ..core import keys
+from ..core.status import TaskStatus
+from ..redis.plan import Batch, Command, Plan
+from .records import Statistics
 
 #: Width of a duration histogram bucket: each is 25 % wider than the one before.
 _GROWTH = 1.25
@@ -86,3 +90,45 @@ def merge_buckets(buckets: Iterable[Mapping[str, str]]) -> tuple[Counter[str], C
     counters["total"] = sum(count for name, count in counters.items() if name != "dsum")
     counters["dcount"] = sum(histogram.values())
     return counters, histogram
+
+
+def statistics_series(
+    start: float, end: float, points: int, *, ttl: float, queue_name: str | None, task_name: str | None
+) -> Plan[list[Statistics]]:
+    """The statistics of ``points`` equal slices of ``[start, end)``, in one round trip.
+
+    Only the part of a slice where buckets can exist is read: from the oldest hour bucket (kept
+    the record lifetime ``ttl`` and an hour, at least the default 7 days) to the next minute, so
+    a window of decades costs what a window of a week does. With both ``queue_name`` and
+    ``task_name``, the task name's counters are used.
+    """
+    dimension = f"t:{task_name}" if task_name else (f"q:{queue_name}" if queue_name else "")
+    now, step = time.time(), (end - start) / points
+    oldest, newest = now - max(ttl, keys.DEFAULT_RESULT_TTL) - 3600, now + 60
+    slices = [(start + i * step, start + (i + 1) * step) for i in range(points)]
+    wanted = [[keys.stats_bucket(granularity, bucket, dimension)
+               for granularity, bucket in window_buckets(max(low, oldest), min(high, newest), now)]
+              for low, high in slices]  # fmt: skip
+    distinct = list(dict.fromkeys(key for slice_keys in wanted for key in slice_keys))
+    replies = yield Batch([Command("hgetall", key) for key in distinct])
+    read = dict(zip(distinct, replies, strict=True))
+    return [_statistics(low, high, *merge_buckets(read[key] for key in slice_keys))
+            for (low, high), slice_keys in zip(slices, wanted, strict=True)]  # fmt: skip
+
+
+def _statistics(start: float, end: float, counters: Counter[str], histogram: Counter[int]) -> Statistics:
+    total = counters["total"]
+    return Statistics(
+        start=start,
+        end=end,
+        total=total,
+        succeeded=counters[TaskStatus.SUCCESS.value],
+        failed=counters[TaskStatus.FAILURE.value],
+        cancelled=counters[TaskStatus.CANCELLED.value],
+        expired=counters[TaskStatus.EXPIRED.value],
+        dead=counters[TaskStatus.DEAD.value],
+        success_rate=counters[TaskStatus.SUCCESS.value] / total if total else 0.0,
+        average_duration=counters["dsum"] / counters["dcount"] / 1_000_000 if counters["dcount"] else None,
+        p50_duration=percentile(histogram, 0.50),
+        p95_duration=percentile(histogram, 0.95),
+    )

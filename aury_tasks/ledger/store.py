@@ -19,12 +19,9 @@ every few minutes) drops them; readers skip ids whose record is gone.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -32,38 +29,16 @@ import redis.asyncio
 
 from ..core import keys
 from ..core.status import TaskStatus
-from ..redis.scripts import (
-    CLEANUP,
-    INDEX_BACKLOG,
-    LIST_PAGE,
-    PROGRESS,
-    SEND_RECORD,
-    TRANSITION,
-    TRIM_INDEX,
-    Write,
-)
-from . import stats
+from ..redis.plan import run, run_async
+from ..redis.scripts import CLEANUP, PROGRESS, SEND_RECORD, TRANSITION, TRIM_INDEX, Write
+from . import pages, reads, stats
+from .pages import PageQuery
 from .records import Progress, Statistics, TaskPage, TaskRecord, WorkerInfo
 
 #: Fields stored as JSON.
 _JSON_FIELDS = frozenset({"result", "metadata", "errors"})
-_FLOAT_FIELDS = ("enqueued_at", "eta", "expires_at", "started_at", "finished_at")
-_TEXT_FIELDS = (
-    "task_name",
-    "queue_name",
-    "worker",
-    "error_type",
-    "error_message",
-    "traceback",
-    "reason",
-    "retry_of",
-    "retried_by",
-    "workflow_id",
-)
 #: Ids looked at per script call when trimming or cleaning up.
 _BATCH = 500
-#: Backlog ids indexed per script call (a few milliseconds of the server's time).
-_INDEX_BATCH = 1_000
 
 
 class RedisTaskStore:
@@ -169,36 +144,25 @@ class RedisTaskStore:
         if self.client.exists(record_key):
             self.client.hset(record_key, mapping=cast("Mapping[Any, str]", fields))  # (invariant key type)
 
-    # Reads by id
+    # Reads by id (each one a plan of :mod:`aury_tasks.ledger.reads`)
 
     def get(self, task_id: str) -> TaskRecord | None:
         """The record of ``task_id``, or ``None``."""
-        return record_from_hash(
-            task_id, cast("dict[str, str]", self.client.hgetall(keys.task_record(task_id)))
-        )
+        return run(self.client, reads.record(task_id))
 
     def get_many(self, task_ids: Iterable[str]) -> list[TaskRecord]:
         """The records of ``task_ids`` that still exist, in the same order (one round trip)."""
-        ids = list(task_ids)
-        pipe = self.client.pipeline(transaction=False)
-        for task_id in ids:
-            pipe.hgetall(keys.task_record(task_id))
-        records = (record_from_hash(task_id, raw) for task_id, raw in zip(ids, pipe.execute(), strict=True))
-        return [record for record in records if record is not None]
+        return run(self.client, reads.records(task_ids))
 
     def status(self, task_id: str) -> TaskStatus | None:
         """Only the status of ``task_id`` (one ``HGET``), or ``None`` without a record."""
-        value = self.client.hget(keys.task_record(task_id), "status")
-        return TaskStatus(value) if value else None
+        return run(self.client, reads.status(task_id))
 
     def progress(self, task_id: str) -> tuple[TaskStatus, Progress | None] | None:
         """The status and last progress report of ``task_id``, or ``None`` without a record."""
-        status, progress = self.client.hmget(keys.task_record(task_id), ["status", "progress"])
-        if not status:
-            return None
-        return TaskStatus(status), Progress.from_json(progress) if progress else None
+        return run(self.client, reads.progress(task_id))
 
-    # Queries
+    # Queries (plans of :mod:`aury_tasks.ledger.pages` and :mod:`aury_tasks.ledger.stats`)
 
     def catch_up(self, *, limit: int | None = None) -> int:
         """Add the index entries of records written by sends since the last catch-up.
@@ -209,16 +173,7 @@ class RedisTaskStore:
         Returns:
           int: how many ids were taken from the backlog.
         """
-        done = 0
-        while limit is None or done < limit:
-            count = _INDEX_BATCH if limit is None else min(_INDEX_BATCH, limit - done)
-            popped, waiting = INDEX_BACKLOG(
-                self.client, [], [keys.LEDGER_PREFIX, count, self.ttl_ms, int(time.time() * 1000)]
-            )
-            done += popped
-            if not waiting:
-                break
-        return done
+        return run(self.client, pages.catch_up(self.ttl_ms, limit))
 
     def list_tasks(
         self,
@@ -232,90 +187,17 @@ class RedisTaskStore:
         page_size: int = 50,
     ) -> TaskPage:
         """Records matching every filter given, newest (by enqueue time) first."""
-        query = _PageQuery.of(status, queue_name, task_name, since, until, page, page_size)
-        if query.index is None:
-            self.catch_up()
-            assert queue_name is not None and task_name is not None
-            matching = self._ids_walked(query.status, queue_name, task_name, query.low, query.high)
-            ids = matching[query.offset : query.offset + page_size]
-            return TaskPage(items=self.get_many(ids), total=len(matching), page=page, page_size=page_size)
-        reply = LIST_PAGE(self.client, [], self._page_args(query))
-        if reply[0]:  # a backlog bigger than one call indexes
-            self.catch_up()
-            reply = LIST_PAGE(self.client, [], self._page_args(query))
-        return _page_of(reply, page, page_size)
+        query = PageQuery.of(status, queue_name, task_name, since, until, page, page_size)
+        return run(self.client, pages.page_of_tasks(query, self.ttl_ms))
 
-    async def list_tasks_async(
-        self,
-        client: redis.asyncio.Redis,
-        *,
-        status: TaskStatus | str | None = None,
-        queue_name: str | None = None,
-        task_name: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        page: int = 1,
-        page_size: int = 50,
-    ) -> TaskPage:
+    # The same parameters as list_tasks, laid out compactly: the two share one plan.
+    async def list_tasks_async(self, client: redis.asyncio.Redis, *, status: TaskStatus | str | None = None,
+                               queue_name: str | None = None, task_name: str | None = None,
+                               since: float | None = None, until: float | None = None, page: int = 1,
+                               page_size: int = 50) -> TaskPage:  # fmt: skip
         """:meth:`list_tasks` on the running event loop, through ``client`` (this store's server)."""
-        query = _PageQuery.of(status, queue_name, task_name, since, until, page, page_size)
-        if query.index is None:  # the rare three-filter walk: several round trips, in a thread
-            return await asyncio.to_thread(
-                self.list_tasks, status=status, queue_name=queue_name, task_name=task_name, since=since,
-                until=until, page=page, page_size=page_size,
-            )  # fmt: skip
-        reply = await LIST_PAGE.call_async(client, [], self._page_args(query))
-        if reply[0]:
-            await asyncio.to_thread(self.catch_up)
-            reply = await LIST_PAGE.call_async(client, [], self._page_args(query))
-        return _page_of(reply, page, page_size)
-
-    def _page_args(self, query: _PageQuery) -> list[Any]:
-        return [keys.LEDGER_PREFIX, self.ttl_ms, int(time.time() * 1000), query.index, query.low, query.high,
-                query.offset, query.page_size, _INDEX_BATCH]  # fmt: skip
-
-    def _ids_walked(self, status: str, queue_name: str, task_name: str, low: str, high: str) -> list[str]:
-        # Status, queue and task name together have no index of their own: walk the smaller of
-        # (the task's ids in this status) and (the task's ids on this queue), newest first, and
-        # keep the ids that match the other filter.
-        by_status = keys.status_index(status, task_name=task_name)
-        by_queue = keys.task_queue_index(task_name, queue_name)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zcount(by_status, low, high)
-        pipe.zcount(by_queue, low, high)
-        in_status, on_queue = pipe.execute()
-        index, field, wanted = (
-            (by_status, "queue_name", queue_name) if in_status <= on_queue else (by_queue, "status", status)
-        )
-        matching: list[str] = []
-        upper = high
-        while True:
-            # By score, not offset, so each batch costs the same however deep the walk is.
-            batch = cast(
-                "list[tuple[str, float]]",
-                self.client.zrevrangebyscore(index, upper, low, start=0, num=_BATCH, withscores=True),
-            )
-            if not batch:
-                return matching
-            pipe = self.client.pipeline(transaction=False)
-            for task_id, _ in batch:
-                pipe.hget(keys.task_record(task_id), field)
-            matching += [task_id for (task_id, _), value in zip(batch, pipe.execute(), strict=True)
-                         if value == wanted]  # fmt: skip
-            if len(batch) < _BATCH:
-                return matching
-            last_score = batch[-1][1]
-            upper = f"({last_score:.0f}"
-            # Ids sharing the last score are read again from the next batch's start: take them now.
-            ties = cast("list[str]", self.client.zrangebyscore(index, last_score, last_score))
-            seen = {task_id for task_id, score in batch if score == last_score}
-            extra = [task_id for task_id in reversed(ties) if task_id not in seen]
-            if extra:
-                pipe = self.client.pipeline(transaction=False)
-                for task_id in extra:
-                    pipe.hget(keys.task_record(task_id), field)
-                matching += [task_id for task_id, value in zip(extra, pipe.execute(), strict=True)
-                             if value == wanted]  # fmt: skip
+        query = PageQuery.of(status, queue_name, task_name, since, until, page, page_size)
+        return await run_async(client, pages.page_of_tasks(query, self.ttl_ms))
 
     def statistics(
         self, start: float, end: float, *, queue_name: str | None = None, task_name: str | None = None
@@ -341,20 +223,12 @@ class RedisTaskStore:
         (kept the record lifetime and an hour, at least the default 7 days) to the next minute,
         so a window of decades costs what a window of a week does.
         """
-        dimension = f"t:{task_name}" if task_name else (f"q:{queue_name}" if queue_name else "")
-        now, step = time.time(), (end - start) / points
-        oldest, newest = now - max(self.ttl, keys.DEFAULT_RESULT_TTL) - 3600, now + 60
-        slices = [(start + i * step, start + (i + 1) * step) for i in range(points)]
-        wanted = [[keys.stats_bucket(granularity, bucket, dimension)
-                   for granularity, bucket in stats.window_buckets(max(low, oldest), min(high, newest), now)]
-                  for low, high in slices]  # fmt: skip
-        distinct = list(dict.fromkeys(key for slice_keys in wanted for key in slice_keys))
-        pipe = self.client.pipeline(transaction=False)
-        for key in distinct:
-            pipe.hgetall(key)
-        read = dict(zip(distinct, pipe.execute(), strict=True))
-        return [_statistics(low, high, *stats.merge_buckets(read[key] for key in slice_keys))
-                for (low, high), slice_keys in zip(slices, wanted, strict=True)]  # fmt: skip
+        return run(
+            self.client,
+            stats.statistics_series(
+                start, end, points, ttl=self.ttl, queue_name=queue_name, task_name=task_name
+            ),
+        )
 
     def count_by_status(self, queue_name: str, statuses: Iterable[TaskStatus]) -> dict[TaskStatus, int]:
         """How many kept records of ``queue_name`` are in each of ``statuses``."""
@@ -494,90 +368,6 @@ class RedisTaskStore:
         return removed
 
 
-def record_from_hash(task_id: str, raw: dict[str, str]) -> TaskRecord | None:
-    """A record from the hash ``HGETALL`` returned (``None`` for an empty one)."""
-    if not raw or "status" not in raw:
-        return None
-    record = TaskRecord(id=task_id, status=TaskStatus(raw["status"]), attempt=int(raw.get("attempt") or 1))
-    for name in _TEXT_FIELDS:
-        if name in raw:
-            setattr(record, name, raw[name])
-    for name in _FLOAT_FIELDS:
-        if raw.get(name):
-            setattr(record, name, float(raw[name]))
-    if "result" in raw:
-        record.result = json.loads(raw["result"])
-    if "metadata" in raw:
-        record.metadata = json.loads(raw["metadata"])
-    if "errors" in raw:
-        record.errors = json.loads(raw["errors"])
-    if raw.get("progress"):
-        record.progress = Progress.from_json(raw["progress"])
-    if raw.get("message"):
-        record.message = json.loads(raw["message"])
-    return record
-
-
-@dataclass(frozen=True)
-class _PageQuery:
-    """A listing's filters as the index it reads (``None``: status, queue and task name together,
-    which have no index of their own), its score range and its slice."""
-
-    index: str | None
-    status: str
-    low: str
-    high: str
-    offset: int
-    page_size: int
-
-    @classmethod
-    def of(
-        cls,
-        status: TaskStatus | str | None,
-        queue_name: str | None,
-        task_name: str | None,
-        since: float | None,
-        until: float | None,
-        page: int,
-        page_size: int,
-    ) -> _PageQuery:
-        if page < 1 or page_size < 1:
-            raise ValueError("page and page_size start at 1")
-        status_value = TaskStatus(status).value if status is not None else None
-        index: str | None
-        if status_value is not None and queue_name is not None and task_name is not None:
-            index = None
-        elif status_value is not None:
-            index = keys.status_index(status_value, queue_name=queue_name, task_name=task_name)
-        elif task_name is not None and queue_name is not None:
-            index = keys.task_queue_index(task_name, queue_name)
-        elif task_name is not None:
-            index = keys.task_name_index(task_name)
-        elif queue_name is not None:
-            index = keys.queue_index(queue_name)
-        else:
-            index = keys.all_index()
-        return cls(
-            index=index,
-            status=status_value or "",
-            low=f"{since * 1000:.0f}" if since is not None else "-inf",
-            high=f"{until * 1000:.0f}" if until is not None else "+inf",
-            offset=(page - 1) * page_size,
-            page_size=page_size,
-        )
-
-
-def _page_of(reply: list[Any], page: int, page_size: int) -> TaskPage:
-    """The page a :data:`~aury_tasks.redis.scripts.LIST_PAGE` reply holds."""
-    items = []
-    for position in range(2, len(reply), 2):
-        flat = reply[position + 1]
-        record = record_from_hash(reply[position], dict(zip(flat[::2], flat[1::2], strict=True)))
-        if record is not None:  # expired between the index read and now: not in the page
-            items.append(record)
-    return TaskPage(items=items, total=int(reply[1]), page=page, page_size=page_size)
-
-
 def _field_pairs(fields: dict[str, Any]) -> list[Any]:
     """Record fields as the scripts take them: name, value, … (``None`` left out, JSON fields encoded)."""
     pairs: list[Any] = []
@@ -590,21 +380,3 @@ def _field_pairs(fields: dict[str, Any]) -> list[Any]:
             value = repr(value)
         pairs += [name, value]
     return pairs
-
-
-def _statistics(start: float, end: float, counters: Counter[str], histogram: Counter[int]) -> Statistics:
-    total = counters["total"]
-    return Statistics(
-        start=start,
-        end=end,
-        total=total,
-        succeeded=counters[TaskStatus.SUCCESS.value],
-        failed=counters[TaskStatus.FAILURE.value],
-        cancelled=counters[TaskStatus.CANCELLED.value],
-        expired=counters[TaskStatus.EXPIRED.value],
-        dead=counters[TaskStatus.DEAD.value],
-        success_rate=counters[TaskStatus.SUCCESS.value] / total if total else 0.0,
-        average_duration=counters["dsum"] / counters["dcount"] / 1_000_000 if counters["dcount"] else None,
-        p50_duration=stats.percentile(histogram, 0.50),
-        p95_duration=stats.percentile(histogram, 0.95),
-    )

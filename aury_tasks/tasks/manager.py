@@ -17,10 +17,11 @@ from ..middleware.soft_timeout import soft_limitable
 from ..workflows.canvas import Canvas
 from ..workflows.engine import send_workflow
 from ..workflows.handle import WorkflowHandle
+from .delegation import Delegated, DelegatedProperty
+from .ledger import TaskLedger
 from .options import TaskOptionArgs, TaskOptions
 from .stack import build_broker
 from .task import P, R, Task, enqueue_many
-from .tracking import TaskTracking
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class TaskManager(TaskTracking):
+class TaskManager:
     """Registry of tasks plus the broker they are sent through.
 
     Get one with :meth:`get_instance`; the default instance builds its broker from settings on
@@ -52,6 +53,37 @@ class TaskManager(TaskTracking):
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._declared_queues: set[str] = set()
         self._lock = threading.RLock()
+        #: The read and control side of the ledger; the calls below are delegated to it.
+        self.ledger = TaskLedger(self)
+
+    # The ledger: tm.<name> is tm.ledger.<name> (signature and docstring included)
+
+    store = DelegatedProperty(TaskLedger.store)
+    handle = Delegated(TaskLedger.handle)
+    task_record = Delegated(TaskLedger.task_record)
+    task_status = Delegated(TaskLedger.task_status)
+    task_progress = Delegated(TaskLedger.task_progress)
+    get_result = Delegated(TaskLedger.get_result)
+    subscribe_progress = Delegated(TaskLedger.subscribe_progress)
+    follow_async = Delegated(TaskLedger.follow_async)
+    task_status_async = Delegated(TaskLedger.task_status_async)
+    task_progress_async = Delegated(TaskLedger.task_progress_async)
+    task_record_async = Delegated(TaskLedger.task_record_async)
+    get_result_async = Delegated(TaskLedger.get_result_async)
+    cancel = Delegated(TaskLedger.cancel)
+    cancel_async = Delegated(TaskLedger.cancel_async)
+    workflow = Delegated(TaskLedger.workflow)
+    retry = Delegated(TaskLedger.retry)
+    resend = Delegated(TaskLedger.resend)
+    dead_letters = Delegated(TaskLedger.dead_letters)
+    list_tasks = Delegated(TaskLedger.list_tasks)
+    list_tasks_async = Delegated(TaskLedger.list_tasks_async)
+    statistics = Delegated(TaskLedger.statistics)
+    statistics_series = Delegated(TaskLedger.statistics_series)
+    queue_stats = Delegated(TaskLedger.queue_stats)
+    queues = Delegated(TaskLedger.queues)
+    workers = Delegated(TaskLedger.workers)
+    cleanup = Delegated(TaskLedger.cleanup)
 
     def __repr__(self) -> str:
         return f"<TaskManager {self.name!r} mode={self.run_mode.value} tasks={len(self._tasks)}>"

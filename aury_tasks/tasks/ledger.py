@@ -1,7 +1,12 @@
-"""The TaskManager's read and control side of the ledger: handles, cancel, retry, queries.
+"""TaskLedger: a manager's read and control side of the ledger: handles, cancel, retry, queries.
 
-Mixed into :class:`aury_tasks.TaskManager`; every method reads the ledger by index or by id,
-never by scanning keys.
+Each :class:`~aury_tasks.TaskManager` holds one (``tm.ledger``); the documented ``tm.`` calls
+(``tm.handle``, ``tm.cancel``, ``tm.list_tasks`` …) are delegated to it
+(:mod:`aury_tasks.tasks.delegation`). It lives in
+``tasks/``, above the ledger package, because it makes handles and sends retries through the
+manager. Every method reads the ledger by index or by id, never by scanning keys; a sync method
+and its ``_async`` twin run one command plan (:mod:`aury_tasks.redis.plan`), on the store's client
+or on the event loop.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -20,18 +25,20 @@ from dramatiq.common import q_name
 from ..core import keys
 from ..core.errors import LedgerUnavailable, TaskRecordNotFound, TaskStateError
 from ..core.status import TaskStatus
+from ..ledger import reads
 from ..ledger.dead_letters import DeadLetterQueue
 from ..ledger.events import (
     ProgressSubscription,
     TaskEvent,
-    async_client,
     follow_async,
     outcome,
     wait_for_end,
     wait_for_end_async,
 )
+from ..ledger.pages import PageQuery, page_of_tasks
 from ..ledger.records import Progress, QueueStats, Statistics, TaskPage, TaskRecord, WorkerInfo
-from ..ledger.store import RedisTaskStore, record_from_hash
+from ..ledger.store import RedisTaskStore
+from ..redis.plan import Plan, async_client, run, run_async
 from ..workflows.handle import GroupHandle, WorkflowHandle
 from ..workflows.spec import kind
 from ..workflows.state import WORKFLOW_PREFIX, WorkflowState
@@ -40,8 +47,9 @@ from .stack import ledger_writer
 from .task import enqueue
 
 if TYPE_CHECKING:
-    from ..broker.build import BrokerInfo
-    from ..config.snapshot import Settings
+    from .manager import TaskManager
+
+T = TypeVar("T")
 
 #: Statuses a task can be retried from by hand.
 RETRYABLE = frozenset({TaskStatus.FAILURE, TaskStatus.DEAD, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
@@ -59,7 +67,7 @@ _DELIVERY_OPTIONS = frozenset(
         "deferrals",
     }
 )
-#: Default window of :meth:`TaskTracking.statistics`.
+#: Default window of :meth:`TaskLedger.statistics`.
 _DAY = 86_400.0
 
 
@@ -69,19 +77,19 @@ def _seconds(moment: datetime | float | None) -> float | None:
     return moment.timestamp() if isinstance(moment, datetime) else float(moment)
 
 
-class TaskTracking:
-    """Follow, control and query tasks through the ledger (part of TaskManager)."""
+class TaskLedger:
+    """Follow, control and query the tasks of one manager through the ledger (``tm.ledger``).
 
-    if TYPE_CHECKING:  # TaskManager's read-only properties
+    Parameters:
+      manager: the manager whose broker and settings it reads (the broker is built on first
+        use, so they are read when needed, not here) and whose handles it makes.
+    """
 
-        @property
-        def settings(self) -> Settings: ...
-        @property
-        def broker(self) -> dramatiq.Broker: ...
-        @property
-        def broker_info(self) -> BrokerInfo: ...
+    def __init__(self, manager: TaskManager) -> None:
+        self.manager = manager
 
-        def broker_for_queue(self, queue_name: str) -> dramatiq.Broker: ...
+    def __repr__(self) -> str:
+        return f"<TaskLedger of TaskManager {self.manager.name!r}>"
 
     @property
     def store(self) -> RedisTaskStore:
@@ -91,13 +99,19 @@ class TaskTracking:
           LedgerUnavailable: when task state is not kept (``TASK_TRACK_STATE=false``, or a
             broker that is not Redis and no ``TASK_RESULT_BACKEND_URL``).
         """
-        store = ledger_writer(self.broker).store
+        store = ledger_writer(self.manager.broker).store
         if store is None:
             raise LedgerUnavailable(
                 "task state is not kept: set TASK_RESULT_BACKEND_URL to a Redis URL"
                 " (and TASK_TRACK_STATE=true)"
             )
         return store
+
+    def _run(self, plan: Plan[T]) -> T:
+        return run(self.store.client, plan)
+
+    async def _run_async(self, plan: Plan[T]) -> T:
+        return await run_async(async_client(self.store.url), plan)
 
     # One task
 
@@ -108,28 +122,21 @@ class TaskTracking:
           TaskRecordNotFound: when the ledger has no record of it.
         """
         record = self.task_record(task_id)
-        return TaskHandle(id=task_id, task_name=record.task_name, queue_name=record.queue_name, _manager=self)  # type: ignore[arg-type]
+        return TaskHandle(
+            id=task_id, task_name=record.task_name, queue_name=record.queue_name, _manager=self.manager
+        )
 
     def task_record(self, task_id: str) -> TaskRecord:
         """Everything the ledger knows about ``task_id``."""
-        record = self.store.get(task_id)
-        if record is None:
-            raise TaskRecordNotFound.for_id(task_id)
-        return record
+        return self._run(reads.found(task_id, reads.record(task_id)))
 
     def task_status(self, task_id: str) -> TaskStatus:
         """The status of ``task_id`` (one Redis read)."""
-        status = self.store.status(task_id)
-        if status is None:
-            raise TaskRecordNotFound.for_id(task_id)
-        return status
+        return self._run(reads.found(task_id, reads.status(task_id)))
 
     def task_progress(self, task_id: str) -> Progress | None:
         """The last progress report of ``task_id``."""
-        found = self.store.progress(task_id)
-        if found is None:
-            raise TaskRecordNotFound.for_id(task_id)
-        return found[1]
+        return self._run(_last_progress(task_id))
 
     def get_result(self, task_id: str, *, timeout: float | None = None) -> Any:
         """Wait for ``task_id`` to end and return its result (see :meth:`TaskHandle.get_result`)."""
@@ -140,7 +147,7 @@ class TaskTracking:
 
         Iterate it with ``for`` or ``async for``.
         """
-        return ProgressSubscription(self.store, self._ledger_url, task_id, timeout=timeout)
+        return ProgressSubscription(self.store, self.store.url, task_id, timeout=timeout)
 
     def follow_async(self, task_id: str, *, keepalive: float = 15.0) -> AsyncIterator[TaskEvent]:
         """The status changes and progress reports of ``task_id`` as they happen (``async for``).
@@ -152,39 +159,23 @@ class TaskTracking:
         Raises:
           TaskRecordNotFound: for an unknown id.
         """
-        return follow_async(self._ledger_url, task_id, keepalive=keepalive)
-
-    @property
-    def _ledger_url(self) -> str:
-        return self.store.url
+        return follow_async(self.store.url, task_id, keepalive=keepalive)
 
     async def task_status_async(self, task_id: str) -> TaskStatus:
         """:meth:`task_status` on the running event loop."""
-        value = await async_client(self._ledger_url).hget(keys.task_record(task_id), "status")
-        if not value:
-            raise TaskRecordNotFound.for_id(task_id)
-        return TaskStatus(value)
+        return await self._run_async(reads.found(task_id, reads.status(task_id)))
 
     async def task_progress_async(self, task_id: str) -> Progress | None:
         """:meth:`task_progress` on the running event loop."""
-        status, raw = await async_client(self._ledger_url).hmget(
-            keys.task_record(task_id), ["status", "progress"]
-        )
-        if not status:
-            raise TaskRecordNotFound.for_id(task_id)
-        return Progress.from_json(raw) if raw else None
+        return await self._run_async(_last_progress(task_id))
 
     async def task_record_async(self, task_id: str) -> TaskRecord:
         """:meth:`task_record` on the running event loop."""
-        raw = await async_client(self._ledger_url).hgetall(keys.task_record(task_id))
-        record = record_from_hash(task_id, cast("dict[str, str]", raw))  # the client decodes responses
-        if record is None:
-            raise TaskRecordNotFound.for_id(task_id)
-        return record
+        return await self._run_async(reads.found(task_id, reads.record(task_id)))
 
     async def get_result_async(self, task_id: str, *, timeout: float | None = None) -> Any:
         """:meth:`get_result` on the running event loop."""
-        return outcome(await wait_for_end_async(self.store, self._ledger_url, task_id, timeout))
+        return outcome(await wait_for_end_async(self.store.url, task_id, timeout))
 
     # Control
 
@@ -228,7 +219,7 @@ class TaskTracking:
         if root is None:
             raise TaskRecordNotFound(f"no workflow with id {workflow_id} (never sent, or its record expired)")
         handle_type = GroupHandle if root["k"] == "group" else WorkflowHandle
-        return handle_type(id=workflow_id, kind=kind(root), _manager=self)  # type: ignore[arg-type]
+        return handle_type(id=workflow_id, kind=kind(root), _manager=self.manager)
 
     async def cancel_async(self, task_id: str) -> bool:
         """:meth:`cancel` without blocking the event loop."""
@@ -256,7 +247,7 @@ class TaskTracking:
         dead_letter_id = cast(
             "str | None", self.store.client.hget(keys.task_record(task_id), "dead_letter_id")
         )
-        if dead_letter_id and isinstance(self.broker, RedisBroker):
+        if dead_letter_id and isinstance(self.manager.broker, RedisBroker):
             self.dead_letters(q_name(record.queue_name)).remove(dead_letter_id)
         return handle
 
@@ -275,14 +266,14 @@ class TaskTracking:
             kwargs=dict(message.get("kwargs") or {}),
             options=options,
         )
-        handle = enqueue(self, new)  # type: ignore[arg-type]
+        handle = enqueue(self.manager, new)
         with contextlib.suppress(LedgerUnavailable):
             self.store.set_fields(retry_of, retried_by=handle.id)
         return handle
 
     def dead_letters(self, queue_name: str | None = None) -> DeadLetterQueue:
         """The dead letters of ``queue_name`` (default: ``TASK_QUEUE_NAME``)."""
-        return DeadLetterQueue(self, queue_name or self.settings.queue_name)  # type: ignore[arg-type]
+        return DeadLetterQueue(self.manager, queue_name or self.manager.settings.queue_name)
 
     # Queries
 
@@ -302,32 +293,28 @@ class TaskTracking:
         Returns:
           TaskPage: ``items`` of this page and the ``total`` matching.
         """
-        return self.store.list_tasks(
-            status=status,
-            queue_name=queue,
-            task_name=task_name,
-            since=_seconds(since),
-            until=_seconds(until),
-            page=page,
-            page_size=page_size,
-        )
+        return self._run(self._page(status, queue, task_name, since, until, page, page_size))
 
-    async def list_tasks_async(
-        self,
-        *,
-        status: TaskStatus | str | None = None,
-        queue: str | None = None,
-        task_name: str | None = None,
-        since: datetime | float | None = None,
-        until: datetime | float | None = None,
-        page: int = 1,
-        page_size: int = 50,
-    ) -> TaskPage:
+    # The same parameters as list_tasks, laid out compactly: the two run one plan.
+    async def list_tasks_async(self, *, status: TaskStatus | str | None = None, queue: str | None = None,
+                               task_name: str | None = None, since: datetime | float | None = None,
+                               until: datetime | float | None = None, page: int = 1,
+                               page_size: int = 50) -> TaskPage:  # fmt: skip
         """:meth:`list_tasks` on the running event loop (one round trip)."""
-        return await self.store.list_tasks_async(
-            async_client(self._ledger_url), status=status, queue_name=queue, task_name=task_name,
-            since=_seconds(since), until=_seconds(until), page=page, page_size=page_size,
-        )  # fmt: skip
+        return await self._run_async(self._page(status, queue, task_name, since, until, page, page_size))
+
+    def _page(
+        self,
+        status: TaskStatus | str | None,
+        queue: str | None,
+        task_name: str | None,
+        since: datetime | float | None,
+        until: datetime | float | None,
+        page: int,
+        page_size: int,
+    ) -> Plan[TaskPage]:
+        query = PageQuery.of(status, queue, task_name, _seconds(since), _seconds(until), page, page_size)
+        return page_of_tasks(query, self.store.ttl_ms)
 
     def statistics(
         self,
@@ -376,7 +363,7 @@ class TaskTracking:
                 TaskStatus.DEAD,
             ],
         )
-        broker = self.broker
+        broker = self.manager.broker
         if isinstance(broker, RedisBroker):
             pipe = broker.client.pipeline(transaction=False)
             pipe.llen(keys.broker_queue(queue))
@@ -407,7 +394,7 @@ class TaskTracking:
         """:meth:`queue_stats` of every queue known to the ledger, the workers or this process."""
         store = self.store
         names = store.queues() | {queue for worker in store.workers() for queue in worker.queues}
-        names |= {q_name(name) for name in self.broker.get_declared_queues()}
+        names |= {q_name(name) for name in self.manager.broker.get_declared_queues()}
         return [self.queue_stats(name) for name in sorted(names)]
 
     def workers(self) -> list[WorkerInfo]:
@@ -422,3 +409,9 @@ class TaskTracking:
         """
         seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else float(older_than)
         return self.store.cleanup(seconds)
+
+
+def _last_progress(task_id: str) -> Plan[Progress | None]:
+    """The last progress report of ``task_id`` (``None`` before the first one)."""
+    snapshot = yield from reads.found(task_id, reads.progress(task_id))
+    return snapshot[1]
