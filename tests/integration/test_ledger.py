@@ -94,6 +94,32 @@ def test_progress_subscription_gets_every_update_in_order(start_worker, producer
         assert handle.progress().step == 5
 
 
+def test_progress_on_the_event_loop_matches_the_sync_reads(start_worker, producer: TaskManager) -> None:
+    # Given a worker and a task that reports its progress
+    start_worker()
+    handle = producer.get_task("async_progress").send(5, 0.05)
+
+    # When its progress is followed with async for, then read again on the loop
+    async def follow() -> tuple[list[int | None], object, object]:
+        subscription = producer.subscribe_progress(handle.id, timeout=20)
+        steps = [progress.step async for progress in subscription]
+        return steps, await handle.progress_async(), await producer.task_record_async(handle.id)
+
+    steps, last, record = asyncio.run(follow())
+
+    # Then every report came in order, and the async reads agree with the sync ones
+    assert steps == [1, 2, 3, 4, 5]
+    assert last == handle.progress() and record == handle.record()
+    assert record.status is TaskStatus.SUCCESS  # type: ignore[attr-defined]
+
+
+def test_an_unknown_id_on_the_event_loop(producer: TaskManager) -> None:
+    # Given an id the ledger never saw, when each async read asks for it, then it is not found
+    for read in (producer.task_status_async, producer.task_progress_async, producer.task_record_async):
+        with pytest.raises(TaskRecordNotFound):
+            asyncio.run(read("no-such-id"))  # type: ignore[operator]
+
+
 def test_cancel_a_pending_task_it_never_runs(start_worker, producer: TaskManager, events: EventLog) -> None:
     handle = producer.get_task("spins").send("pending", 0.1)
     assert handle.cancel() is True
