@@ -15,6 +15,10 @@ Layout (names in :mod:`aury_tasks.core.keys`):
 
 Index entries outlive expired records until :meth:`RedisTaskStore.trim_indexes` (run by workers
 every few minutes) drops them; readers skip ids whose record is gone.
+
+The reads are command plans, written once in :mod:`~aury_tasks.ledger.reads` (by id),
+:mod:`~aury_tasks.ledger.pages` (pages, the backlog's catch-up) and :mod:`~aury_tasks.ledger.stats`;
+the store runs them on its client, an asyncio caller on the event loop.
 """
 
 from __future__ import annotations

@@ -2,11 +2,10 @@
 
 Each :class:`~aury_tasks.TaskManager` holds one (``tm.ledger``); the documented ``tm.`` calls
 (``tm.handle``, ``tm.cancel``, ``tm.list_tasks`` …) are delegated to it
-(:mod:`aury_tasks.tasks.delegation`). It lives in
-``tasks/``, above the ledger package, because it makes handles and sends retries through the
-manager. Every method reads the ledger by index or by id, never by scanning keys; a sync method
-and its ``_async`` twin run one command plan (:mod:`aury_tasks.redis.plan`), on the store's client
-or on the event loop.
+(:mod:`aury_tasks.tasks.delegation`). It lives in ``tasks/``, above the ledger package, because
+it makes handles and sends retries through the manager. Every method reads the ledger by index
+or by id, never by scanning keys; a sync method and its ``_async`` twin run one command plan
+(:mod:`aury_tasks.redis.plan`), on the store's client or on the event loop.
 """
 
 from __future__ import annotations
