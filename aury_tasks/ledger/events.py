@@ -8,6 +8,7 @@ the connection drop, it subscribes again and re-reads the record.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -193,8 +194,10 @@ async def follow_async(url: str, task_id: str, *, keepalive: float = 15.0) -> As
     Raises:
       TaskRecordNotFound: for an unknown id (or a record that expired meanwhile).
     """
-    async for event in stream_async(async_client(url), _events(task_id, keepalive)):
-        yield event
+    # Closed with this generator (a client gone from the API's event stream), not when collected.
+    async with contextlib.aclosing(stream_async(async_client(url), _events(task_id, keepalive))) as events:
+        async for event in events:
+            yield event
 
 
 def _events(task_id: str, keepalive: float) -> Plan[None]:

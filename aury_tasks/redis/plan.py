@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -153,7 +153,7 @@ def stream(client: redis.Redis, plan: Plan[Any]) -> Iterator[Any]:
                 session.reply = session.issue(step)
 
 
-async def stream_async(client: redis.asyncio.Redis, plan: Plan[Any]) -> AsyncIterator[Any]:
+async def stream_async(client: redis.asyncio.Redis, plan: Plan[Any]) -> AsyncGenerator[Any, None]:
     """:func:`stream` on an asyncio client."""
     async with _Session(client, plan) as session:
         for step in session:
