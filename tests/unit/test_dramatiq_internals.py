@@ -19,6 +19,8 @@ from dramatiq import worker
 from dramatiq.brokers import redis as redis_broker
 from dramatiq.middleware import retries
 
+from aury_tasks.middleware.context import context_of, existing_context
+
 #: (what, object, digest of its source, what of ours depends on it)
 RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
     ("RedisBroker.__getattr__", redis_broker.RedisBroker.__getattr__, "f4b5aa5f13074883",
@@ -101,8 +103,15 @@ def test_the_redis_dispatch_script_is_unchanged() -> None:
     )
 
 
-def test_message_proxies_take_our_attributes() -> None:
-    proxy = dramatiq.broker.MessageProxy(dramatiq.Message("q", "a", (), {}, {}))
-    proxy._aury_run = object()  # type: ignore[attr-defined]
-    assert proxy.failed is False
-    assert hasattr(proxy, "_exception")
+def test_message_proxies_hold_a_context_of_their_own() -> None:
+    # Given two proxies of one message (two deliveries)
+    message = dramatiq.Message("q", "a", (), {}, {})
+    first, second = dramatiq.broker.MessageProxy(message), dramatiq.broker.MessageProxy(message)
+
+    # When a middleware notes something on the first
+    context_of(first).deferred = True
+
+    # Then the first keeps it, the second has a context of its own, and the proxy is as it was
+    assert context_of(first) is context_of(first) and context_of(first).deferred
+    assert existing_context(second) is None and not context_of(second).deferred
+    assert first.failed is False and first.message_id == message.message_id
