@@ -33,6 +33,7 @@ from dramatiq.errors import ActorNotFound, BrokerConnectionError
 from dramatiq.middleware import SkipMessage
 from loguru import logger
 
+from ..broker.redis.dramatiq_internals import WORKER_THREAD_LOGGER
 from ..core import keys
 from ..core.redaction import redact_text
 from .context import context_of, existing_context
@@ -114,7 +115,7 @@ class FlowControl(DeliveryMiddleware):
     # Worker process life
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        logging.getLogger("dramatiq.worker.WorkerThread").addFilter(self._log_filter)
+        logging.getLogger(WORKER_THREAD_LOGGER).addFilter(self._log_filter)
         if self._redis(broker) is not None and self._leases is not None:
             self._renewer = LeaseRenewer(self, self._leases, self.renew_interval)
             self._renewer.start()
@@ -123,7 +124,7 @@ class FlowControl(DeliveryMiddleware):
         if self._renewer is not None:
             self._renewer.stop()
             self._renewer = None
-        logging.getLogger("dramatiq.worker.WorkerThread").removeFilter(self._log_filter)
+        logging.getLogger(WORKER_THREAD_LOGGER).removeFilter(self._log_filter)
 
     # Processing
 

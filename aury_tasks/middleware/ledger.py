@@ -22,7 +22,6 @@ import contextvars
 import os
 import socket
 import sys
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -34,9 +33,9 @@ from dramatiq.broker import MessageProxy
 from dramatiq.common import q_name
 from dramatiq.middleware import SkipMessage
 from dramatiq.middleware.time_limit import TimeLimitExceeded
-from dramatiq.worker import ConsumerThread
 from loguru import logger
 
+from ..broker.redis.dramatiq_internals import on_consumer_thread, stuffed_exception
 from ..broker.redis.riders import ENCODED_MESSAGE, Riders
 from ..core import keys
 from ..core.errors import TaskInterrupted
@@ -138,7 +137,7 @@ class LedgerWriter(DeliveryMiddleware):
             # send nor a retry, so the record stays as it is.
             return
         encoded: bytes | None = None
-        if isinstance(threading.current_thread(), ConsumerThread):
+        if on_consumer_thread():
             # A delayed message whose eta came, moved to its queue by the worker.
             write = store.transition_write(task_id, TaskStatus.PENDING, attempt=retries + 1)
         elif retries:
@@ -281,7 +280,7 @@ class LedgerWriter(DeliveryMiddleware):
             return
         write = run.final if run is not None else None
         if write is None:
-            exception = getattr(message, "_exception", None)
+            exception = stuffed_exception(message)
             reason = _dead_reason(message, exception)
             write = store.transition_write(
                 message.message_id,

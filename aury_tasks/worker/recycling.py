@@ -34,6 +34,8 @@ from dramatiq import cli
 from dramatiq.compat import StreamablePipe
 from dramatiq.middleware import Middleware
 
+from ..broker.redis.dramatiq_internals import worker_threads_of
+
 #: The exit code of a worker process that stopped to be replaced (EX_TEMPFAIL: "try again").
 RET_RECYCLE = 75
 
@@ -134,7 +136,7 @@ class Recycler(Middleware):
         reason = f"uses {size:.0f} MiB" if over_memory else f"has run {count} tasks"
         _child_log.info("worker process %s %s: finishing its running tasks, then it is replaced",
                         os.getpid(), reason)  # fmt: skip
-        for thread in self.worker.workers if self.worker is not None else ():
+        for thread in worker_threads_of(self.worker) if self.worker is not None else ():
             thread.pause()  # no new message from now; the stop gives back what waits
         self.stop()
 

@@ -60,7 +60,7 @@ def test_a_long_window_is_counted_in_at_most_60_buckets(rate: str, bucket_second
 
     # Then its buckets cover the window, at most 60 of them
     assert (limiter.bucket_seconds, limiter.buckets) == (bucket_seconds, buckets)
-    assert len(limiter._get_keys()) == buckets
+    assert len(limiter.bucket_keys()) == buckets
     assert limiter.window_millis >= limiter.window * 1000
 
 
