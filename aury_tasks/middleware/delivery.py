@@ -28,6 +28,8 @@ class Outcome:
 
 #: The outcome of a skipped delivery.
 SKIPPED = Outcome(skipped=True)
+#: The outcome of a task that returned ``None`` (most do: one object for them all).
+_RETURNED_NONE = Outcome()
 
 
 class DeliveryMiddleware(Middleware):
@@ -42,7 +44,8 @@ class DeliveryMiddleware(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        self.after_delivery(broker, message, Outcome(result, exception))
+        ended = _RETURNED_NONE if result is None and exception is None else Outcome(result, exception)
+        self.after_delivery(broker, message, ended)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         self.after_delivery(broker, message, SKIPPED)
