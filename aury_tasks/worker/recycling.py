@@ -34,7 +34,11 @@ from dramatiq import cli
 from dramatiq.compat import StreamablePipe
 from dramatiq.middleware import Middleware
 
-from ..broker.redis.dramatiq_internals import worker_threads_of
+from ..broker.redis.dramatiq_internals import (
+    replace_cli_signal_unblocking,
+    start_cli_processes_with,
+    worker_threads_of,
+)
 
 #: The exit code of a worker process that stopped to be replaced (EX_TEMPFAIL: "try again").
 RET_RECYCLE = 75
@@ -259,7 +263,7 @@ class RecyclingWorkerProcess:
 
 #: The supervisor's own lines (it has no loguru: the worker processes' lines look the same).
 _log = logging.getLogger("aury_tasks.worker.supervisor")
-#: Dramatiq's own, before :func:`install` wraps it.
+#: Dramatiq's own, before :func:`install` replaces it.
 _unblock_signals = cli.try_unblock_signals
 _LINE_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-8s %(name)s - %(message)s"
 
@@ -294,14 +298,14 @@ def install(limits: Limits) -> None:
             _supervisor_ready = True
         _unblock_signals()
 
-    cli.try_unblock_signals = note_stops
+    replace_cli_signal_unblocking(note_stops)
     if not _log.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(_LINE_FORMAT, "%Y-%m-%d %H:%M:%S"))
         _log.addHandler(handler)
         _log.setLevel(logging.INFO)
         _log.propagate = False
-    cli.multiprocessing = _RecyclingMultiprocessing(limits)  # type: ignore[assignment]
+    start_cli_processes_with(_RecyclingMultiprocessing(limits))
 
 
 def _wrap_handler(signum: signal.Signals) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import dramatiq
 import pytest
 from dramatiq import asyncio as dramatiq_asyncio
+from dramatiq import cli as dramatiq_cli
 from dramatiq import worker
 from dramatiq.brokers import redis as redis_broker
 from dramatiq.middleware import retries
@@ -94,6 +95,13 @@ RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
      "aury_tasks/worker/lanes.py QueueLimitedWorker.stop does what it does for every lane"),
     ("Worker.join", worker.Worker.join, "f86dce60a47ab1f3",
      "aury_tasks/worker/lanes.py QueueLimitedWorker.join waits for every lane as it does"),
+    ("cli.main", dramatiq_cli.main, "91062c7807ec6dbd",
+     f"{INTERNALS} start_cli_processes_with and replace_cli_signal_unblocking: main starts its worker "
+     "processes with multiprocessing.Process(target=worker_process) and unblocks the signals through "
+     "try_unblock_signals, both looked up in its module (aury_tasks/worker/recycling.py)"),
+    ("cli.worker_process", dramatiq_cli.worker_process, "1a5485529149ead9",
+     "aury_tasks/worker/process.py: the worker class is looked up as the module's Worker; "
+     "aury_tasks/worker/recycling.py runs it in a process of its own"),
     ("RateLimiter.acquire", rate_limiter.RateLimiter.acquire, "e814536306536803",
      f"{INTERNALS} WindowRateLimiterBase: acquire() runs _acquire"),
     ("WindowRateLimiter._acquire", window.WindowRateLimiter._acquire, "cad4eb17d2fc77f3",

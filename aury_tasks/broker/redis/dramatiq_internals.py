@@ -15,6 +15,10 @@ below its public API in the places gathered here, each behind a name of ours:
   worker's threads; :func:`on_consumer_thread` tells a consumer thread (which re-enqueues due
   delayed messages) from the others; :data:`WORKER_THREAD_LOGGER` is where a skipped message
   is logged.
+- **The command line** (``dramatiq.cli``, the supervisor of ``aum worker``): its processes started
+  through a ``multiprocessing`` of ours (:func:`start_cli_processes_with`) and its signals'
+  unblocking replaced (:func:`replace_cli_signal_unblocking`), module globals Dramatiq's ``main`` and
+  ``worker_process`` look up when they run.
 - **A message**: :func:`stuffed_exception`, the error Dramatiq stuffed into a message proxy.
 - **The window rate limiter**: :class:`WindowRateLimiterBase`, whose private ``_acquire`` is
   :meth:`~WindowRateLimiterBase.try_acquire`.
@@ -30,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from queue import PriorityQueue
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
@@ -310,6 +315,26 @@ def on_consumer_thread() -> bool:
     """Whether the caller runs on one of Dramatiq's consumer threads (which, in a worker, send the
     delayed messages that came due to their queue)."""
     return isinstance(threading.current_thread(), ConsumerThread)
+
+
+# The command line
+
+
+def start_cli_processes_with(module: ModuleType) -> None:
+    """Make Dramatiq's CLI (in this process) start its processes with ``module``'s ``Process``:
+    its ``main`` calls ``multiprocessing.Process`` through the name ``multiprocessing`` of its
+    module."""
+    from dramatiq import cli  # (the CLI only where a supervisor runs)
+
+    cli.multiprocessing = module  # type: ignore[assignment]
+
+
+def replace_cli_signal_unblocking(unblock: Callable[[], None]) -> None:
+    """Make Dramatiq's CLI call ``unblock`` instead of its ``try_unblock_signals``, which its
+    ``main`` calls once its signal handlers are installed (and each process once started)."""
+    from dramatiq import cli
+
+    cli.try_unblock_signals = unblock
 
 
 # Messages and rate limits
