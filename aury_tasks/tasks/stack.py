@@ -111,7 +111,7 @@ def build_broker(
     _stacks[broker] = stack
     ledger_url = _ledger_url(settings, opened.url, opened.kind)
     if ledger_url is not None:
-        _attach_ledger(broker, settings, ledger_url, riding=ledger_url == opened.url)
+        _attach_ledger(broker, stack.ledger, settings, ledger_url, riding=ledger_url == opened.url)
     info = BrokerInfo(
         kind="embedded" if opened.server else opened.kind,
         display_url=redact_url(opened.url),
@@ -130,7 +130,9 @@ def _ledger_url(settings: Settings, broker_url: str, kind: str) -> str | None:
     return broker_url if kind == "redis" else None
 
 
-def _attach_ledger(broker: dramatiq.Broker, settings: Settings, url: str, *, riding: bool) -> None:
+def _attach_ledger(
+    broker: dramatiq.Broker, writer: LedgerWriter, settings: Settings, url: str, *, riding: bool
+) -> None:
     """Give the ledger middleware its store, and a Redis broker its view of the ledger."""
     client = redis.Redis.from_url(url, decode_responses=True)
     store = RedisTaskStore(client, ttl=settings.result_ttl, url=url)
@@ -141,7 +143,6 @@ def _attach_ledger(broker: dramatiq.Broker, settings: Settings, url: str, *, rid
         redis_broker.ledger_writes_at_once = not riders.riding
         if riders.riding:
             redis_broker.riders = riders
-    writer = ledger_writer(broker)
     writer.store, writer.riders = store, riders
 
 
