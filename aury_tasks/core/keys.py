@@ -129,7 +129,13 @@ def broker_messages(queue_name: str) -> str:
 
 def broker_fetched(broker_id: str, queue_name: str) -> str:
     """Dramatiq's set of the message ids one broker instance fetched from ``queue_name``, not yet acked."""
-    return f"{BROKER_NAMESPACE}:__acks__.{broker_id}.{queue_name}"
+    return f"{broker_fetched_prefix()}{broker_id}.{queue_name}"
+
+
+def broker_fetched_prefix() -> str:
+    """The prefix of every worker's fetched sets (:func:`broker_fetched` without its broker id and
+    queue), for a script that walks the sets of the workers it finds dead."""
+    return f"{BROKER_NAMESPACE}:__acks__."
 
 
 def suspects(queue_name: str) -> str:
@@ -255,6 +261,12 @@ def priority_sequence(queue_name: str) -> str:
 def broker_heartbeats() -> str:
     """Dramatiq's sorted set of broker instances by last call (ms): a stale one is a dead worker."""
     return f"{BROKER_NAMESPACE}:__heartbeats__"
+
+
+def doctor_probe() -> str:
+    """The key ``aum doctor`` names when it asks Redis (``ACL DRYRUN``) whether a command is allowed
+    on the broker's keys; never written."""
+    return f"{BROKER_NAMESPACE}:doctor"
 
 
 def workflow_owed() -> str:

@@ -24,17 +24,20 @@ import logging
 import random
 import threading
 import time
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import dramatiq
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.errors import ActorNotFound, BrokerConnectionError
-from dramatiq.middleware import Middleware, SkipMessage
+from dramatiq.middleware import SkipMessage
 from loguru import logger
 
+from ..broker.redis.dramatiq_internals import WORKER_THREAD_LOGGER
 from ..core import keys
 from ..core.redaction import redact_text
+from .context import context_of, existing_context
+from .delivery import DeliveryMiddleware, Outcome
 from .ledger import LedgerWriter
 from .limits import ConcurrencyLeases, RateLimit, WindowLimiter
 from .upkeep import _LoopThread
@@ -71,7 +74,7 @@ def admitted_at() -> float | None:
     return _admitted.get()
 
 
-class FlowControl(Middleware):
+class FlowControl(DeliveryMiddleware):
     """Applies the ``rate_limit`` and ``concurrency`` options of a task before it runs.
 
     The limits are kept in the ledger's Redis, else in the broker's (a Redis broker with
@@ -79,13 +82,19 @@ class FlowControl(Middleware):
     result backend) they cannot be shared, and a worker says so once per task and runs it unlimited.
 
     Parameters:
+      ledger: the ledger middleware of the same stack, whose Redis keeps the limits.
       lease_seconds: how long a concurrency lease lasts unless renewed.
       renew_interval: seconds between renewals of this process's leases.
     """
 
     def __init__(
-        self, *, lease_seconds: float = LEASE_SECONDS, renew_interval: float = RENEW_INTERVAL
+        self,
+        *,
+        ledger: LedgerWriter | None = None,
+        lease_seconds: float = LEASE_SECONDS,
+        renew_interval: float = RENEW_INTERVAL,
     ) -> None:
+        self.ledger = ledger
         self.lease_seconds = lease_seconds
         self.renew_interval = renew_interval
         #: Leases held by runs in this process: run -> task name.
@@ -106,7 +115,7 @@ class FlowControl(Middleware):
     # Worker process life
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        logging.getLogger("dramatiq.worker.WorkerThread").addFilter(self._log_filter)
+        logging.getLogger(WORKER_THREAD_LOGGER).addFilter(self._log_filter)
         if self._redis(broker) is not None and self._leases is not None:
             self._renewer = LeaseRenewer(self, self._leases, self.renew_interval)
             self._renewer.start()
@@ -115,7 +124,7 @@ class FlowControl(Middleware):
         if self._renewer is not None:
             self._renewer.stop()
             self._renewer = None
-        logging.getLogger("dramatiq.worker.WorkerThread").removeFilter(self._log_filter)
+        logging.getLogger(WORKER_THREAD_LOGGER).removeFilter(self._log_filter)
 
     # Processing
 
@@ -139,7 +148,7 @@ class FlowControl(Middleware):
                     self._defer(broker, message, _concurrency_delay(_deferrals(message)), "concurrency")
                 with self._lock:
                     self.held[run] = message.actor_name
-                message._aury_lease = run  # type: ignore[attr-defined]
+                context_of(message).lease = run
             if rate is not None:
                 limiter, now = self._limiter(client, message.actor_name, rate), time.time()
                 if not limiter.try_acquire(now):
@@ -154,18 +163,7 @@ class FlowControl(Middleware):
             self._release(message)
             self._defer(broker, message, ENQUEUE_PAUSE + random.random(), "limits unreachable")
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:
-        _admitted.set(None)
-        self._release(message)
-
-    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+    def after_delivery(self, broker: dramatiq.Broker, message: MessageProxy, outcome: Outcome) -> None:
         _admitted.set(None)
         self._release(message)
 
@@ -174,7 +172,7 @@ class FlowControl(Middleware):
     def _redis(self, broker: dramatiq.Broker) -> redis.Redis | None:
         """The Redis holding the limits: the ledger's, else the broker's, else ``None``."""
         if not self._resolved:
-            writer = next((m for m in broker.middleware if isinstance(m, LedgerWriter)), None)
+            writer = self.ledger
             client = writer.store.client if writer is not None and writer.store is not None else None
             if client is None and isinstance(getattr(broker, "client", None), redis.Redis):
                 client = broker.client  # type: ignore[attr-defined]
@@ -191,10 +189,11 @@ class FlowControl(Middleware):
 
     def _release(self, message: MessageProxy) -> None:
         """Give back the slot ``message``'s run holds, if any (once)."""
-        run: str | None = getattr(message, "_aury_lease", None)
+        context = context_of(message)
+        run = context.lease
         if run is None or self._leases is None:
             return
-        message._aury_lease = None  # type: ignore[attr-defined]
+        context.lease = None
         with self._lock:
             task_name = self.held.pop(run, message.actor_name)  # no longer renewed: it ends anyway
         try:
@@ -216,7 +215,7 @@ class FlowControl(Middleware):
                                message.message_id, ENQUEUE_PAUSE, redact_text(str(exc)))  # fmt: skip
                 time.sleep(ENQUEUE_PAUSE)
         logger.debug("task {} deferred {:.2f} s: {}", message.message_id, delay, why)
-        message._aury_deferred = True  # type: ignore[attr-defined]
+        context_of(message).deferred = True
         raise SkipMessage(f"task {message.message_id} deferred: {why}")
 
     def _warn_unlimited(self, task_name: str) -> None:
@@ -258,7 +257,8 @@ class _QuietDeferrals(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        return not (isinstance(args, tuple) and args and getattr(args[0], "_aury_deferred", False) is True)
+        context = existing_context(args[0]) if isinstance(args, tuple) and args else None
+        return not (context is not None and context.deferred)
 
 
 def _deferrals(message: MessageProxy) -> int:

@@ -22,7 +22,6 @@ import contextvars
 import os
 import socket
 import sys
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -32,17 +31,19 @@ import dramatiq
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.common import q_name
-from dramatiq.middleware import Middleware, SkipMessage
+from dramatiq.middleware import SkipMessage
 from dramatiq.middleware.time_limit import TimeLimitExceeded
-from dramatiq.worker import ConsumerThread
 from loguru import logger
 
+from ..broker.redis.dramatiq_internals import on_consumer_thread, stuffed_exception
 from ..broker.redis.riders import ENCODED_MESSAGE, Riders
 from ..core import keys
 from ..core.errors import TaskInterrupted
 from ..core.status import TaskStatus
 from ..ledger.store import RedisTaskStore
 from ..redis.scripts import Write, run_pipelined
+from .context import context_of
+from .delivery import DeliveryMiddleware, Outcome
 from .upkeep import CancelWatcher, RunningTasks, StartWriter, Upkeep
 
 #: The task running in this context (thread, or the coroutine of an async task).
@@ -69,7 +70,7 @@ class TaskRun:
     idempotency_key: str | None = None
 
 
-class LedgerWriter(Middleware):
+class LedgerWriter(DeliveryMiddleware):
     """Keeps each task's record in the ledger (see the module docstring).
 
     Parameters:
@@ -136,7 +137,7 @@ class LedgerWriter(Middleware):
             # send nor a retry, so the record stays as it is.
             return
         encoded: bytes | None = None
-        if isinstance(threading.current_thread(), ConsumerThread):
+        if on_consumer_thread():
             # A delayed message whose eta came, moved to its queue by the worker.
             write = store.transition_write(task_id, TaskStatus.PENDING, attempt=retries + 1)
         elif retries:
@@ -187,19 +188,20 @@ class LedgerWriter(Middleware):
         task_id = message.message_id
         now = time.time()
         run = TaskRun(task_id, message.options.get("retries", 0) + 1, now, ledger=self)
-        message._aury_run = run  # type: ignore[attr-defined]
+        context = context_of(message)
+        context.run = run
         current_run.set(run)
         self.running.add(task_id)
         if self.cancels is not None and self.cancels.is_cancelled(task_id):
             run.final = store.transition_write(task_id, TaskStatus.CANCELLED, attempt=0, reason="cancelled")
-            message._aury_skip_status = TaskStatus.CANCELLED  # type: ignore[attr-defined]
+            context.skip_status = TaskStatus.CANCELLED
             raise SkipMessage(f"task {task_id} was cancelled")
         expires_at = message.options.get("expires_at")
         if expires_at is not None and now * 1000 > expires_at:
             run.final = store.transition_write(
                 task_id, TaskStatus.EXPIRED, attempt=run.attempt, finished_at=now, reason="expired"
             )
-            message._aury_skip_status = TaskStatus.EXPIRED  # type: ignore[attr-defined]
+            context.skip_status = TaskStatus.EXPIRED
             raise SkipMessage(f"task {task_id} expired")
         key = _idempotency_key(broker, message)
         if key is not None:
@@ -214,20 +216,14 @@ class LedgerWriter(Middleware):
         if self.start_writer is not None:
             self.start_writer.schedule(task_id, run.attempt, now)
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:
-        run: TaskRun | None = getattr(message, "_aury_run", None)
-        store = self.store
-        if run is None or store is None:
+    def after_delivery(self, broker: dramatiq.Broker, message: MessageProxy, outcome: Outcome) -> None:
+        run, store = context_of(message).run, self.store
+        if run is None:
             return
         self._end_run(run)
-        finished = time.time()
+        if store is None or outcome.skipped:
+            return
+        finished, exception = time.time(), outcome.exception
         common: dict[str, Any] = {
             "attempt": run.attempt,
             "started_at": run.started_at,
@@ -238,23 +234,8 @@ class LedgerWriter(Middleware):
         if isinstance(exception, TimeLimitExceeded):  # rare: a write of its own, for the alerts
             _count_time_limit(store, q_name(message.queue_name), message.actor_name, finished)
         if exception is None:
-            if run.idempotency_key is not None:
-                # Before the ack, in a round trip of its own: a redelivery from now on is not run again.
-                store.client.set(keys.idempotency_done(run.idempotency_key), run.task_id, ex=int(store.ttl))
             ignore = broker.get_actor(message.actor_name).options.get("ignore_result", False)
-            try:
-                run.final = store.transition_write(
-                    run.task_id, TaskStatus.SUCCESS, result=None if ignore else result, **common
-                )
-            except (TypeError, ValueError) as exc:
-                logger.warning("task {} returned a value that is not JSON; not stored: {}", run.task_id, exc)
-                run.final = store.transition_write(
-                    run.task_id,
-                    TaskStatus.FAILURE,
-                    error_type="SerializationError",
-                    error_message=f"the task's return value is not JSON: {exc}",
-                    **common,
-                )
+            run.final = _success_write(store, run, None if ignore else outcome.result, common)
         elif isinstance(exception, TaskInterrupted):
             run.final = store.transition_write(
                 run.task_id, TaskStatus.CANCELLED, reason="cancelled", **common
@@ -277,11 +258,6 @@ class LedgerWriter(Middleware):
             )
         # Otherwise the attempt is being retried: its write rode on the re-enqueue.
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        run: TaskRun | None = getattr(message, "_aury_run", None)
-        if run is not None:
-            self._end_run(run)
-
     def _end_run(self, run: TaskRun) -> None:
         self.running.remove(run.task_id)
         if self.start_writer is not None:
@@ -291,7 +267,7 @@ class LedgerWriter(Middleware):
     # Ack and nack
 
     def before_ack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        run: TaskRun | None = getattr(message, "_aury_run", None)
+        run = context_of(message).run
         if run is not None and run.final is not None and not run.final_sent and self.riders is not None:
             self.riders.add(message.options.get("redis_message_id", message.message_id), run.final)
 
@@ -299,12 +275,12 @@ class LedgerWriter(Middleware):
         store, riders = self.store, self.riders
         if store is None or riders is None:
             return
-        run: TaskRun | None = getattr(message, "_aury_run", None)
+        run = context_of(message).run
         if run is not None and run.final_sent:
             return
         write = run.final if run is not None else None
         if write is None:
-            exception = getattr(message, "_exception", None)
+            exception = stuffed_exception(message)
             reason = _dead_reason(message, exception)
             write = store.transition_write(
                 message.message_id,
@@ -339,6 +315,27 @@ def _idempotency_key(broker: dramatiq.Broker, message: MessageProxy) -> str | No
     except dramatiq.errors.ActorNotFound:
         return None
     return message.message_id if idempotent else None
+
+
+def _success_write(store: RedisTaskStore, run: TaskRun, result: Any, common: dict[str, Any]) -> Write:
+    """The final write of a run that returned ``result`` (a failure if it is not JSON).
+
+    An idempotency key is marked done first, in a round trip of its own before the ack: a
+    redelivery from now on is not run again.
+    """
+    if run.idempotency_key is not None:
+        store.client.set(keys.idempotency_done(run.idempotency_key), run.task_id, ex=int(store.ttl))
+    try:
+        return store.transition_write(run.task_id, TaskStatus.SUCCESS, result=result, **common)
+    except (TypeError, ValueError) as exc:
+        logger.warning("task {} returned a value that is not JSON; not stored: {}", run.task_id, exc)
+        return store.transition_write(
+            run.task_id,
+            TaskStatus.FAILURE,
+            error_type="SerializationError",
+            error_message=f"the task's return value is not JSON: {exc}",
+            **common,
+        )
 
 
 def _error_fields(exception: BaseException | None, attempt: int) -> dict[str, Any]:

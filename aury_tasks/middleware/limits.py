@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from dramatiq.rate_limits import WindowRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend
 
+from ..broker.redis.dramatiq_internals import WindowRateLimiterBase
 from ..core import keys
 from ..core.errors import TaskOptionError
 from ..redis.scripts import load_script
@@ -155,7 +155,7 @@ class Uniqueness:
 MAX_BUCKETS = 60
 
 
-class WindowLimiter(WindowRateLimiter):
+class WindowLimiter(WindowRateLimiterBase):
     """Dramatiq's window rate limiter on Redis, with two changes.
 
     * A window longer than :data:`MAX_BUCKETS` seconds is counted in that many buckets of
@@ -181,22 +181,20 @@ class WindowLimiter(WindowRateLimiter):
         self.buckets = -(-rate.window // self.bucket_seconds)
         self.window_millis = self.bucket_seconds * self.buckets * 1000
 
-    def _get_keys(self, now: float | None = None) -> list[str]:
+    def bucket_keys(self, now: float | None = None) -> list[str]:
+        """The keys of the window's buckets at ``now`` (default: this moment), the current one first."""
         moment = int(time.time() if now is None else now)
         first = moment // self.bucket_seconds * self.bucket_seconds
         return [f"{self.key}@{first - i * self.bucket_seconds}" for i in range(self.buckets)]
 
-    def _acquire(self, now: float | None = None) -> bool:
-        buckets = self._get_keys(now)
+    def try_acquire(self, now: float | None = None) -> bool:
+        """Count one run at ``now`` (default: this moment) if the window has room; return whether it had."""
+        buckets = self.bucket_keys(now)
         return bool(
             self.backend.incr_and_sum(
                 buckets[0], lambda: buckets, 1, maximum=self.limit, ttl=self.window_millis
             )
         )
-
-    def try_acquire(self, now: float | None = None) -> bool:
-        """Count one run at ``now`` (default: this moment) if the window has room; return whether it had."""
-        return self._acquire(now)
 
     def seconds_to_next_bucket(self, now: float | None = None) -> float:
         """Seconds until the current bucket closes: the earliest moment a full window can take a run."""

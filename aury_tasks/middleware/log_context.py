@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import threading
 from contextlib import AbstractContextManager
-from typing import Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
-from dramatiq.middleware import Middleware
 from loguru import logger
 
+from .delivery import DeliveryMiddleware, Outcome
 
-class LogContext(Middleware):
+
+class LogContext(DeliveryMiddleware):
     """Puts ``task_id``, ``actor`` and ``attempt`` into loguru's context while a task runs.
 
     The context is a contextvar, so it also reaches async tasks: Dramatiq hands coroutines to
@@ -31,18 +31,8 @@ class LogContext(Middleware):
         context.__enter__()
         self._local.context = context
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:
+    def after_delivery(self, broker: dramatiq.Broker, message: MessageProxy, outcome: Outcome) -> None:
         context = getattr(self._local, "context", None)
         if context is not None:
             self._local.context = None
             context.__exit__(None, None, None)
-
-    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        self.after_process_message(broker, message)

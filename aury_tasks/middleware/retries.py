@@ -15,26 +15,22 @@ from loguru import logger
 
 from ..core.errors import TaskInterrupted
 from ..core.redaction import redact_text
+from .delivery import DeliveryMiddleware, Outcome
 
 #: Seconds between attempts to enqueue a retry while the broker cannot be reached.
 RETRY_ENQUEUE_PAUSE = 1.0
 
 
-class CancelAwareRetries(Retries):
+class CancelAwareRetries(DeliveryMiddleware, Retries):
     """Retries failed tasks with backoff (Dramatiq's middleware); a cancelled one is acked as is."""
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:
-        if isinstance(exception, TaskInterrupted):
+    def after_delivery(self, broker: dramatiq.Broker, message: MessageProxy, outcome: Outcome) -> None:
+        if outcome.skipped or isinstance(outcome.exception, TaskInterrupted):
             return
         patient = cast(dramatiq.Broker, _PatientBroker(broker))
-        super().after_process_message(patient, message, result=result, exception=exception)
+        Retries.after_process_message(
+            self, patient, message, result=outcome.result, exception=outcome.exception
+        )
 
 
 class _PatientBroker:

@@ -19,6 +19,7 @@ import inspect
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -26,19 +27,20 @@ from typing import Any, TypeVar
 
 import dramatiq
 from dramatiq.broker import MessageProxy
-from dramatiq.middleware import Middleware
 from dramatiq.threading import raise_thread_exception
 from loguru import logger
 
 from ..core.errors import SoftTimeLimitExceeded
+from .delivery import DeliveryMiddleware, Outcome
 
 R = TypeVar("R")
 
 #: The actor and message option: the soft time limit in milliseconds. A message option (also
 #: ``None`` or ``0``, meaning none) overrides the actor's, as ``time_limit`` does.
 OPTION = "soft_time_limit"
-#: The attribute :func:`soft_limitable` sets on the functions it makes.
-_SOFT_LIMITABLE = "_aury_soft_limitable"
+#: The functions :func:`soft_limitable` made (what the worker runs for an async task; a wrapper made
+#: with ``functools.wraps`` is followed to them through ``__wrapped__``).
+_soft_limitable: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 #: The message an async task's soft-limit cancellation carries (seen in a traceback).
 _CANCEL_MESSAGE = "soft time limit exceeded"
 _NEVER = float("inf")
@@ -55,7 +57,7 @@ class _Limit:
 _current_limit: ContextVar[_Limit | None] = ContextVar("aury_soft_time_limit", default=None)
 
 
-class SoftTimeLimit(Middleware):
+class SoftTimeLimit(DeliveryMiddleware):
     """Enforces the ``soft_time_limit`` option (ms) of actors and messages in a worker.
 
     A task without one costs two dictionary look-ups before it runs and one after.
@@ -91,14 +93,7 @@ class SoftTimeLimit(Middleware):
             logger.warning("soft time limit of {} not enforced: an async actor not declared with "
                            "@tm.conditional_task", actor.actor_name)  # fmt: skip
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:
+    def after_delivery(self, broker: dramatiq.Broker, message: MessageProxy, outcome: Outcome) -> None:
         thread_id = threading.get_ident()
         if thread_id not in self._armed:
             return
@@ -113,9 +108,6 @@ class SoftTimeLimit(Middleware):
             # The limit passed just as the task returned: it was raised here, after the task.
             logger.debug("task {} ended as its soft time limit passed", message.message_id)
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        self.after_process_message(broker, message)
-
     def _deadlines(self) -> _Deadlines:
         if self._timer is None:
             with self._timer_lock:
@@ -129,7 +121,7 @@ class SoftTimeLimit(Middleware):
 def _kind_of(actor: dramatiq.Actor[Any, Any]) -> str:
     """``sync``, ``async`` (a coroutine made by :func:`soft_limitable`) or ``other`` (an async
     actor declared some other way, whose coroutine cannot be reached)."""
-    if getattr(actor.fn, _SOFT_LIMITABLE, False):
+    if inspect.unwrap(actor.fn, stop=_soft_limitable.__contains__) in _soft_limitable:
         return "async"
     return "other" if inspect.iscoroutinefunction(inspect.unwrap(actor.fn)) else "sync"
 
@@ -200,7 +192,7 @@ def soft_limitable(fn: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, 
             return await fn(*args, **kwargs)
         return await _run_limited(fn(*args, **kwargs), limit)
 
-    setattr(run, _SOFT_LIMITABLE, True)
+    _soft_limitable.add(run)
     return run
 
 

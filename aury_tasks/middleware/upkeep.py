@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any
 
 import dramatiq
 import redis
@@ -13,6 +12,7 @@ from dramatiq.common import q_name
 from dramatiq.threading import raise_thread_exception
 from loguru import logger
 
+from ..broker.redis.dramatiq_internals import consumers_of
 from ..core import keys
 from ..core.errors import TaskInterrupted
 from ..core.redaction import redact_text
@@ -185,8 +185,7 @@ class Upkeep(_LoopThread):
                                started_at=time.time(), last_seen=0.0)  # fmt: skip
 
     def _queues(self) -> list[str]:
-        consumers: dict[str, Any] = getattr(self.worker, "consumers", {}) or {}
-        return sorted({q_name(name) for name in consumers})
+        return sorted({q_name(name) for name in consumers_of(self.worker)})
 
     def run(self) -> None:
         next_trim = time.monotonic() + 10.0

@@ -3,11 +3,15 @@ and the ledger attached.
 
 This is the one place where the stack is composed. The broker underneath knows nothing of
 workflows or of the ledger: the ledger reaches it through :attr:`AuryRedisBroker.ledger` and
-:attr:`AuryRedisBroker.riders`, set here.
+:attr:`AuryRedisBroker.riders`, set here. A middleware that works with another is handed it
+here, when both are composed (:class:`MiddlewareStack`); none looks for its peers in
+``broker.middleware``.
 """
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import dramatiq
@@ -36,9 +40,24 @@ if TYPE_CHECKING:
     from .manager import TaskManager
 
 
-def default_middleware(settings: Settings, manager: TaskManager | None = None) -> list[Middleware]:
+@dataclass(frozen=True)
+class MiddlewareStack:
+    """The middleware composed for one broker: all of them in order, and by role the ones that
+    other middleware (or the manager) work with."""
+
+    middleware: list[Middleware]
+    ledger: LedgerWriter
+    flow_control: FlowControl
+    workflows: WorkflowSteps
+
+
+#: The stack of each broker :func:`build_broker` built (what :func:`ledger_writer` reads).
+_stacks: weakref.WeakKeyDictionary[dramatiq.Broker, MiddlewareStack] = weakref.WeakKeyDictionary()
+
+
+def compose_middleware(settings: Settings, manager: TaskManager | None = None) -> MiddlewareStack:
     """Dramatiq's default middleware with our defaults, plus the ledger, asyncio, the log context and
-    soft time limits.
+    soft time limits; each middleware is handed the peers it works with.
 
     The ledger middleware sits before Retries so that its ``after_process_message`` runs after
     Retries' (Dramatiq runs after-hooks in reverse) and sees whether the message failed for good;
@@ -46,15 +65,18 @@ def default_middleware(settings: Settings, manager: TaskManager | None = None) -
     what follows it starts. The soft time limit comes last: it is armed just before the task runs
     and disarmed first after it.
     """
-    return [
+    ledger = LedgerWriter()
+    flow_control = FlowControl(ledger=ledger)
+    workflows = WorkflowSteps(manager, ledger=ledger)
+    middleware = [
         AgeLimit(),
         TimeLimit(time_limit=settings.timeout * 1000),
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
-        WorkflowSteps(manager),
-        LedgerWriter(),
-        FlowControl(),
+        workflows,
+        ledger,
+        flow_control,
         CancelAwareRetries(
             max_retries=settings.max_retries,
             min_backoff=int(settings.retry_delay * 1000),
@@ -64,6 +86,12 @@ def default_middleware(settings: Settings, manager: TaskManager | None = None) -
         LogContext(),
         SoftTimeLimit(),
     ]
+    return MiddlewareStack(middleware, ledger, flow_control, workflows)
+
+
+def default_middleware(settings: Settings, manager: TaskManager | None = None) -> list[Middleware]:
+    """The middleware of :func:`compose_middleware`, in order."""
+    return compose_middleware(settings, manager).middleware
 
 
 def build_broker(
@@ -77,11 +105,13 @@ def build_broker(
       ConfigError: for an unsupported scheme or a missing optional dependency.
       EmbeddedServerError: when the embedded server cannot start.
     """
-    opened = open_broker(settings, url or settings.broker_url_value, default_middleware(settings, manager))
+    stack = compose_middleware(settings, manager)
+    opened = open_broker(settings, url or settings.broker_url_value, stack.middleware)
     broker = opened.broker
+    _stacks[broker] = stack
     ledger_url = _ledger_url(settings, opened.url, opened.kind)
     if ledger_url is not None:
-        _attach_ledger(broker, settings, ledger_url, riding=ledger_url == opened.url)
+        _attach_ledger(broker, stack.ledger, settings, ledger_url, riding=ledger_url == opened.url)
     info = BrokerInfo(
         kind="embedded" if opened.server else opened.kind,
         display_url=redact_url(opened.url),
@@ -100,7 +130,9 @@ def _ledger_url(settings: Settings, broker_url: str, kind: str) -> str | None:
     return broker_url if kind == "redis" else None
 
 
-def _attach_ledger(broker: dramatiq.Broker, settings: Settings, url: str, *, riding: bool) -> None:
+def _attach_ledger(
+    broker: dramatiq.Broker, writer: LedgerWriter, settings: Settings, url: str, *, riding: bool
+) -> None:
     """Give the ledger middleware its store, and a Redis broker its view of the ledger."""
     client = redis.Redis.from_url(url, decode_responses=True)
     store = RedisTaskStore(client, ttl=settings.result_ttl, url=url)
@@ -111,13 +143,16 @@ def _attach_ledger(broker: dramatiq.Broker, settings: Settings, url: str, *, rid
         redis_broker.ledger_writes_at_once = not riders.riding
         if riders.riding:
             redis_broker.riders = riders
-    writer = ledger_writer(broker)
     writer.store, writer.riders = store, riders
 
 
 def ledger_writer(broker: dramatiq.Broker) -> LedgerWriter:
-    """The ledger middleware of a broker built by :func:`build_broker`."""
-    for middleware in broker.middleware:
-        if isinstance(middleware, LedgerWriter):
-            return middleware
-    raise LookupError("the broker has no ledger middleware")
+    """The ledger middleware of a broker built by :func:`build_broker`.
+
+    Raises:
+      LookupError: for a broker :func:`build_broker` did not build.
+    """
+    stack = _stacks.get(broker)
+    if stack is None:
+        raise LookupError("the broker has no ledger middleware: build_broker did not build it")
+    return stack.ledger

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from queue import PriorityQueue
 from typing import Any
 
-from dramatiq import Broker, Worker
+from dramatiq import Broker
 from dramatiq.common import iter_queue, join_all, q_name
 from dramatiq.errors import BrokerConnectionError
-from dramatiq.worker import DELAY_QUEUE_PREFETCH, WORKER_TIMEOUT, ConsumerThread, WorkerThread
+from dramatiq.worker import DELAY_QUEUE_PREFETCH, WORKER_TIMEOUT
 
+from ..broker.redis.dramatiq_internals import LaneableWorker
 from ..core.errors import ConfigError
 
 #: The most threads a queue's limit may ask for (as ``-c``).
@@ -85,7 +86,7 @@ class Lane:
     work_queue: PriorityQueue[Any] = field(default_factory=PriorityQueue)
 
 
-class QueueLimitedWorker(Worker):
+class QueueLimitedWorker(LaneableWorker):
     """Dramatiq's worker, with threads of their own for the queues that have a limit.
 
     Parameters:
@@ -111,38 +112,22 @@ class QueueLimitedWorker(Worker):
                          worker_threads=worker_threads)  # fmt: skip
         self.lanes = {name: Lane(threads, prefetch) for name, (threads, prefetch) in limits.items()}
         shared = worker_threads if not whitelist or whitelist - set(self.lanes) else 0
-        # Worker.start adds `worker_threads` threads with _add_worker: each takes its lane in turn.
+        # Worker.start adds `worker_threads` threads (add_worker_thread): each takes its lane in turn.
         self._plan: list[Lane | None] = [lane for lane in self.lanes.values() for _ in range(lane.threads)]
         self._plan += [None] * shared
         self.worker_threads = len(self._plan)
         self.delay_prefetch = DELAY_QUEUE_PREFETCH or min(self.worker_threads * 1000, 65535)
 
-    def _add_consumer(self, queue_name: str, *, delay: bool = False) -> None:
+    def add_consumer(self, queue_name: str, *, delay: bool = False) -> None:
         lane = self.lanes.get(q_name(queue_name))
         if lane is None:
-            super()._add_consumer(queue_name, delay=delay)
+            super().add_consumer(queue_name, delay=delay)
             return
-        if queue_name in self.consumers:
-            return
-        consumer = self.consumers[queue_name] = ConsumerThread(
-            broker=self.broker,
-            queue_name=queue_name,
-            prefetch=self.delay_prefetch if delay else lane.prefetch,
-            work_queue=lane.work_queue,
-            worker_timeout=self.worker_timeout,
-        )
-        consumer.start()
+        self.start_consumer(queue_name, self.delay_prefetch if delay else lane.prefetch, lane.work_queue)
 
-    def _add_worker(self) -> None:
+    def add_worker_thread(self) -> None:
         lane = self._plan.pop(0) if self._plan else None
-        worker = WorkerThread(
-            broker=self.broker,
-            consumers=self.consumers,
-            work_queue=self.work_queue if lane is None else lane.work_queue,
-            worker_timeout=self.worker_timeout,
-        )
-        worker.start()
-        self.workers.append(worker)
+        self.start_worker_thread(self.work_queue if lane is None else lane.work_queue)
 
     def _work_queues(self) -> list[PriorityQueue[Any]]:
         return [self.work_queue, *(lane.work_queue for lane in self.lanes.values())]

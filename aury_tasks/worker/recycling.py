@@ -34,6 +34,12 @@ from dramatiq import cli
 from dramatiq.compat import StreamablePipe
 from dramatiq.middleware import Middleware
 
+from ..broker.redis.dramatiq_internals import (
+    replace_cli_signal_unblocking,
+    start_cli_processes_with,
+    worker_threads_of,
+)
+
 #: The exit code of a worker process that stopped to be replaced (EX_TEMPFAIL: "try again").
 RET_RECYCLE = 75
 
@@ -134,7 +140,7 @@ class Recycler(Middleware):
         reason = f"uses {size:.0f} MiB" if over_memory else f"has run {count} tasks"
         _child_log.info("worker process %s %s: finishing its running tasks, then it is replaced",
                         os.getpid(), reason)  # fmt: skip
-        for thread in self.worker.workers if self.worker is not None else ():
+        for thread in worker_threads_of(self.worker) if self.worker is not None else ():
             thread.pause()  # no new message from now; the stop gives back what waits
         self.stop()
 
@@ -257,7 +263,7 @@ class RecyclingWorkerProcess:
 
 #: The supervisor's own lines (it has no loguru: the worker processes' lines look the same).
 _log = logging.getLogger("aury_tasks.worker.supervisor")
-#: Dramatiq's own, before :func:`install` wraps it.
+#: Dramatiq's own, before :func:`install` replaces it.
 _unblock_signals = cli.try_unblock_signals
 _LINE_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-8s %(name)s - %(message)s"
 
@@ -292,14 +298,14 @@ def install(limits: Limits) -> None:
             _supervisor_ready = True
         _unblock_signals()
 
-    cli.try_unblock_signals = note_stops
+    replace_cli_signal_unblocking(note_stops)
     if not _log.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(_LINE_FORMAT, "%Y-%m-%d %H:%M:%S"))
         _log.addHandler(handler)
         _log.setLevel(logging.INFO)
         _log.propagate = False
-    cli.multiprocessing = _RecyclingMultiprocessing(limits)  # type: ignore[assignment]
+    start_cli_processes_with(_RecyclingMultiprocessing(limits))
 
 
 def _wrap_handler(signum: signal.Signals) -> None:

@@ -22,13 +22,14 @@ import dramatiq
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.errors import BrokerConnectionError
-from dramatiq.middleware import Middleware
 from loguru import logger
 
 from ..core.errors import TaskInterrupted
 from ..core.instances import task_managers
 from ..core.redaction import redact_text
 from ..core.status import TaskStatus
+from ..middleware.context import context_of
+from ..middleware.delivery import DeliveryMiddleware, Outcome
 from ..middleware.ledger import LedgerWriter
 from ..redis.scripts import Write
 from .continuations import Continuations
@@ -44,16 +45,21 @@ CONTINUE_PAUSE = 1.0
 CONTINUE_ATTEMPTS = 60
 
 
-class WorkflowSteps(Middleware):
-    """Carries each workflow step's result, or its error, to the steps that follow."""
+class WorkflowSteps(DeliveryMiddleware):
+    """Carries each workflow step's result, or its error, to the steps that follow.
 
-    def __init__(self, manager: TaskManager | None = None) -> None:
-        #: The task manager whose broker this middleware runs on (set by the stack that composed it).
+    Parameters:
+      manager: the task manager whose broker this middleware runs on (default: the default one).
+      ledger: the ledger middleware of the same stack, whose writes a join rides with.
+    """
+
+    def __init__(self, manager: TaskManager | None = None, *, ledger: LedgerWriter | None = None) -> None:
         self.manager = manager
+        self.ledger = ledger
         self.continuations: Continuations | None = None
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        writer = next((m for m in broker.middleware if isinstance(m, LedgerWriter)), None)
+        writer = self.ledger
         if writer is None or writer.store is None or writer.riders is None or not writer.riders.riding:
             return  # joins are then sent before the ack, on their own
         manager = self._manager()
@@ -71,17 +77,23 @@ class WorkflowSteps(Middleware):
             self.continuations.stop()
             self.continuations = None
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:
+    def after_delivery(self, broker: dramatiq.Broker, message: MessageProxy, outcome: Outcome) -> None:
+        context = context_of(message)
         step = message.options.get(WORKFLOW_OPTION)
-        if not step:
-            return
+        if outcome.skipped:
+            status = context.skip_status
+            if step and status in (TaskStatus.CANCELLED, TaskStatus.EXPIRED):
+                self._fail(broker, message, step, status.value, status.value.capitalize(),
+                           f"the step was {status.value}")  # fmt: skip
+        elif step:
+            self._step_processed(broker, message, step, outcome)
+        context.workflow_done = True
+
+    def _step_processed(
+        self, broker: dramatiq.Broker, message: MessageProxy, step: dict[str, Any], outcome: Outcome
+    ) -> None:
+        """Start what follows a step that ran (or fail the workflow), as the module's text says."""
+        result, exception = outcome.result, outcome.exception
         if exception is None:
             try:
                 dumps(result)
@@ -92,7 +104,7 @@ class WorkflowSteps(Middleware):
                 return
             frames = step["next"]
             if frames and "join" in frames[0] and self.continuations is not None:
-                message._aury_join = self._riding_join(frames[0], message.message_id, result)  # type: ignore[attr-defined]
+                context_of(message).join = self._riding_join(frames[0], message.message_id, result)
             else:
                 self._carry_on(broker, message, lambda manager: advance(manager, step["wf"], result, frames,
                                                                 member_id=message.message_id))  # fmt: skip
@@ -109,22 +121,12 @@ class WorkflowSteps(Middleware):
                 type(exception).__name__,
                 str(exception)[:2000],
             )
-        message._aury_workflow_done = True  # type: ignore[attr-defined]
-
-    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        step = message.options.get(WORKFLOW_OPTION)
-        status = getattr(message, "_aury_skip_status", None)
-        if step and status in (TaskStatus.CANCELLED, TaskStatus.EXPIRED):
-            self._fail(
-                broker, message, step, status.value, status.value.capitalize(), f"the step was {status.value}"
-            )
-        message._aury_workflow_done = True  # type: ignore[attr-defined]
 
     def before_ack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        join: Write | None = getattr(message, "_aury_join", None)
+        join = context_of(message).join
         if join is None:  # (every message is acked: nothing more on that path)
             return
-        writer = next((m for m in broker.middleware if isinstance(m, LedgerWriter)), None)
+        writer = self.ledger
         if writer is not None and writer.riders is not None:
             writer.riders.add(message.options.get("redis_message_id", message.message_id), join)
 
@@ -144,7 +146,7 @@ class WorkflowSteps(Middleware):
 
     def after_nack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         step = message.options.get(WORKFLOW_OPTION)
-        if step and not getattr(message, "_aury_workflow_done", False):
+        if step and not context_of(message).workflow_done:
             # Nacked without being processed: an unknown task, or max_age reached.
             self._fail(
                 broker, message, step, TaskStatus.DEAD.value, "DeadLettered", "the step was dead-lettered"
@@ -180,7 +182,7 @@ class WorkflowSteps(Middleware):
 
 def _send_final_write(manager: Any, message: MessageProxy) -> None:
     """Send the step's own final ledger write now (it would have ridden on the ack)."""
-    run = getattr(message, "_aury_run", None)
+    run = context_of(message).run
     if run is not None and run.final is not None and not run.final_sent:
         run.final.run(manager.store.client)
         run.final_sent = True

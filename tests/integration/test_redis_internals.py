@@ -16,7 +16,8 @@ import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
-from aury_tasks.broker.redis.base import FastRedisBroker, WakingRedisConsumer
+from aury_tasks.broker.redis.base import FastRedisBroker
+from aury_tasks.broker.redis.dramatiq_internals import WakingRedisConsumer
 from aury_tasks.broker.redis.wakeup import Waker
 from aury_tasks.core import keys
 

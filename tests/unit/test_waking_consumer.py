@@ -13,8 +13,8 @@ import dramatiq
 import pytest
 from dramatiq.common import current_millis
 
-from aury_tasks.broker.redis import base as redis_internals
-from aury_tasks.broker.redis.base import WakingRedisConsumer
+from aury_tasks.broker.redis import dramatiq_internals
+from aury_tasks.broker.redis.dramatiq_internals import WakingRedisConsumer
 from aury_tasks.broker.redis.wakeup import Waker
 
 QUEUE = "q"
@@ -94,7 +94,7 @@ def test_an_idle_consumer_fetches_anyway_once_the_fallback_interval_has_passed(
     broker: MemoryBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a consumer that fetches on its own every 50 ms when idle, and that found its queue empty
-    monkeypatch.setattr(redis_internals, "IDLE_FETCH_INTERVAL", 0.05)
+    monkeypatch.setattr(dramatiq_internals, "IDLE_FETCH_INTERVAL", 0.05)
     consumer = consumer_of(broker)
     assert next(consumer) is None
 

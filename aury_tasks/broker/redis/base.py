@@ -1,19 +1,18 @@
-"""Every override of Dramatiq's Redis broker internals, in one module.
+"""aury-tasks's fetch and send on Dramatiq's Redis keys, with the ledger's writes riding along.
 
-aury-tasks replaces three hot paths of Dramatiq's Redis broker (pinned to its minor version in
-``pyproject.toml``; ``tests/unit/test_dramatiq_internals.py`` fails, naming what changed, when
-an upgrade touches one of them):
+aury-tasks replaces three hot paths of Dramatiq's Redis broker (the overrides of Dramatiq's
+private parts are :mod:`aury_tasks.broker.redis.dramatiq_internals`; this module works on the
+methods it names):
 
-- **Fetch**: Dramatiq's private ``_dispatch("fetch")`` runs its dispatch script, and aury-tasks
-  also needs priority messages promoted and the queue's suspects read in the same round trip.
-  :data:`FETCH` does all of it in one script call, on Dramatiq's keys (heartbeat, list, message
-  hash, fetched set), pops with one ``LPOP count`` (Redis 6.2 or later), and sets the queue's
-  idle marker when it finds nothing (see :mod:`aury_tasks.broker.redis.wakeup`).
+- **Fetch**: Dramatiq's dispatch script only fetches, and aury-tasks also needs priority
+  messages promoted and the queue's suspects read in the same round trip. :data:`FETCH` does
+  all of it in one script call, on Dramatiq's keys (heartbeat, list, message hash, fetched set),
+  pops with one ``LPOP count`` (Redis 6.2 or later), and sets the queue's idle marker when it
+  finds nothing (see :mod:`aury_tasks.broker.redis.wakeup`).
 - **Enqueue**: :data:`ENQUEUE` does what Dramatiq's dispatch ``enqueue`` does (heartbeat,
   message body, list) and wakes idle consumers; the ledger's writes ride in the same round trip.
-- **The consumer loop**: Dramatiq's ``_RedisConsumer.__next__`` sleeps an exponential back-off
-  when its queue is empty *and* when its prefetch window is full. :class:`WakingRedisConsumer`
-  waits on an event instead: set by a wake signal, or by an ack freeing a slot.
+- **The consumer loop**: :class:`~aury_tasks.broker.redis.dramatiq_internals.WakingRedisConsumer`
+  waits on an event instead of Dramatiq's back-off timers.
 
 Queue maintenance (giving a dead worker's messages back) stays Dramatiq's: its dispatch script
 is called with a command it does not know (``maintain``), which runs the heartbeat and the
@@ -23,35 +22,26 @@ maintenance and nothing else, in the same round trip as the fetch or send that m
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.broker import MessageProxy
-from dramatiq.brokers.redis import RedisBroker
-from dramatiq.brokers.redis import _RedisConsumer as _DramatiqRedisConsumer
-from dramatiq.brokers.redis import _scripts as _dramatiq_scripts
 from dramatiq.common import current_millis, dq_name
-from dramatiq.errors import ConnectionClosed, DecodeError
 
 from ...core import keys
 from ...core.encoding import encode_message
 from ...core.ids import new_id
 from ...redis.scripts import SEND_RECORD, TRANSITION, LuaScript, Write, load_script, run_calls, run_pipelined
 from .acks import AckSender
+from .dramatiq_internals import DISPATCH, RoutedRedisBroker, WakingRedisConsumer
 from .priority import enqueue_write as priority_enqueue_write
 from .priority import message_priority
 from .riders import ENCODED_MESSAGE, Riders, fill_message
 from .signals import HandledSignals
-from .wakeup import IDLE_FETCH_INTERVAL, IDLE_MARKER_TTL_MS, Waker
+from .wakeup import IDLE_MARKER_TTL_MS, Waker
 
 #: Seconds a closing consumer or broker waits for its acknowledgements to be sent.
 ACK_FLUSH_TIMEOUT = 30.0
-
-#: Dramatiq's own dispatch script (its ``maintain``, ``ack``, ``nack``, ``requeue`` and the rest).
-DISPATCH = LuaScript(_dramatiq_scripts["dispatch"].decode())
 
 #: One fetch: heartbeat, priority ids promoted, a batch popped and recorded as fetched, the
 #: queue's suspects listed, the idle marker set when nothing was there (``redis/lua/fetch.lua``).
@@ -102,7 +92,7 @@ def prepare_for_enqueue(
     return message.copy(queue_name=dq_name(message.queue_name), options=options)
 
 
-class FastRedisBroker(HandledSignals, RedisBroker):
+class FastRedisBroker(HandledSignals, RoutedRedisBroker):
     """Dramatiq's Redis broker with aury-tasks's fetch, send and consumer (see the module's text).
 
     Subclasses decide when queue maintenance is due (:meth:`_maintenance_due_for`) and may park
@@ -164,39 +154,23 @@ class FastRedisBroker(HandledSignals, RedisBroker):
     def maintenance_due(self) -> None:
         """Make maintenance due on every queue at the next fetch or send (a worker was found dead)."""
 
-    def _dispatch(self, command: str) -> Callable[..., Any]:
-        if command == "fetch":
-            return self._fetch
-        if command == "enqueue":
-            return self._enqueue
-        if command == "requeue":
-            return self._requeue
-        if command == "ack":
-            return self._ack
-        rides = command == "nack"
-
-        def do_dispatch(queue_name: str, *args: Any) -> Any:
-            call = Write(DISPATCH, [self.namespace], self._script_args(command, queue_name, 0, *args))
-            riders = self.riders.take(args[0]) if rides and self.riders is not None else None
-            if not riders:
-                return call.run(self.client)
-            return run_pipelined(self.client, riders, call)
-
-        return do_dispatch
-
-    def _script_args(self, command: str, queue_name: str, maintenance: int, *args: Any) -> list[Any]:
-        """The arguments of Dramatiq's dispatch script for ``command`` on ``queue_name``."""
-        return [command, current_millis(), queue_name, self.broker_id, self.heartbeat_timeout,
-                self.dead_message_ttl, maintenance, self._max_unpack_size(), *args]  # fmt: skip
+    def nack_now(self, queue_name: str, redis_message_id: str) -> None:
+        """Dramatiq's nack, with the ledger writes parked for the message in the same round trip."""
+        call = self.dispatch_call("nack", queue_name, redis_message_id)
+        riders = self.riders.take(redis_message_id) if self.riders is not None else None
+        if not riders:
+            call.run(self.client)
+        else:
+            run_pipelined(self.client, riders, call)
 
     def _maintenance_writes(self, command: str, queue_name: str) -> list[Write]:
         """Dramatiq's maintenance of ``queue_name``, as a call to send first, when due."""
         if not self._maintenance_due_for(command, queue_name):
             return []
-        return [Write(DISPATCH, [self.namespace], self._script_args("maintain", queue_name, 1))]
+        return [self.dispatch_call("maintain", queue_name, maintenance=True)]
 
-    def _fetch(self, queue_name: str, count: int) -> list[bytes | None]:
-        count = max(1, min(count, self._max_unpack_size()))
+    def fetch_batch(self, queue_name: str, count: int) -> list[bytes | None]:
+        count = max(1, min(count, self.max_unpack_size()))
         keys_ = [keys.broker_heartbeats(), keys.broker_queue(queue_name), keys.broker_messages(queue_name),
                  keys.broker_fetched(self.broker_id, queue_name), keys.priority_queue(queue_name),
                  keys.suspects(queue_name), keys.idle_marker(queue_name)]  # fmt: skip
@@ -215,7 +189,7 @@ class FastRedisBroker(HandledSignals, RedisBroker):
         args = [current_millis(), self.broker_id, redis_message_id, data, keys.wake_channel(queue_name)]
         return Write(ENQUEUE, keys_, args)
 
-    def _enqueue(self, queue_name: str, redis_message_id: str, data: bytes, priority: int = 0) -> None:
+    def send_encoded(self, queue_name: str, redis_message_id: str, data: bytes, priority: int = 0) -> None:
         """Send one encoded message, its parked ledger writes and any due maintenance in one round trip."""
         maintenance = self._maintenance_writes("enqueue", queue_name)
         calls = self.send_calls(queue_name, redis_message_id, data, priority, before=maintenance)
@@ -299,14 +273,13 @@ class FastRedisBroker(HandledSignals, RedisBroker):
         # The common case: the task's final write and its ack, as one call.
         return [tracked] if tracked is not None else [*riders, ack]
 
-    def _ack(self, queue_name: str, redis_message_id: str) -> None:
+    def ack_now(self, queue_name: str, redis_message_id: str) -> None:
         """Acknowledge a message with the ledger writes parked for it, in one round trip, now."""
         run_pipelined(self.client, self.ack_calls(queue_name, redis_message_id))
 
-    def _requeue(self, queue_name: str, *redis_message_ids: str) -> None:
+    def requeue_now(self, queue_name: str, *redis_message_ids: str) -> None:
         """Dramatiq's requeue, waking the queue's idle consumers in the same round trip."""
-        args = self._script_args("requeue", queue_name, 0, *redis_message_ids)
-        requeue = Write(DISPATCH, [self.namespace], args)
+        requeue = self.dispatch_call("requeue", queue_name, *redis_message_ids)
         run_calls(self.client, [requeue, wake_write(queue_name)])
 
     def enqueue(
@@ -322,7 +295,7 @@ class FastRedisBroker(HandledSignals, RedisBroker):
         self.emit_before("enqueue", message, delay)
         priority = message_priority(message) if delay is None else 0
         data = encode_message(message)
-        self._enqueue(message.queue_name, message.options["redis_message_id"], data, priority)
+        self.send_encoded(message.queue_name, message.options["redis_message_id"], data, priority)
         self.emit_after("enqueue", message, delay)
         return message
 
@@ -377,127 +350,3 @@ def load_scripts(client: redis.Redis, scripts: set[LuaScript]) -> None:
     for script, present in zip(listed, client.script_exists(*(s.sha for s in listed)), strict=True):
         if not present:
             client.script_load(script.source)
-
-
-class WakingRedisConsumer(_DramatiqRedisConsumer):  # type: ignore[misc]  # Dramatiq's consumer is untyped
-    """Dramatiq's Redis consumer without its timers (see the module's text).
-
-    The consumer fetches again at once while its queue has messages. After an empty fetch it
-    waits for a wake signal (:mod:`aury_tasks.broker.redis.wakeup`), fetching anyway every
-    :data:`~aury_tasks.broker.redis.wakeup.IDLE_FETCH_INTERVAL` seconds; with its prefetch window full it
-    waits for acks to free half of the window, so fetches come in batches. Every wait
-    is cut at the worker timeout (Dramatiq's worker then looks at its stop and pause flags) and
-    at the time of the earliest delayed message it holds (the worker sends it to its queue then).
-    """
-
-    def __init__(self, broker: FastRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
-        super().__init__(broker, queue_name, prefetch, timeout)
-        self._waker = broker.waker
-        self._wake = self._waker.register(queue_name)
-        self._idle = False
-        self._fetch_due = 0.0
-        #: How many slots of the window must be free before a busy consumer fetches again: half
-        #: of it, so that a fetch brings a batch while the threads still have work.
-        self._refill = max(1, prefetch // 2)
-        # message id -> eta (ms) of the delayed messages handed to the worker and not yet settled.
-        self._etas: dict[str, int] = {}
-
-    def __next__(self) -> MessageProxy | None:
-        try:
-            while True:
-                if self.message_cache:
-                    data = self.message_cache.pop(0)
-                    if data is None:  # its body was gone (acked elsewhere): Dramatiq skips it too
-                        continue
-                    message = dramatiq.Message.decode(data)
-                    self.queued_message_ids.add(message.message_id)
-                    eta = message.options.get("eta")
-                    if isinstance(eta, int | float):
-                        self._etas[message.message_id] = int(eta)
-                    return MessageProxy(message)
-                now = time.monotonic()
-                self._waker.check_in(self.queue_name, self._wake)
-                free = self.prefetch - self.outstanding_message_count
-                woken = self._wake.is_set()
-                if free > 0 and (now >= self._fetch_due or (woken if self._idle else free >= self._refill)):
-                    self._wake.clear()
-                    self.message_cache = self.broker.do_fetch(self.queue_name, free)
-                    self._idle = not self.message_cache
-                    ready = self._waker.ready.is_set()
-                    self._fetch_due = now + (IDLE_FETCH_INTERVAL if ready else self.timeout / 1000)
-                    if self.message_cache:
-                        continue
-                elif woken:
-                    self._wake.clear()
-                    continue
-                self._wake.wait(self._wait_seconds())
-                return None
-        except redis.ConnectionError as error:
-            raise ConnectionClosed(error) from None
-
-    def _wait_seconds(self) -> float:
-        """How long to wait for a signal: the worker timeout, cut at the earliest eta held."""
-        seconds = self.timeout / 1000
-        if self._etas:
-            seconds = min(seconds, (min(self._etas.values()) - current_millis()) / 1000)
-        return max(0.0, seconds)
-
-    def _settled(self, message_ids: list[str]) -> None:
-        for message_id in message_ids:
-            self._etas.pop(message_id, None)
-        if not self._idle:  # a slot freed matters only to a consumer whose queue had more
-            self._wake.set()
-
-    def ack(self, message: Any) -> None:
-        """Hand the acknowledgement to the process's ack sender and free the slot.
-
-        The message stays fetched by this worker in Redis until the sender has sent it (then
-        :meth:`_ack_sent` is called, from the sender's thread).
-        """
-        try:
-            calls = self.broker.ack_calls(self.queue_name, message.options["redis_message_id"])
-            self.broker.acks.submit(calls, lambda: self._ack_sent(message))
-        finally:
-            self.queued_message_ids.discard(message.message_id)
-            self._settled([message.message_id])
-
-    def _ack_sent(self, message: Any) -> None:
-        """Called (from the acknowledgement thread) once ``message``'s acknowledgement was sent."""
-
-    def nack(self, message: Any) -> None:
-        try:
-            super().nack(message)
-        finally:
-            self._settled([message.message_id])
-
-    def requeue(self, messages: Any) -> None:
-        messages = list(messages)
-        try:
-            super().requeue(messages)
-        finally:
-            self._settled([message.message_id for message in messages])
-
-    def close(self) -> None:
-        """Give back the messages fetched but not handed to the worker yet, then stop being woken.
-
-        (Dramatiq's consumer leaves them to wait for the heartbeat timeout: a worker stopping
-        between two messages of a fetch would hold the rest until then.)
-        """
-        try:
-            self.broker.flush_acks()
-            cached, self.message_cache = self.message_cache, []
-            ids = []
-            for data in cached:
-                if data is None:
-                    continue
-                try:
-                    ids.append(dramatiq.Message.decode(data).options["redis_message_id"])
-                except (DecodeError, KeyError):
-                    continue  # what cannot be read is dealt with when fetched again
-            if ids:
-                self.broker.do_requeue(self.queue_name, *ids)
-        except redis.ConnectionError as error:
-            raise ConnectionClosed(error) from None
-        finally:
-            self._waker.unregister(self.queue_name, self._wake)
-            super().close()

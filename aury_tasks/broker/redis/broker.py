@@ -110,6 +110,26 @@ class AuryRedisBroker(FastRedisBroker):
         """
         if not messages:
             return []
+        prepared, encoded = self._announce_many(messages, owned=owned)
+        load_scripts(self.client, BULK_SCRIPTS)
+        for start in range(0, len(prepared), BULK_ROUND_TRIP):
+            stop = min(start + BULK_ROUND_TRIP, len(prepared))
+            batches = (
+                (index, min(index + BULK_BATCH_SIZE, stop)) for index in range(start, stop, BULK_BATCH_SIZE)
+            )
+            run_chunks(
+                self.client, (self._bulk_calls(prepared, encoded, first, last) for first, last in batches)
+            )
+            for message, delay in prepared[start:stop]:
+                self.emit_after("enqueue", message, delay)
+        return [message for message, _ in prepared]
+
+    def _announce_many(
+        self, messages: Sequence[tuple[dramatiq.Message[Any], int | None]], *, owned: bool
+    ) -> tuple[list[tuple[dramatiq.Message[Any], int | None]], list[tuple[bytes, int]]]:
+        """Each message prepared as :meth:`enqueue` would, announced (``before_enqueue``) and encoded:
+        ``(message, delay)`` and ``(body, priority)`` each. Nothing is sent; when one fails, the
+        ledger writes parked for them all are dropped."""
         broker_ids = new_ids(len(messages))
         prepared = [(prepare_for_enqueue(message, delay, owned=owned, broker_id=broker_id), delay)
                     for (message, delay), broker_id in zip(messages, broker_ids, strict=True)]  # fmt: skip
@@ -125,41 +145,40 @@ class AuryRedisBroker(FastRedisBroker):
             if self.riders is not None:
                 self.riders.drop()  # the writes parked for the messages that will not be sent
             raise
-        load_scripts(self.client, BULK_SCRIPTS)
+        return prepared, encoded
 
+    def _bulk_calls(
+        self,
+        prepared: list[tuple[dramatiq.Message[Any], int | None]],
+        encoded: list[tuple[bytes, int]],
+        start: int,
+        stop: int,
+    ) -> list[Write]:
+        """The script calls that send ``prepared[start:stop]``: runs of messages to one queue, without
+        priority, with a new record's write (or none) in one SEND_MANY call each; any other message
+        in its own call(s)."""
         riders = self.riders
-
-        def calls_of(start: int, stop: int) -> list[Write]:
-            # Runs of messages to one queue, without priority, with a new record's write (or none)
-            # go in one SEND_MANY call each; any other message in its own call(s).
-            calls: list[Write] = []
-            run: list[tuple[str, bytes, list[Any]]] = []
-            run_queue = ""
-            for index in range(start, stop):
-                message, (data, priority) = prepared[index][0], encoded[index]
-                queue_name, redis_message_id = message.queue_name, message.options["redis_message_id"]
-                parked = riders.take(redis_message_id, keep_others=True) if riders is not None else None
-                record_args = None if priority else send_record_args(parked)
-                if run and (record_args is None or queue_name != run_queue):
-                    calls.append(self.send_many_write(run_queue, run))
-                    run = []
-                if record_args is None:
-                    calls += self.calls_with_riders(queue_name, redis_message_id, data, priority, parked,
-                                                    before=[])  # fmt: skip
-                else:
-                    run.append((redis_message_id, data, record_args))
-                    run_queue = queue_name
-            if run:
+        calls: list[Write] = []
+        run: list[tuple[str, bytes, list[Any]]] = []
+        run_queue = ""
+        for index in range(start, stop):
+            message, (data, priority) = prepared[index][0], encoded[index]
+            queue_name, redis_message_id = message.queue_name, message.options["redis_message_id"]
+            parked = riders.take(redis_message_id, keep_others=True) if riders is not None else None
+            record_args = None if priority else send_record_args(parked)
+            if run and (record_args is None or queue_name != run_queue):
                 calls.append(self.send_many_write(run_queue, run))
-            return calls
-
-        for start in range(0, len(prepared), BULK_ROUND_TRIP):
-            stop = min(start + BULK_ROUND_TRIP, len(prepared))
-            run_chunks(self.client, (calls_of(index, min(index + BULK_BATCH_SIZE, stop))
-                                     for index in range(start, stop, BULK_BATCH_SIZE)))  # fmt: skip
-            for message, delay in prepared[start:stop]:
-                self.emit_after("enqueue", message, delay)
-        return [message for message, _ in prepared]
+                run = []
+            if record_args is None:
+                calls += self.calls_with_riders(
+                    queue_name, redis_message_id, data, priority, parked, before=[]
+                )
+            else:
+                run.append((redis_message_id, data, record_args))
+                run_queue = queue_name
+        if run:
+            calls.append(self.send_many_write(run_queue, run))
+        return calls
 
     def flush(self, queue_name: str) -> None:
         """Drop every message of ``queue_name``: its priority set, its list and its delay queue."""

@@ -14,6 +14,8 @@ from typing import Any
 
 import redis
 
+from ...core import keys
+
 #: Host names that are this machine.
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -101,7 +103,7 @@ def _config(client: redis.Redis, name: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-_KEY = "aury:doctor"
+_KEY = keys.doctor_probe()
 _SHA = "0" * 40
 #: Every Redis command aury-tasks runs (its own calls, its Lua scripts and Dramatiq's), with the
 #: arguments ``ACL DRYRUN`` checks it with: keys under ``aury:``, the channels it uses. A script
@@ -114,7 +116,7 @@ REQUIRED_COMMANDS: dict[str, tuple[str, ...]] = {
     # strings and keys (SET NX PX claims a scheduler fire; KEYS: Dramatiq's maintenance)
     "GET": (_KEY,), "SET": (_KEY, "1", "NX", "PX", "1000"), "DEL": (_KEY,), "EXISTS": (_KEY,),
     "EXPIRE": (_KEY, "1"), "PEXPIRE": (_KEY, "1"), "PTTL": (_KEY,), "INCR": (_KEY,),
-    "KEYS": ("aury:__acks__.*",),
+    "KEYS": (keys.broker_fetched_prefix() + "*",),
     # hashes: task records, messages, workers, scheduled jobs
     "HSET": (_KEY, "f", "v"), "HSETNX": (_KEY, "f", "v"), "HGET": (_KEY, "f"), "HMGET": (_KEY, "f"),
     "HGETALL": (_KEY,), "HDEL": (_KEY, "f"), "HEXISTS": (_KEY, "f"), "HKEYS": (_KEY,), "HLEN": (_KEY,),
@@ -128,8 +130,8 @@ REQUIRED_COMMANDS: dict[str, tuple[str, ...]] = {
     "ZSCORE": (_KEY, "m"), "ZPOPMIN": (_KEY,), "ZRANGE": (_KEY, "0", "1"), "ZRANGEBYSCORE": (_KEY, "0", "1"),
     "ZREVRANGEBYSCORE": (_KEY, "1", "0"), "ZREVRANGE": (_KEY, "0", "1"), "ZREMRANGEBYSCORE": (_KEY, "0", "1"),
     # pub/sub: progress events, cancels, schedule changes, waking idle consumers
-    "PUBLISH": ("aury:ledger:cancel", "m"), "SUBSCRIBE": ("aury:ledger:cancel",),
-    "PSUBSCRIBE": ("aury:wake:*",), "UNSUBSCRIBE": (), "PUNSUBSCRIBE": (),
+    "PUBLISH": (keys.cancel_channel(), "m"), "SUBSCRIBE": (keys.cancel_channel(),),
+    "PSUBSCRIBE": (keys.wake_pattern(),), "UNSUBSCRIBE": (), "PUNSUBSCRIBE": (),
     # transactions (the scheduler's pipelines), connection and server
     "MULTI": (), "EXEC": (), "PING": (), "INFO": ("server",),
 }  # fmt: skip

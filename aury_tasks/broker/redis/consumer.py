@@ -31,7 +31,7 @@ from loguru import logger
 
 from ...core import keys
 from ...core.status import TaskStatus
-from .base import WakingRedisConsumer
+from .dramatiq_internals import WakingRedisConsumer
 
 #: The reason an undecodable message is dead-lettered with (shown by ``aum dlq list``).
 UNDECODABLE = "undecodable"

@@ -60,11 +60,11 @@ def recover_dead_workers_messages(broker: AuryRedisBroker, queue_name: str) -> l
     (``None`` is returned); the caller's heartbeat is refreshed either way.
     """
     canonical = q_name(queue_name)
-    keys_ = [f"{keys.BROKER_NAMESPACE}:__heartbeats__", keys.broker_queue(queue_name),
+    keys_ = [keys.broker_heartbeats(), keys.broker_queue(queue_name),
              keys.broker_messages(queue_name), keys.dead_letters(canonical),
              keys.dead_letter_messages(canonical), keys.suspects(queue_name),
              keys.running_suspects(queue_name), keys.idle_marker(queue_name)]  # fmt: skip
-    args = [current_millis(), broker.heartbeat_timeout, f"{keys.BROKER_NAMESPACE}:__acks__.", queue_name,
+    args = [current_millis(), broker.heartbeat_timeout, keys.broker_fetched_prefix(), queue_name,
             broker.max_deliveries, broker.broker_id, keys.wake_channel(queue_name)]  # fmt: skip
     stalled, *buried = _RECOVER(broker.client, keys_, args)
     if stalled:

@@ -166,7 +166,7 @@ class Waker(threading.Thread):
         dead = _BEAT(broker.client, [keys.broker_heartbeats()],
                      [current_millis(), broker.broker_id, broker.heartbeat_timeout,
                       int(STALE_WINDOW_BEATS * self.beat_interval * 1000),
-                      f"{keys.BROKER_NAMESPACE}:__acks__.", *queues])  # fmt: skip
+                      keys.broker_fetched_prefix(), *queues])  # fmt: skip
         dead_ids = {item.decode() if isinstance(item, bytes) else str(item) for item in dead}
         dead_ids.discard(broker.broker_id)
         if dead_ids - self._dead_seen:
