@@ -19,6 +19,7 @@ from ..core.redaction import redact_text
 from ..core.status import TaskStatus
 from ..ledger.records import WorkerInfo
 from ..ledger.store import RedisTaskStore
+from ..redis.channels import follow_channel
 from ..redis.scripts import Write, run_pipelined
 
 #: Seconds between a worker's heartbeats in the ledger.
@@ -151,22 +152,15 @@ class CancelWatcher(_LoopThread):
         self.running.interrupt(task_id)
 
     def run(self) -> None:
-        while not self._stopping.is_set():
-            pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(keys.cancel_channel())
-                for task_id in self.store.cancelled_since(time.time() - self.store.ttl):
-                    self._cancel(task_id)
-                self._ready.set()
-                while not self._stopping.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        self._cancel(str(message["data"]))
-            except redis.RedisError as exc:
-                logger.warning("cancel watcher lost Redis, retrying: {}", redact_text(str(exc)))
-                self._stopping.wait(1.0)
-            finally:
-                pubsub.close()
+        follow_channel(
+            self.store.client, keys.cancel_channel(), stopping=self._stopping, caught_up=self._load_cancelled,
+            received=self._cancel, poll_seconds=1.0, lost="cancel watcher lost Redis",
+        )  # fmt: skip
+
+    def _load_cancelled(self) -> None:
+        for task_id in self.store.cancelled_since(time.time() - self.store.ttl):
+            self._cancel(task_id)
+        self._ready.set()
 
 
 class Upkeep(_LoopThread):

@@ -35,6 +35,7 @@ from loguru import logger
 from ..core import keys
 from ..core.errors import AuryTasksError, SchedulerError
 from ..core.redaction import redact_text
+from ..redis.channels import follow_channel
 from .jobs import JobDefinition
 from .manager import SchedulerManager
 from .store import LastRun
@@ -264,22 +265,15 @@ class SchedulerRunner:
         self.scheduler.remove_all_jobs()
 
     def _listen(self) -> None:
-        while not self._stopping.is_set():
-            pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(keys.scheduler_changes())
-                with self._lock:
-                    if self.is_leader:
-                        self._load_all()  # whatever changed while we were not listening
-                while not self._stopping.is_set():
-                    message = pubsub.get_message(timeout=0.5)
-                    if message is not None:
-                        self._apply(str(message["data"]))
-            except redis.RedisError as exc:
-                logger.warning("scheduler lost its change feed, retrying: {}", redact_text(str(exc)))
-                self._stopping.wait(1.0)
-            finally:
-                pubsub.close()
+        follow_channel(
+            self.store.client, keys.scheduler_changes(), stopping=self._stopping, caught_up=self._catch_up,
+            received=self._apply, poll_seconds=0.5, lost="scheduler lost its change feed",
+        )  # fmt: skip
+
+    def _catch_up(self) -> None:
+        with self._lock:
+            if self.is_leader:
+                self._load_all()  # whatever changed while we were not listening
 
     def _apply(self, change: str) -> None:
         action, _, job_id = change.partition(":")
