@@ -538,7 +538,12 @@ def code_fingerprint() -> str:
     package = Path(aury_tasks.__file__).parent
     digest = hashlib.sha256()
     for path in sorted(
-        [*package.glob("store/*.py"), *package.glob("middleware/*.py"), package / "tracking.py"]
+        [
+            *package.glob("ledger/*.py"),
+            *package.glob("middleware/*.py"),
+            package / "tasks" / "ledger.py",
+            package / "redis" / "plan.py",
+        ]
     ):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]

@@ -24,6 +24,7 @@ from dramatiq import cli as dramatiq_cli
 from dramatiq.brokers.redis import RedisBroker
 from loguru import logger
 
+from ..broker.redis.dramatiq_internals import build_cli_workers_with
 from ..config.logging import setup_logging
 from ..core.run_mode import RunMode
 from ..tasks.manager import TaskManager
@@ -90,7 +91,7 @@ def _use_queue_limits(limits: Mapping[str, tuple[int, int]]) -> None:
     """
     if not limits:
         return
-    dramatiq_cli.Worker = functools.partial(QueueLimitedWorker, limits=limits)  # type: ignore[misc,assignment]
+    build_cli_workers_with(functools.partial(QueueLimitedWorker, limits=limits))
 
 
 def _install_stop_handler() -> Callable[[], None]:

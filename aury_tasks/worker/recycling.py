@@ -32,13 +32,13 @@ from typing import Any
 import dramatiq
 from dramatiq import cli
 from dramatiq.compat import StreamablePipe
-from dramatiq.middleware import Middleware
 
 from ..broker.redis.dramatiq_internals import (
     replace_cli_signal_unblocking,
     start_cli_processes_with,
     worker_threads_of,
 )
+from ..middleware.delivery import DeliveryMiddleware, Outcome
 
 #: The exit code of a worker process that stopped to be replaced (EX_TEMPFAIL: "try again").
 RET_RECYCLE = 75
@@ -79,7 +79,7 @@ def operator_stop() -> None:
     _recycling = False
 
 
-class Recycler(Middleware):
+class Recycler(DeliveryMiddleware):
     """Stop the worker process once it has run ``max_tasks`` messages or uses ``max_memory_mib``.
 
     Every message processed counts once, whatever its outcome (success, failure, a retry, a
@@ -111,13 +111,9 @@ class Recycler(Middleware):
                 "replaced after every task", os.getpid(), size, self.max_memory_mib,
             )  # fmt: skip
 
-    def after_process_message(
-        self, broker: dramatiq.Broker, message: dramatiq.MessageProxy, *, result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:  # fmt: skip
-        self._count()
-
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+    def after_delivery(
+        self, broker: dramatiq.Broker, message: dramatiq.MessageProxy, outcome: Outcome
+    ) -> None:
         self._count()
 
     def _count(self) -> None:

@@ -100,7 +100,8 @@ RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
      "processes with multiprocessing.Process(target=worker_process) and unblocks the signals through "
      "try_unblock_signals, both looked up in its module (aury_tasks/worker/recycling.py)"),
     ("cli.worker_process", dramatiq_cli.worker_process, "1a5485529149ead9",
-     "aury_tasks/worker/process.py: the worker class is looked up as the module's Worker; "
+     f"{INTERNALS} build_cli_workers_with: the worker class is looked up as the module's Worker "
+     "(aury_tasks/worker/process.py builds the worker with lanes through it); "
      "aury_tasks/worker/recycling.py runs it in a process of its own"),
     ("RateLimiter.acquire", rate_limiter.RateLimiter.acquire, "e814536306536803",
      f"{INTERNALS} WindowRateLimiterBase: acquire() runs _acquire"),

@@ -337,6 +337,15 @@ def replace_cli_signal_unblocking(unblock: Callable[[], None]) -> None:
     cli.try_unblock_signals = unblock
 
 
+def build_cli_workers_with(factory: Callable[..., Worker]) -> None:
+    """Make Dramatiq's ``worker_process`` (in this process) build its worker with ``factory``: it
+    calls ``Worker(broker, queues=..., worker_threads=...)`` through the name ``Worker`` of its
+    module, right after it has loaded the broker."""
+    from dramatiq import cli
+
+    cli.Worker = factory  # type: ignore[misc,assignment]
+
+
 # Messages and rate limits
 
 
