@@ -6,6 +6,7 @@ same check from the suite, and make sure that it sees imports made inside functi
 
 from __future__ import annotations
 
+import ast
 import pathlib
 import subprocess
 import sys
@@ -44,3 +45,31 @@ def test_no_module_sits_flat_in_the_package() -> None:
     flat = sorted(path.name for path in (ROOT / "aury_tasks").glob("*.py"))
     # Then only __init__.py is outside a concept package
     assert flat == ["__init__.py"]
+
+
+#: The sizes a newcomer can read in one go (issue 22): a module, and one function in it.
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_module_is_over_its_size() -> None:
+    # Given every module of the package
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+        for path in (ROOT / "aury_tasks").rglob("*.py")
+    }
+    # Then none is longer than a module should be
+    assert {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES} == {}
+
+
+def test_no_function_is_over_its_size() -> None:
+    # Given every function and method of the package, nested ones included
+    too_long = {}
+    for path in (ROOT / "aury_tasks").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    too_long[f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"] = lines
+    # Then none is longer than a function should be (docstring included)
+    assert too_long == {}
