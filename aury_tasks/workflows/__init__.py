@@ -22,21 +22,24 @@ from .canvas import (
 from .handle import GroupHandle, WorkflowHandle
 from .tree import TreeNode, WorkflowTree, load_tree
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped by topic, as the package's own
+    # Building a workflow
     "Canvas",
-    "Chain",
-    "Chord",
-    "Group",
-    "GroupHandle",
-    "MemberFailure",
     "Signature",
     "TaskChain",
-    "TreeNode",
-    "WorkflowHandle",
-    "WorkflowTree",
-    "batch",
+    "Chain",
+    "Group",
+    "Chord",
     "chain",
-    "chord",
     "group",
+    "chord",
+    "batch",
+    # Following one
+    "WorkflowHandle",
+    "GroupHandle",
+    "MemberFailure",
+    # Reading its tree
+    "WorkflowTree",
+    "TreeNode",
     "load_tree",
 ]
