@@ -149,7 +149,7 @@ class Side:
     reaped_cpu: bool = False
     #: Whether the worker has finished the deferred work of the tasks it ran (read before its
     #: idle commands are counted): aury-tasks' ledger index entries, added at the worker's next
-    #: heartbeat after it ran tasks (see ``RedisTaskStore.catch_up``).
+    #: heartbeat after it ran tasks (see ``RedisLedger.catch_up``).
     settled: Callable[[redis.Redis], bool] = _always_settled
 
     def __post_init__(self) -> None:

@@ -1,7 +1,7 @@
 """The ledger's query targets, measured on one private Redis filled through the real write path.
 
 The store is filled with task records exactly as the ledger middleware writes them: each record
-is the ``TRANSITION`` script calls of :class:`~aury_tasks.ledger.store.RedisTaskStore` (pending
+is the ``TRANSITION`` script calls of :class:`~aury_tasks.ledger.redis_ledger.RedisLedger` (pending
 with the encoded message, started, then success with a small result or failure with an error and
 a traceback; a real worker writes ``started`` only for tasks running over 0.1 s, the final
 record is the same), sent in large batches with :func:`~aury_tasks.redis.scripts.run_pipelined` and
@@ -61,7 +61,7 @@ from aury_tasks.broker.embedded import EmbeddedServer, start_server
 from aury_tasks.core import keys
 from aury_tasks.core.status import TaskStatus
 from aury_tasks.ledger.records import Progress
-from aury_tasks.ledger.store import RedisTaskStore
+from aury_tasks.ledger.redis_ledger import RedisLedger
 from aury_tasks.redis.scripts import Write, run_pipelined
 from aury_tasks.tasks.handle import TaskHandle
 
@@ -192,7 +192,7 @@ class RecordMaker:
       traceback_text: the traceback stored with each failure.
     """
 
-    store: RedisTaskStore
+    store: RedisLedger
     seed: int
     traceback_text: str
     rng: random.Random = field(init=False)

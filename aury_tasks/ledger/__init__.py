@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from ..redis.scripts import Write
-from .records import Progress, QueueStats, Statistics, TaskPage, TaskRecord, TaskStore, WorkerInfo
-from .store import RedisTaskStore
+from .records import LedgerBackend, Progress, QueueStats, Statistics, TaskPage, TaskRecord, WorkerInfo
+from .redis_ledger import RedisLedger
 
 __all__ = [
+    "LedgerBackend",
     "Progress",
     "QueueStats",
-    "RedisTaskStore",
+    "RedisLedger",
     "Statistics",
     "TaskPage",
     "TaskRecord",
-    "TaskStore",
     "WorkerInfo",
     "Write",
 ]

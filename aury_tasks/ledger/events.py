@@ -33,7 +33,7 @@ from ..redis.plan import (
 )
 from . import reads
 from .records import Progress, TaskRecord
-from .store import RedisTaskStore
+from .redis_ledger import RedisLedger
 
 #: Longest sleep on a subscription before the record is read again (a safety net, not a poll).
 _RECHECK = 5.0
@@ -83,7 +83,7 @@ def _until_end(task_id: str, timeout: float | None, deadline: float | None) -> P
     return record
 
 
-def wait_for_end(store: RedisTaskStore, task_id: str, timeout: float | None) -> TaskRecord:
+def wait_for_end(store: RedisLedger, task_id: str, timeout: float | None) -> TaskRecord:
     """Block until ``task_id`` ends; return its final record.
 
     Should the connection drop, it subscribes again and re-reads the record.
@@ -119,9 +119,7 @@ class ProgressSubscription:
     ...     print(f"{progress.percent:.0f}% {progress.message}")
     """
 
-    def __init__(
-        self, store: RedisTaskStore, url: str, task_id: str, *, timeout: float | None = None
-    ) -> None:
+    def __init__(self, store: RedisLedger, url: str, task_id: str, *, timeout: float | None = None) -> None:
         self.store = store
         self.url = url
         self.task_id = task_id

@@ -4,7 +4,7 @@ A listing by any filter but status, queue *and* task name together is one ``LIST
 call (the page of ids read from one index with their records, the backlog of sends indexed
 first); those three together have no index of their own and are walked
 (:func:`_ids_walked`). Every read here is a command plan (:mod:`aury_tasks.redis.plan`), run
-by :meth:`RedisTaskStore.list_tasks` and, on the event loop, by ``list_tasks_async``.
+by :meth:`RedisLedger.list_tasks` and, on the event loop, by ``list_tasks_async``.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def page_of_tasks(query: PageQuery, ttl_ms: int) -> Plan[TaskPage]:
 
 def catch_up(ttl_ms: int, limit: int | None = None) -> Plan[int]:
     """Index the records written by sends since the last catch-up (see
-    :meth:`RedisTaskStore.catch_up`); return how many ids were taken from the backlog."""
+    :meth:`RedisLedger.catch_up`); return how many ids were taken from the backlog."""
     done = 0
     while limit is None or done < limit:
         count = INDEX_BATCH if limit is None else min(INDEX_BATCH, limit - done)

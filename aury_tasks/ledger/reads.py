@@ -1,7 +1,7 @@
 """Reads of the ledger by task id, as command plans, and a record decoded from its hash.
 
 Each read is written once, as a :mod:`~aury_tasks.redis.plan`, and run on a sync client
-(:class:`~aury_tasks.ledger.store.RedisTaskStore`) or on the event loop
+(:class:`~aury_tasks.ledger.redis_ledger.RedisLedger`) or on the event loop
 (:class:`~aury_tasks.tasks.ledger.TaskLedger`'s ``_async`` methods).
 """
 

@@ -181,7 +181,7 @@ class WorkerInfo:
     last_seen: float
 
 
-class TaskStore(Protocol):
+class LedgerBackend(Protocol):
     """A ledger backend: atomic forward-only status writes and reads by id."""
 
     def transition(self, task_id: str, status: TaskStatus, *, attempt: int = 1, **fields: Any) -> bool:

@@ -40,7 +40,7 @@ from ..broker.redis.riders import ENCODED_MESSAGE, Riders
 from ..core import keys
 from ..core.errors import TaskInterrupted
 from ..core.status import TaskStatus
-from ..ledger.store import RedisTaskStore
+from ..ledger.redis_ledger import RedisLedger
 from ..redis.scripts import Write, run_pipelined
 from .context import context_of
 from .delivery import DeliveryMiddleware, Outcome
@@ -80,7 +80,7 @@ class LedgerWriter(DeliveryMiddleware):
     """
 
     def __init__(
-        self, store: RedisTaskStore | None = None, riders: Riders | None = None, *, start_delay: float = 0.1
+        self, store: RedisLedger | None = None, riders: Riders | None = None, *, start_delay: float = 0.1
     ) -> None:
         self.store = store
         self.riders = riders
@@ -317,7 +317,7 @@ def _idempotency_key(broker: dramatiq.Broker, message: MessageProxy) -> str | No
     return message.message_id if idempotent else None
 
 
-def _success_write(store: RedisTaskStore, run: TaskRun, result: Any, common: dict[str, Any]) -> Write:
+def _success_write(store: RedisLedger, run: TaskRun, result: Any, common: dict[str, Any]) -> Write:
     """The final write of a run that returned ``result`` (a failure if it is not JSON).
 
     An idempotency key is marked done first, in a round trip of its own before the ack: a
@@ -363,7 +363,7 @@ def _dead_reason(message: MessageProxy, exception: BaseException | None) -> str:
     return "dead-lettered"
 
 
-def _count_time_limit(store: RedisTaskStore, queue_name: str, task_name: str, now: float) -> None:
+def _count_time_limit(store: RedisLedger, queue_name: str, task_name: str, now: float) -> None:
     """Count a task that hit its time limit in its minute (all, its queue, its task name)."""
     key = keys.time_limit_counts(int(now // 60))
     try:

@@ -18,7 +18,7 @@ from ..core.errors import TaskInterrupted
 from ..core.redaction import redact_text
 from ..core.status import TaskStatus
 from ..ledger.records import WorkerInfo
-from ..ledger.store import RedisTaskStore
+from ..ledger.redis_ledger import RedisLedger
 from ..redis.channels import follow_channel
 from ..redis.scripts import Write, run_pipelined
 
@@ -27,7 +27,7 @@ HEARTBEAT_INTERVAL = 5.0
 #: Seconds between index trims (one worker of all does it, under a lock).
 TRIM_INTERVAL = 300.0
 #: Seconds between index catch-ups of a worker that ran no task (one that did catches up at
-#: each heartbeat; see :meth:`RedisTaskStore.catch_up`).
+#: each heartbeat; see :meth:`RedisLedger.catch_up`).
 IDLE_CATCH_UP_INTERVAL = 60.0
 #: Most backlog ids a worker indexes per heartbeat (a later beat goes on; readers catch up fully);
 #: the same as the backlog's limit (``store.scripts.INDEX_BACKLOG_LIMIT``).
@@ -85,7 +85,7 @@ class StartWriter(_LoopThread):
     it happened) and builds the writes of the tasks still running.
     """
 
-    def __init__(self, store: RedisTaskStore, delay: float, worker_name: str) -> None:
+    def __init__(self, store: RedisLedger, delay: float, worker_name: str) -> None:
         super().__init__("aury-start-writer")
         self.store = store
         self.delay = delay
@@ -132,7 +132,7 @@ class CancelWatcher(_LoopThread):
     connection it subscribes again and reloads the set, so no cancel is missed.
     """
 
-    def __init__(self, store: RedisTaskStore, running: RunningTasks) -> None:
+    def __init__(self, store: RedisLedger, running: RunningTasks) -> None:
         super().__init__("aury-cancel-watcher")
         self.store = store
         self.running = running
@@ -168,7 +168,7 @@ class Upkeep(_LoopThread):
     sends (at each heartbeat after tasks ran, else every minute) and, now and then, trims them."""
 
     def __init__(
-        self, store: RedisTaskStore, worker_name: str, worker: dramatiq.Worker, running: RunningTasks
+        self, store: RedisLedger, worker_name: str, worker: dramatiq.Worker, running: RunningTasks
     ) -> None:
         super().__init__("aury-ledger-upkeep")
         self.store = store

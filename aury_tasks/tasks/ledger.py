@@ -36,7 +36,7 @@ from ..ledger.events import (
 )
 from ..ledger.pages import PageQuery, page_of_tasks
 from ..ledger.records import Progress, QueueStats, Statistics, TaskPage, TaskRecord, WorkerInfo
-from ..ledger.store import RedisTaskStore
+from ..ledger.redis_ledger import RedisLedger
 from ..redis.plan import Plan, async_client, run, run_async
 from ..workflows.handle import GroupHandle, WorkflowHandle
 from ..workflows.spec import kind
@@ -91,7 +91,7 @@ class TaskLedger:
         return f"<TaskLedger of TaskManager {self.manager.name!r}>"
 
     @property
-    def store(self) -> RedisTaskStore:
+    def store(self) -> RedisLedger:
         """The ledger store.
 
         Raises:

@@ -30,7 +30,7 @@ from ..broker.build import BrokerInfo, open_broker
 from ..broker.redis.broker import AuryRedisBroker
 from ..broker.redis.riders import Riders
 from ..core.redaction import redact_url
-from ..ledger.store import RedisTaskStore
+from ..ledger.redis_ledger import RedisLedger
 from ..middleware import CancelAwareRetries, FlowControl, LedgerWriter, LogContext
 from ..middleware.soft_timeout import SoftTimeLimit
 from ..workflows.middleware import WorkflowSteps
@@ -135,7 +135,7 @@ def _attach_ledger(
 ) -> None:
     """Give the ledger middleware its store, and a Redis broker its view of the ledger."""
     client = redis.Redis.from_url(url, decode_responses=True)
-    store = RedisTaskStore(client, ttl=settings.result_ttl, url=url)
+    store = RedisLedger(client, ttl=settings.result_ttl, url=url)
     redis_broker = broker if isinstance(broker, AuryRedisBroker) else None
     riders = Riders(client, riding=riding and redis_broker is not None)
     if redis_broker is not None:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from ..config.snapshot import Settings
-    from ..ledger.store import RedisTaskStore
+    from ..ledger.redis_ledger import RedisLedger
     from ..scheduler.manager import SchedulerManager
     from ..tasks.manager import TaskManager
 
@@ -88,7 +88,7 @@ class ClusterCollector:
         """Every metric, as :mod:`prometheus_client` asks for them."""
         now = time.time()
         try:
-            store: RedisTaskStore | None = self.tm.store
+            store: RedisLedger | None = self.tm.store
         except LedgerUnavailable:
             store = None
         ledger = _read_ledger(store, now) if store is not None else _Ledger()
@@ -195,7 +195,7 @@ class _Ledger:
         self.time_limits: dict[str, dict[str, int]] = {"queue": {}, "task": {}}
 
 
-def _read_ledger(store: RedisTaskStore, now: float) -> _Ledger:
+def _read_ledger(store: RedisLedger, now: float) -> _Ledger:
     """Queues, task names and live workers (one round trip), then the window's stat buckets (one)."""
     store.catch_up()
     pipe = store.client.pipeline(transaction=False)
@@ -237,7 +237,7 @@ def _read_ledger(store: RedisTaskStore, now: float) -> _Ledger:
     return ledger
 
 
-def _read_status_counts(store: RedisTaskStore, queues: list[str]) -> dict[str, dict[str, int]]:
+def _read_status_counts(store: RedisLedger, queues: list[str]) -> dict[str, dict[str, int]]:
     """Kept records of each queue by status (one round trip; the backlog was caught up before)."""
     pipe = store.client.pipeline(transaction=False)
     for queue in queues:

@@ -15,18 +15,18 @@ from conftest import WorkerProcess
 from aury_tasks import TaskManager
 from aury_tasks.core import keys
 from aury_tasks.core.status import TaskStatus
-from aury_tasks.ledger import RedisTaskStore
+from aury_tasks.ledger import RedisLedger
 from aury_tasks.redis.scripts import INDEX_BACKLOG_LIMIT, run_calls
 
 from .events import wait_until
 
 
 @pytest.fixture
-def store(redis_url: str) -> RedisTaskStore:
-    return RedisTaskStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=60)
+def store(redis_url: str) -> RedisLedger:
+    return RedisLedger(redis.Redis.from_url(redis_url, decode_responses=True), ttl=60)
 
 
-def _send_write(store: RedisTaskStore, task_id: str, queue: str = "q", task: str = "m.t") -> Any:
+def _send_write(store: RedisLedger, task_id: str, queue: str = "q", task: str = "m.t") -> Any:
     return store.send_write(task_id, TaskStatus.PENDING, queue_name=queue, task_name=task, now=time.time())
 
 
@@ -35,7 +35,7 @@ def _indexed(client: redis.Redis, key: str) -> list[str]:
 
 
 def test_a_send_writes_the_record_and_leaves_the_index_entries_to_the_first_read(
-    store: RedisTaskStore, redis_client: redis.Redis
+    store: RedisLedger, redis_client: redis.Redis
 ) -> None:
     # Given a send's write of a new record
     assert _send_write(store, "s1").run(store.client) == 1
@@ -63,7 +63,7 @@ def test_a_send_writes_the_record_and_leaves_the_index_entries_to_the_first_read
 
 
 def test_a_record_that_moved_on_before_its_catch_up_is_indexed_under_its_current_status(
-    store: RedisTaskStore, redis_client: redis.Redis
+    store: RedisLedger, redis_client: redis.Redis
 ) -> None:
     # Given a sent task that started and succeeded before anyone read an index
     _send_write(store, "s2").run(store.client)
@@ -84,7 +84,7 @@ def test_a_record_that_moved_on_before_its_catch_up_is_indexed_under_its_current
     }
 
 
-def test_a_send_to_an_existing_record_is_an_ordinary_status_write(store: RedisTaskStore) -> None:
+def test_a_send_to_an_existing_record_is_an_ordinary_status_write(store: RedisLedger) -> None:
     # Given a record already further on (the worker's write arrived first)
     store.transition("s3", TaskStatus.STARTED, queue_name="q", task_name="m.t")
     store.transition("s3", TaskStatus.SUCCESS)
@@ -95,9 +95,7 @@ def test_a_send_to_an_existing_record_is_an_ordinary_status_write(store: RedisTa
     assert store.client.llen(keys.unindexed()) == 0
 
 
-def test_an_expired_record_in_the_backlog_is_skipped(
-    store: RedisTaskStore, redis_client: redis.Redis
-) -> None:
+def test_an_expired_record_in_the_backlog_is_skipped(store: RedisLedger, redis_client: redis.Redis) -> None:
     _send_write(store, "gone").run(store.client)
     redis_client.delete(keys.task_record("gone"))
 
@@ -106,7 +104,7 @@ def test_an_expired_record_in_the_backlog_is_skipped(
 
 
 def test_sends_index_a_batch_themselves_once_the_backlog_is_over_its_limit(
-    store: RedisTaskStore, redis_client: redis.Redis
+    store: RedisLedger, redis_client: redis.Redis
 ) -> None:
     # Given more sends than the backlog may hold, with nobody reading and no worker
     count = INDEX_BACKLOG_LIMIT + 200
@@ -140,7 +138,7 @@ def test_a_worker_that_ran_tasks_catches_the_indexes_up_without_any_reader(
 
 @pytest.mark.parametrize("on_the_event_loop", [False, True])
 def test_a_page_read_past_a_backlog_bigger_than_its_call_indexes_sees_every_task(
-    store: RedisTaskStore, redis_client: redis.Redis, redis_url: str, on_the_event_loop: bool
+    store: RedisLedger, redis_client: redis.Redis, redis_url: str, on_the_event_loop: bool
 ) -> None:
     # Given a backlog of 2,500 sends (more than the page's script indexes in one call)
     run_calls(store.client, [_send_write(store, f"p{n:04d}") for n in range(2_500)], chunk_size=1_000)

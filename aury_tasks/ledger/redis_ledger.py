@@ -5,15 +5,15 @@ Layout (names in :mod:`aury_tasks.core.keys`):
 * ``task:<id>``: the record (a hash); it expires ``ttl`` after its last change.
 * ``idx:all``, ``idx:queue:<q>``, ``idx:task:<name>``: every task id, scored by enqueue time.
 * ``idx:status:<s>`` and ``idx:status:<s>:queue:<q>`` / ``:task:<name>``: ids by current status.
-  So every filter of :meth:`RedisTaskStore.list_tasks` but queue *and* task name together is one
+  So every filter of :meth:`RedisLedger.list_tasks` but queue *and* task name together is one
   ``ZREVRANGEBYSCORE`` and its total one ``ZCOUNT``; nothing ever scans keys.
 * ``unindexed``: ids of records written by a send whose index entries are not added yet. A send
   only writes the record (its round trip stays short); every index read first adds the waiting
-  entries (:meth:`RedisTaskStore.catch_up`), as do workers that ran tasks and a send that finds
+  entries (:meth:`RedisLedger.catch_up`), as do workers that ran tasks and a send that finds
   more than :data:`~aury_tasks.redis.scripts.INDEX_BACKLOG_LIMIT` waiting. Reads never miss a task.
 * ``stats:{m|h}:<bucket>[:q:<q>|:t:<name>]``: counters of :mod:`aury_tasks.ledger.stats`.
 
-Index entries outlive expired records until :meth:`RedisTaskStore.trim_indexes` (run by workers
+Index entries outlive expired records until :meth:`RedisLedger.trim_indexes` (run by workers
 every few minutes) drops them; readers skip ids whose record is gone.
 
 The reads are command plans, written once in :mod:`~aury_tasks.ledger.reads` (by id),
@@ -45,7 +45,7 @@ _JSON_FIELDS = frozenset({"result", "metadata", "errors"})
 _BATCH = 500
 
 
-class RedisTaskStore:
+class RedisLedger:
     """Task records in Redis, each status change one atomic, conditional script call.
 
     Parameters:

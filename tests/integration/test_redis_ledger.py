@@ -10,15 +10,15 @@ import redis
 
 from aury_tasks.core import keys
 from aury_tasks.core.status import TaskStatus
-from aury_tasks.ledger import RedisTaskStore
+from aury_tasks.ledger import RedisLedger
 
 
 @pytest.fixture
-def store(redis_url: str) -> RedisTaskStore:
-    return RedisTaskStore(redis.Redis.from_url(redis_url, decode_responses=True), ttl=60)
+def store(redis_url: str) -> RedisLedger:
+    return RedisLedger(redis.Redis.from_url(redis_url, decode_responses=True), ttl=60)
 
 
-def test_a_record_follows_a_task_and_keeps_its_fields(store: RedisTaskStore) -> None:
+def test_a_record_follows_a_task_and_keeps_its_fields(store: RedisLedger) -> None:
     # Given a task enqueued, started and finished
     assert store.transition("t1", TaskStatus.PENDING, task_name="m.add", queue_name="q", enqueued_at=1.5,
                             metadata={"user_id": "42"})  # fmt: skip
@@ -37,7 +37,7 @@ def test_a_record_follows_a_task_and_keeps_its_fields(store: RedisTaskStore) -> 
     assert record.duration == pytest.approx(0.5)
 
 
-def test_a_late_pending_write_does_not_overwrite_success(store: RedisTaskStore) -> None:
+def test_a_late_pending_write_does_not_overwrite_success(store: RedisLedger) -> None:
     # Given a task the worker finished before the producer's enqueue write arrived
     store.transition("t2", TaskStatus.STARTED)
     store.transition("t2", TaskStatus.SUCCESS, result=1)
@@ -52,7 +52,7 @@ def test_a_late_pending_write_does_not_overwrite_success(store: RedisTaskStore) 
     assert record.status is TaskStatus.SUCCESS
 
 
-def test_the_status_index_moves_with_the_record(store: RedisTaskStore, redis_client: redis.Redis) -> None:
+def test_the_status_index_moves_with_the_record(store: RedisLedger, redis_client: redis.Redis) -> None:
     store.transition("t3", TaskStatus.PENDING)
     assert redis_client.zrange(keys.status_index("pending"), 0, -1) == ["t3"]
 
@@ -62,12 +62,12 @@ def test_the_status_index_moves_with_the_record(store: RedisTaskStore, redis_cli
     assert redis_client.zrange(keys.status_index("started"), 0, -1) == ["t3"]
 
 
-def test_every_record_expires(store: RedisTaskStore, redis_client: redis.Redis) -> None:
+def test_every_record_expires(store: RedisLedger, redis_client: redis.Redis) -> None:
     store.transition("t4", TaskStatus.PENDING)
     assert 0 < redis_client.pttl(keys.task_record("t4")) <= 60_000
 
 
-def test_every_statistics_bucket_expires(store: RedisTaskStore, redis_client: redis.Redis) -> None:
+def test_every_statistics_bucket_expires(store: RedisLedger, redis_client: redis.Redis) -> None:
     # Given tasks of two queues ending in two statuses, the second of each status after the first
     ends = [("a", TaskStatus.SUCCESS), ("a", TaskStatus.SUCCESS), ("b", TaskStatus.FAILURE),
             ("a", TaskStatus.FAILURE)]  # fmt: skip
@@ -82,12 +82,12 @@ def test_every_statistics_bucket_expires(store: RedisTaskStore, redis_client: re
     assert all(redis_client.ttl(bucket) > 0 for bucket in buckets)
 
 
-def test_an_unknown_id_has_no_record(store: RedisTaskStore) -> None:
+def test_an_unknown_id_has_no_record(store: RedisLedger) -> None:
     assert store.get("never-sent") is None
 
 
 @pytest.mark.parametrize(("current", "new"), list(itertools.product(TaskStatus, TaskStatus)))
-def test_redis_applies_exactly_the_documented_rule(store: RedisTaskStore, current: TaskStatus,
+def test_redis_applies_exactly_the_documented_rule(store: RedisLedger, current: TaskStatus,
                                                    new: TaskStatus) -> None:  # fmt: skip
     # Given records in every status, at attempt 2
     for attempt in (1, 2, 3):
@@ -101,7 +101,7 @@ def test_redis_applies_exactly_the_documented_rule(store: RedisTaskStore, curren
         assert applied == new.may_follow(current, attempt=attempt, current_attempt=2)
 
 
-def test_racing_writes_end_in_the_final_status(store: RedisTaskStore) -> None:
+def test_racing_writes_end_in_the_final_status(store: RedisLedger) -> None:
     # Given many tasks whose pending, started and success writes race from three threads
     ids = [f"race-{i}" for i in range(200)]
 
@@ -120,7 +120,7 @@ def test_racing_writes_end_in_the_final_status(store: RedisTaskStore) -> None:
     assert {store.get(task_id).status for task_id in ids} == {TaskStatus.SUCCESS}  # type: ignore[union-attr]
 
 
-def test_status_queue_and_task_together_list_exactly_their_records(store: RedisTaskStore) -> None:
+def test_status_queue_and_task_together_list_exactly_their_records(store: RedisLedger) -> None:
     # Given 1,300 records of one task on two queues in three statuses, enqueued in only three
     # distinct milliseconds (so equal scores straddle the store's batches), and another task
     from aury_tasks.redis.scripts import run_pipelined
