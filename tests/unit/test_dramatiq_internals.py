@@ -247,9 +247,20 @@ def test_no_class_but_those_of_the_internals_module_overrides_a_private_member_o
     assert not overrides, f"private members of Dramatiq overridden outside {INTERNALS}: {overrides}"
 
 
+#: Class attributes Dramatiq itself writes on the class of the instance at run time, so that a
+#: subclass gets its own copy once a broker of it has run (RedisBroker._max_unpack_size caches the
+#: server's Lua stack size on ``type(self)``): not overrides of ours.
+DRAMATIQ_CLASS_CACHES = frozenset({"_max_unpack_size_val"})
+
+
 def _private_overrides(cls: type) -> list[str]:
     """The private members of Dramatiq's classes that ``cls`` (a class of ours) defines again."""
     bases = [base for base in cls.__mro__[1:] if base.__module__.split(".")[0] == "dramatiq"]
-    mine = [name for name in vars(cls) if _is_private(name) and not name.startswith("_abc_")]  # (ABC's own)
+    mine = [
+        name for name in vars(cls)
+        if _is_private(name)
+        and not name.startswith("_abc_")  # (ABC's own)
+        and name not in DRAMATIQ_CLASS_CACHES
+    ]  # fmt: skip
     return [f"{cls.__module__}.{cls.__qualname__}.{name} overrides {base.__qualname__}'s"
             for name in mine for base in bases if name in vars(base)]  # fmt: skip
