@@ -14,6 +14,7 @@ import queue
 import threading
 import urllib.error
 import urllib.request
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from loguru import logger
@@ -56,6 +57,7 @@ def log_transition(transition: Transition) -> None:
         )
 
 
+@dataclass(eq=False, repr=False)  # (no repr: the URL and the secret are never shown unmasked)
 class WebhookNotifier:
     """Logs every transition and POSTs it to ``url`` (if set) from a background thread.
 
@@ -63,25 +65,19 @@ class WebhookNotifier:
       url: the webhook URL (``None``: the log only). Never logged unmasked.
       secret: the HMAC key (``None``: unsigned).
       timeout: seconds one POST may take.
+      attempts: POSTs of one transition before it is given up.
+      first_backoff: seconds before the second attempt (doubling after it).
     """
 
-    def __init__(
-        self,
-        url: str | None,
-        secret: str | None = None,
-        *,
-        timeout: float = 5.0,
-        attempts: int = ATTEMPTS,
-        first_backoff: float = FIRST_BACKOFF,
-    ) -> None:
-        self.url = url
-        self.secret = secret
-        self.timeout = timeout
-        self.attempts = attempts
-        self.first_backoff = first_backoff
-        self._queue: queue.Queue[bytes | None] = queue.Queue()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+    url: str | None
+    secret: str | None = None
+    _: KW_ONLY
+    timeout: float = 5.0
+    attempts: int = ATTEMPTS
+    first_backoff: float = FIRST_BACKOFF
+    _queue: queue.Queue[bytes | None] = field(default_factory=queue.Queue, init=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
 
     @property
     def shown_url(self) -> str:
