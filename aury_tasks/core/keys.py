@@ -291,6 +291,11 @@ def wake_pattern() -> str:
     return f"{BROKER_NAMESPACE}:wake:*"
 
 
+def wake_stop_channel(waker_id: str) -> str:
+    """Channel one wake-up thread listens on to be told to stop (outside :func:`wake_pattern`)."""
+    return f"{BROKER_NAMESPACE}:wake-stop:{waker_id}"
+
+
 def idle_marker(queue_name: str) -> str:
     """Set by a fetch of ``queue_name`` that found nothing; the next send deletes it and wakes consumers."""
     return f"{BROKER_NAMESPACE}:idle:{queue_name}"

@@ -16,6 +16,7 @@ import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
+from aury_tasks.broker.redis import wakeup
 from aury_tasks.broker.redis.base import FastRedisBroker
 from aury_tasks.broker.redis.dramatiq_internals import WakingRedisConsumer
 from aury_tasks.broker.redis.wakeup import Waker
@@ -145,6 +146,20 @@ def test_no_heartbeat_while_a_consumer_is_stuck(brokers: tuple[FastRedisBroker, 
     waker.check_in(QUEUE, event)
     waker._beat()
     assert client.zscore(keys.broker_heartbeats(), ours.broker_id) is not None
+
+
+def test_closing_the_broker_ends_the_wake_up_thread_without_waiting_for_its_read(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its read of wake messages would last a minute: the thread must be told to stop, not notice.
+    monkeypatch.setattr(wakeup, "LISTEN_TIMEOUT", 60.0)
+    broker = FastRedisBroker(client=redis.Redis.from_url(redis_url), namespace=keys.BROKER_NAMESPACE,
+                             heartbeat_timeout=3_600_000)  # fmt: skip  # a beat every 20 minutes
+    waker = broker.waker
+    assert waker.ready.wait(10)
+    broker.close()  # waits at most 2 s for the thread
+    assert not waker.is_alive()
+    assert waker.stop_heard.is_set()
 
 
 def test_a_newly_dead_worker_makes_maintenance_due_and_wakes_consumers(

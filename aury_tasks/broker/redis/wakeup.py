@@ -24,8 +24,10 @@ and an idle worker process makes several Redis commands a second. Here:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING
 
 import redis
@@ -46,6 +48,8 @@ IDLE_MARKER_TTL_MS = int(3 * IDLE_FETCH_INTERVAL * 1000)
 #: How many beats back a worker's heartbeat may have gone stale to be noticed: one missed (a busy
 #: moment) is covered; a death noticed by none is still recovered by the 5-minute maintenance.
 STALE_WINDOW_BEATS = 3
+#: Longest wait for a wake message before the thread looks at its heartbeat and stop flag again.
+LISTEN_TIMEOUT = 1.0
 #: Seconds between attempts to reconnect the wake subscription after Redis was lost.
 RECONNECT_DELAY = 1.0
 
@@ -74,6 +78,10 @@ class Waker(threading.Thread):
         self._stopping = threading.Event()
         self._dead_seen: set[str] = set()
         self._prefix = keys.wake_channel("")
+        #: This thread's own channel: :meth:`stop` publishes on it so the read ends at once.
+        self._stop_channel = keys.wake_stop_channel(uuid.uuid4().hex)
+        #: Set when the stop message was read (the thread ended without waiting for a timeout).
+        self.stop_heard = threading.Event()
         #: Seconds between heartbeats: a third of the timeout, as a fetch every so often gave.
         self.beat_interval = max(0.2, broker.heartbeat_timeout / 1000 / 3)
 
@@ -110,8 +118,16 @@ class Waker(threading.Thread):
             event.set()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Ask the thread to end and wait a little for it."""
+        """Ask the thread to end and wait a little for it.
+
+        A message on the thread's own channel ends its wait for wake messages at once; without
+        Redis the thread notices the flag within :data:`LISTEN_TIMEOUT` or its reconnect delay.
+        """
         self._stopping.set()
+        if self.is_alive():
+            # Without Redis the thread is in its reconnect wait, which the flag ends.
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.broker.client.publish(self._stop_channel, b"")
         self.join(timeout)
 
     def run(self) -> None:
@@ -128,16 +144,20 @@ class Waker(threading.Thread):
 
     def _listen(self, pubsub: redis.client.PubSub) -> None:
         pubsub.psubscribe(keys.wake_pattern())
+        pubsub.subscribe(self._stop_channel)
         next_beat = 0.0
         while not self._stopping.is_set():
             now = time.monotonic()
             if now >= next_beat:
                 self._beat()
                 next_beat = now + self.beat_interval
-            message = pubsub.get_message(timeout=min(1.0, max(0.0, next_beat - time.monotonic())))
+            wait = min(LISTEN_TIMEOUT, max(0.0, next_beat - time.monotonic()))
+            message = pubsub.get_message(timeout=wait)
             if message is None:
                 continue
-            if message["type"] == "psubscribe":  # active now: whatever was sent before, fetch it
+            if message["type"] == "message":  # on the stop channel: stop() set the flag first
+                self.stop_heard.set()
+            elif message["type"] == "psubscribe":  # active now: whatever was sent before, fetch it
                 self.ready.set()
                 self.wake_all()
             elif message["type"] == "pmessage":
