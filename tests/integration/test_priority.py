@@ -167,3 +167,47 @@ def test_waiting_priority_messages_count_as_pending_and_flush_drops_them(
     # Then nothing waits any more, with or without a priority
     assert tm.queue_stats("ranked").pending == 0
     assert not redis_client.exists(keys.priority_queue("ranked"), keys.broker_messages("ranked"))
+
+
+def test_messages_arriving_while_the_threads_are_busy_run_by_the_actors_priority(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    # (What Dramatiq's own test_actors_can_prioritize_work checks, on our broker: Dramatiq's actor
+    # priority orders the messages a worker has fetched, lower numbers first.)
+    # Given a worker with one thread and room for 20 messages, its threads paused
+    broker = AuryRedisBroker(url=redis_url, middleware=[], namespace=keys.BROKER_NAMESPACE,
+                             maintenance_interval=60)  # fmt: skip
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
+    worker.queue_prefetch = 20
+    calls: list[str] = []
+    try:
+        worker.start()
+        worker.pause()
+
+        # ... and two Dramatiq actors of different priorities, declared now (so their queue's
+        # consumer starts, unpaused, while the worker thread is paused)
+        @dramatiq.actor(broker=broker, queue_name="prioritized", priority=0)
+        def hi() -> None:
+            calls.append("hi")
+
+        @dramatiq.actor(broker=broker, queue_name="prioritized", priority=10)
+        def lo() -> None:
+            calls.append("lo")
+
+        # When ten messages of each are sent, in turn
+        for _ in range(10):
+            lo.send()
+            hi.send()
+
+        # Then the consumer fetches every one as it arrives (its window has room) ...
+        fetched = keys.broker_fetched(broker.broker_id, "prioritized")
+        wait_until(lambda: redis_client.scard(fetched) == 20, timeout=10, what="the 20 messages fetched")
+
+        # ... and once the thread resumes, the higher priority ones run first
+        worker.resume()
+        broker.join("prioritized")
+        worker.join()
+        assert calls == ["hi"] * 10 + ["lo"] * 10
+    finally:
+        worker.stop()
+        broker.close()

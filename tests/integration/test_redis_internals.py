@@ -108,7 +108,7 @@ def test_dramatiq_maintenance_gives_back_what_a_dead_aury_worker_fetched(
     assert client.scard(keys.broker_fetched(ours.broker_id, QUEUE)) == 0
 
 
-def test_an_empty_fetch_marks_the_queue_idle_and_a_send_wakes_it(
+def test_a_fetch_that_drains_the_queue_marks_it_idle_and_a_send_wakes_it(
     brokers: tuple[FastRedisBroker, RedisBroker],
 ) -> None:
     ours, _ = brokers
@@ -131,6 +131,7 @@ def test_an_empty_fetch_marks_the_queue_idle_and_a_send_wakes_it(
                 break
         assert len(signals) == 1
         assert len(ours.do_fetch(QUEUE, 5)) == 2
+        assert client.exists(keys.idle_marker(QUEUE)) == 1  # fewer than asked: the queue is drained
     finally:
         pubsub.close()
 

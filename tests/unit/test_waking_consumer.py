@@ -147,6 +147,29 @@ def test_with_its_window_full_a_consumer_fetches_again_once_half_of_it_is_free(
     assert broker.fetches == [8, 4]
 
 
+def test_a_consumer_that_drained_its_queue_fetches_what_arrives_while_its_window_has_room(
+    broker: MemoryBroker,
+) -> None:
+    # Given a consumer with a window of 8 that took the 5 messages waiting (fewer than asked: the
+    # queue is drained and, in Redis, the fetch left its idle marker), none acknowledged yet
+    broker.send(5)
+    consumer = consumer_of(broker, prefetch=8)
+    held = [next(consumer) for _ in range(5)]
+    assert None not in held
+    assert next(consumer) is None
+    assert broker.fetches == [8]
+
+    # When two messages arrive and wake it, with less than half of its window free
+    broker.send(2)
+    broker.waker.wake(QUEUE)
+
+    # Then it fetches them at once (its threads may be busy: the worker orders what it holds by
+    # the task's priority, so a message left in Redis would miss that ordering)
+    assert next(consumer) is not None
+    assert next(consumer) is not None
+    assert broker.fetches == [8, 3]
+
+
 def test_a_consumer_holding_a_delayed_message_waits_no_longer_than_its_eta(broker: MemoryBroker) -> None:
     # Given a consumer of a delay queue holding a message due in 0.2 s
     broker.send(1, eta=current_millis() + 200)

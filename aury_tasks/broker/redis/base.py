@@ -8,7 +8,7 @@ methods it names):
   messages promoted and the queue's suspects read in the same round trip. :data:`FETCH` does
   all of it in one script call, on Dramatiq's keys (heartbeat, list, message hash, fetched set),
   pops with one ``LPOP count`` (Redis 6.2 or later), and sets the queue's idle marker when it
-  finds nothing (see :mod:`aury_tasks.broker.redis.wakeup`).
+  drains the queue, finding fewer messages than asked or none (see :mod:`aury_tasks.broker.redis.wakeup`).
 - **Enqueue**: :data:`ENQUEUE` does what Dramatiq's dispatch ``enqueue`` does (heartbeat,
   message body, list) and wakes idle consumers; the ledger's writes ride in the same round trip.
 - **The consumer loop**: :class:`~aury_tasks.broker.redis.dramatiq_internals.WakingRedisConsumer`

@@ -130,12 +130,16 @@ class RoutedRedisBroker(RedisBroker):
 class WakingRedisConsumer(_RedisConsumer):  # type: ignore[misc]  # Dramatiq's consumer is untyped
     """Dramatiq's Redis consumer without its timers (see the module's text).
 
-    The consumer fetches again at once while its queue has messages. After an empty fetch it
-    waits for a wake signal (:mod:`aury_tasks.broker.redis.wakeup`), fetching anyway every
-    :data:`~aury_tasks.broker.redis.wakeup.IDLE_FETCH_INTERVAL` seconds; with its prefetch window full it
-    waits for acks to free half of the window, so fetches come in batches. Every wait
-    is cut at the worker timeout (Dramatiq's worker then looks at its stop and pause flags) and
-    at the time of the earliest delayed message it holds (the worker sends it to its queue then).
+    The consumer fetches again at once while its queue has messages. After a fetch that drained
+    its queue (fewer messages than asked, or none) it waits for a wake signal
+    (:mod:`aury_tasks.broker.redis.wakeup`) and then fetches whatever its window has room for, so a
+    message sent while the worker's threads are busy is fetched at once and takes its place in
+    the worker's order by actor priority; it fetches anyway every
+    :data:`~aury_tasks.broker.redis.wakeup.IDLE_FETCH_INTERVAL` seconds. While its queue has more
+    than its window holds, it waits for acks to free half of the window, so fetches come in
+    batches. Every wait is cut at the worker timeout (Dramatiq's worker then looks at its stop
+    and pause flags) and at the time of the earliest delayed message it holds (the worker sends
+    it to its queue then).
     """
 
     def __init__(self, broker: FastRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
@@ -170,7 +174,8 @@ class WakingRedisConsumer(_RedisConsumer):  # type: ignore[misc]  # Dramatiq's c
                 if free > 0 and (now >= self._fetch_due or (woken if self._idle else free >= self._refill)):
                     self._wake.clear()
                     self.message_cache = self.broker.do_fetch(self.queue_name, free)
-                    self._idle = not self.message_cache
+                    # Fewer than asked: the queue is drained and the fetch left its idle marker.
+                    self._idle = len(self.message_cache) < free
                     ready = self._waker.ready.is_set()
                     self._fetch_due = now + (IDLE_FETCH_INTERVAL if ready else self.timeout / 1000)
                     if self.message_cache:

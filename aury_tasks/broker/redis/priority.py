@@ -17,8 +17,10 @@ due (the worker's re-enqueue carries the message's options). What a priority doe
   worker's messages recovered, see :mod:`aury_tasks.broker.redis.recovery`) goes to the back of the list:
   it is delivered again, without its priority that time.
 - A worker orders the messages it has already fetched (its prefetch: 4 per thread by default) by the task's
-  priority (Dramatiq's ``actor.priority``), not the message's: a priority given at send time
-  overtakes at most that many fetched messages.
+  priority (Dramatiq's ``actor.priority``, lower first: a task's is ``-priority``), not the
+  message's: a priority given at send time overtakes at most that many fetched messages. (A
+  consumer fetches what its window has room for as soon as it arrives, busy threads or not, so
+  that ordering covers every message the worker could hold.)
 """
 
 from __future__ import annotations

@@ -4,12 +4,13 @@ Dramatiq's Redis consumer polls: after an empty fetch it sleeps a growing back-o
 worker timeout, 1 s) and fetches again, so a message sent to an idle worker waits up to a second
 and an idle worker process makes several Redis commands a second. Here:
 
-- A fetch that finds its queue empty sets the queue's idle marker (:func:`aury_tasks.core.keys.idle_marker`)
-  in the same script call. A send deletes the marker in its own script call and, if it was there,
-  publishes on the queue's wake channel: one ``PUBLISH`` per idle-to-busy change, none while
-  every consumer is busy. Requeued and recovered messages wake consumers the same way, and a
-  delayed message or a retry wakes the consumers of the delay queue (``<queue>.DQ``), which hold it
-  until its time and then send it to its queue, waking that queue's consumers.
+- A fetch that drains its queue (finds fewer messages than it asked for, or none) sets the
+  queue's idle marker (:func:`aury_tasks.core.keys.idle_marker`) in the same script call. A send
+  deletes the marker in its own script call and, if it was there, publishes on the queue's wake
+  channel: one ``PUBLISH`` per drained-to-waiting change, none while messages wait in the queue.
+  Requeued and recovered messages wake consumers the same way, and a delayed message or a retry
+  wakes the consumers of the delay queue (``<queue>.DQ``), which hold it until its time and then
+  send it to its queue, waking that queue's consumers.
 - Each worker process runs one :class:`Waker` thread, subscribed to every wake channel by one
   pattern, which sets the events its consumers wait on. The same thread keeps the process's
   heartbeat fresh (Dramatiq's, which its fetches used to refresh) and watches for dead workers: a

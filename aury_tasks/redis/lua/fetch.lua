@@ -1,6 +1,6 @@
 -- One fetch (FETCH): heartbeat, priority ids moved to the list's head, up to ARGV[3] ids popped
 -- and recorded as fetched by this worker, their bodies read, the queue's suspects listed; the
--- idle marker set when nothing was there.
+-- idle marker set when the fetch took the queue's last message or found none (fewer than asked).
 -- KEYS[1] broker heartbeats (sorted set: broker id -> last call, ms)
 -- KEYS[2] the queue (list of message ids)
 -- KEYS[3] the queue's messages (hash: message id -> message)
@@ -24,8 +24,10 @@ if ARGV[4] == "1" then
 end
 local suspects = redis.call("hkeys", KEYS[6])
 local ids = redis.call("lpop", KEYS[2], count)
-if not ids then
+if not ids or #ids < count then
     redis.call("set", KEYS[7], "1", "px", ARGV[5])
+end
+if not ids then
     return {{}, suspects}
 end
 redis.call("sadd", KEYS[4], unpack(ids))
