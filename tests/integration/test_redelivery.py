@@ -10,7 +10,7 @@ import redis
 
 from aury_tasks import TaskManager, TaskStatus
 from aury_tasks.broker.redis.broker import AuryRedisBroker
-from aury_tasks.broker.redis.recovery import MarkSuspectsRunning
+from aury_tasks.broker.redis.recovery import MarkSuspectsRunning, recover_dead_workers_messages
 from aury_tasks.core import keys
 
 from .events import EventLog, wait_until
@@ -211,3 +211,30 @@ def test_after_a_stall_a_process_whose_own_heartbeat_is_old_takes_no_ones_messag
     assert redis_client.lrange(keys.broker_queue("first"), 0, -1) == [sent.options["redis_message_id"]]
     holder.close()
     other.close()
+
+
+def test_with_a_heartbeat_timeout_of_0_every_workers_messages_are_given_back(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    # (Dramatiq's maintenance then takes every worker for dead; its own tests rely on it.)
+    # Given a worker holding a message, and another broker that has beaten before
+    holder = _broker(redis_url)
+    recovering = _broker(redis_url)
+    try:
+        sent = holder.enqueue(_noop())
+        assert holder.do_fetch("first", 1)
+        assert recovering.do_fetch("second", 1) == []
+        own = keys.broker_heartbeats()
+        beaten = redis_client.zscore(own, recovering.broker_id)
+        wait_until(lambda: time.time() * 1000 > (beaten or 0) + 2, timeout=5, what="a beat in the past")
+
+        # When that broker, its heartbeat timeout 0, recovers the queue
+        recovering.heartbeat_timeout = 0
+        assert recover_dead_workers_messages(recovering, "first") == []
+
+        # Then the message is back in its queue, no longer held
+        assert redis_client.lrange(keys.broker_queue("first"), 0, -1) == [sent.options["redis_message_id"]]
+        assert not redis_client.exists(keys.broker_fetched(holder.broker_id, "first"))
+    finally:
+        holder.close()
+        recovering.close()

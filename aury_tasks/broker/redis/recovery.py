@@ -57,7 +57,9 @@ def recover_dead_workers_messages(broker: AuryRedisBroker, queue_name: str) -> l
     A worker is dead when its heartbeat is older than the broker's ``heartbeat_timeout``. When
     the caller's own heartbeat is that old too, nobody could beat (Redis stalled, or this process
     was stopped): the others are probably alive, and their messages are left alone this time
-    (``None`` is returned); the caller's heartbeat is refreshed either way.
+    (``None`` is returned); the caller's heartbeat is refreshed either way. A ``heartbeat_timeout``
+    of 0 takes every worker for dead, the caller included, as Dramatiq's maintenance does: never a
+    stall then.
     """
     canonical = q_name(queue_name)
     keys_ = [keys.broker_heartbeats(), keys.broker_queue(queue_name),

@@ -17,14 +17,15 @@
 -- ARGV[6] the caller's broker id
 -- ARGV[7] the queue's wake channel
 -- Returns {1} when the caller's own heartbeat was stale (a stall: recover nothing), else 0
--- followed by the ids of the messages dead-lettered.
+-- followed by the ids of the messages dead-lettered. A timeout of 0 (Dramatiq's way of taking
+-- every worker for dead, the caller included) is never a stall.
 local heartbeats, queue, messages, dead, dead_messages = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local suspects, running = KEYS[6], KEYS[7]
 local now, timeout = tonumber(ARGV[1]), tonumber(ARGV[2])
 local fetched_prefix, queue_name, max_deliveries = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local own = redis.call("zscore", heartbeats, ARGV[6])
 redis.call("zadd", heartbeats, now, ARGV[6])
-if own and now - tonumber(own) > timeout then
+if own and timeout > 0 and now - tonumber(own) > timeout then
     return {1}
 end
 local buried = {0}
