@@ -1,6 +1,7 @@
 """Open the Dramatiq broker of a URL, and send through any of them.
 
-``redis://``, ``rediss://`` (TLS) and ``unix://`` give a Redis broker, ``amqp://`` and ``amqps://``
+``redis://``, ``rediss://`` (TLS), ``unix://`` and ``redis+sentinel://`` (``rediss+sentinel://``)
+give a Redis broker, ``amqp://`` and ``amqps://``
 a RabbitMQ broker (extra ``rabbitmq``), ``memory://`` Dramatiq's stub broker for tests, and no URL
 at all the embedded Redis (:mod:`aury_tasks.broker.embedded`). The middleware a broker runs is
 given by the caller: the stack is composed above the broker (:mod:`aury_tasks.tasks.stack`).
@@ -23,6 +24,8 @@ from redis.retry import Retry
 from ..core import keys
 from ..core.encoding import install_strict_encoder
 from ..core.errors import ConfigError
+from ..core.sentinel_url import SENTINEL_SCHEMES
+from ..redis.connect import sync_client, use_sentinel_password
 from .embedded import EmbeddedServer, ensure_embedded_server
 from .redis.broker import MAINTENANCE_INTERVAL, AuryRedisBroker
 
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from ..config.snapshot import Settings
 
 #: The URL schemes of a Redis broker.
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,12 @@ def redis_client(url: str) -> redis.Redis:
     Each command is retried on a connection error or a timeout with an exponential backoff
     (:data:`CONNECTION_RETRIES`); then the error is raised (a producer's send raises
     :class:`~aury_tasks.core.errors.BrokerUnavailable`, a worker's consumer restarts and tries again).
-    A retried enqueue whose reply was lost may store the message twice: at-least-once.
+    A retried enqueue whose reply was lost may store the message twice: at-least-once. A sentinel
+    URL gives a client of the master its sentinels name (:mod:`aury_tasks.redis.connect`).
     """
     retry = _OutageRetry(ExponentialBackoff(cap=1.0, base=0.1), CONNECTION_RETRIES)
     errors = [redis.ConnectionError, redis.TimeoutError]
-    pool = redis.ConnectionPool.from_url(url, retry=retry, retry_on_error=errors)
-    return redis.Redis(connection_pool=pool)
+    return sync_client(url, retry=retry, retry_on_error=errors)
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ def open_broker(settings: Settings, url: str | None, middleware: list[Middleware
       EmbeddedServerError: when the embedded server cannot start.
     """
     install_strict_encoder()
+    use_sentinel_password(settings.sentinel_password_value)
     server = None
     if url is None:
         server = ensure_embedded_server(settings.data_dir)

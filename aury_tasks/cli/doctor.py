@@ -24,6 +24,8 @@ from ..config.settings import TaskSettings
 from ..core import keys
 from ..core.errors import AuryTasksError, BrokerUnavailable, ConfigError, LedgerUnavailable, SchedulerError
 from ..core.redaction import redact_text
+from ..core.sentinel_url import is_sentinel_url
+from ..redis.sentinel_view import view_sentinels
 from ..scheduler.jobs import JobDefinition
 from ..scheduler.manager import SchedulerManager
 from ..tasks.manager import TaskManager
@@ -177,6 +179,27 @@ def _check_broker(report: Report, tm: TaskManager, acl_user: str | None) -> None
         report.ok("broker", f"{tm.broker_info.describe()} (not Redis: its server is not checked)")
         return
     _check_redis(report, "broker", tm.broker.client, tm.broker_info.describe(), acl_user)
+    url = tm.settings.broker_url_value
+    if url and is_sentinel_url(url):
+        _check_sentinels(report, url)
+
+
+def _check_sentinels(report: Report, url: str) -> None:
+    """Where the sentinels say the master is, its replicas, and how many sentinels agree."""
+    view = view_sentinels(url)
+    if view.master is None:
+        report.fail("broker sentinels", f"none of the {view.listed} sentinels knows {view.master_name}")
+        return
+    replicas = ", ".join(view.replicas) or "none"
+    quorum = f", quorum {view.quorum}" if view.quorum is not None else ""
+    detail = (
+        f"master {view.master} ({view.master_name}), replicas {replicas}; "
+        f"{view.agreeing} of {view.listed} sentinels agree ({view.known} known{quorum})"
+    )
+    if view.agreeing < view.listed or not view.replicas:
+        report.warn("broker sentinels", detail)
+    else:
+        report.ok("broker sentinels", detail)
 
 
 def _check_ledger(report: Report, tm: TaskManager, acl_user: str | None) -> bool:

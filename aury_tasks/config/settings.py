@@ -19,13 +19,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ..core.errors import ConfigError
 from ..core.redaction import redact_url
 from ..core.run_mode import RunMode
+from ..core.sentinel_url import SENTINEL_SCHEMES, is_sentinel_url, parse_sentinel_url
 from .alert_rules import parse_rules
 from .snapshot import SettingsSnapshot
 
 #: Broker URL schemes aury-tasks understands.
-BROKER_SCHEMES = ("redis", "rediss", "unix", "amqp", "amqps", "memory")
+BROKER_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES, "amqp", "amqps", "memory")
 #: Result backend URL schemes (the ledger lives in Redis).
-RESULT_BACKEND_SCHEMES = ("redis", "rediss", "unix")
+RESULT_BACKEND_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES)
+#: The form of a sentinel URL, as an error names it.
+SENTINEL_FORM = "redis+sentinel://[:password@]host:26379[,host:26379...]/MASTER_NAME/DB"
 #: The URL settings and the schemes each accepts.
 _URL_SCHEMES = {
     "broker_url": BROKER_SCHEMES,
@@ -76,7 +79,15 @@ class TaskSettings(BaseSettings):
     result_backend_url: SecretStr | None = Field(
         default=None,
         description="Redis URL for task state and results; unset uses the broker's Redis.",
-        json_schema_extra=_expected("a URL starting with redis://, rediss:// or unix://"),
+        json_schema_extra=_expected(
+            "a URL starting with " + ", ".join(f"{s}://" for s in RESULT_BACKEND_SCHEMES)
+        ),
+    )
+    sentinel_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the Redis Sentinels of a redis+sentinel:// URL "
+        "(the master's own is the URL's).",
+        json_schema_extra=_expected("text"),
     )
     queue_name: str = Field(
         default="default",
@@ -237,7 +248,9 @@ class TaskSettings(BaseSettings):
         json_schema_extra=_expected('a JSON list of alert rules, e.g. [{"name": "x", "kind": "backlog"}]'),
     )
 
-    @field_validator(*_URL_SCHEMES, "alert_secret", "api_token", "api_read_token", mode="before")
+    @field_validator(
+        *_URL_SCHEMES, "alert_secret", "sentinel_password", "api_token", "api_read_token", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -250,6 +263,11 @@ class TaskSettings(BaseSettings):
         scheme = urlsplit(value.get_secret_value()).scheme.lower()
         if scheme not in _URL_SCHEMES[str(info.field_name)]:
             raise ValueError(f"unsupported scheme {scheme!r}")
+        if is_sentinel_url(value.get_secret_value()):
+            try:
+                parse_sentinel_url(value.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"{SENTINEL_FORM} ({exc})") from None
         return value
 
     @field_validator("alert_rules")
@@ -315,6 +333,11 @@ class TaskSettings(BaseSettings):
         return self.result_backend_url.get_secret_value() if self.result_backend_url else None
 
     @property
+    def sentinel_password_value(self) -> str | None:
+        """The sentinels' password in clear, for connecting to them (never log it)."""
+        return self.sentinel_password.get_secret_value() if self.sentinel_password else None
+
+    @property
     def alert_webhook_url_value(self) -> str | None:
         """The alert webhook URL in clear, for POSTing (never log it: :func:`redact_url`)."""
         return self.alert_webhook_url.get_secret_value() if self.alert_webhook_url else None
@@ -328,12 +351,13 @@ class TaskSettings(BaseSettings):
         plain = {
             name: getattr(self, name)
             for name in type(self).model_fields
-            if not name.endswith("_url") and not name.startswith("api_")
+            if not name.endswith("_url") and not name.startswith("api_") and name != "sentinel_password"
         }
         plain["alert_secret"] = self.alert_secret.get_secret_value() if self.alert_secret else None
         return SettingsSnapshot(
             broker_url_value=self.broker_url_value,
             result_backend_url_value=self.result_backend_url_value,
+            sentinel_password_value=self.sentinel_password_value,
             alert_webhook_url_value=self.alert_webhook_url_value,
             **plain,
         )
@@ -347,9 +371,12 @@ def _config_error(exc: ValidationError) -> ConfigError:
     expected = ""
     if info is not None and isinstance(info.json_schema_extra, dict):
         expected = str(info.json_schema_extra.get("expected", ""))
+    detail = str(error["msg"]).removeprefix("Value error, ")
+    if detail.startswith(SENTINEL_FORM):
+        expected = detail  # the sentinel URL's form and what is wrong with it
     got = error.get("input")
     shown = redact_url(got) if field.endswith("_url") and isinstance(got, str) else got
-    if field.endswith("_token"):
+    if field.endswith(("_token", "_password")):
         shown = None  # a secret: never echoed, even when wrong
     got_text = f", got {shown!r}" if isinstance(shown, (str, int, float)) else ""
     return ConfigError(f"invalid setting {variable}: expected {expected or error['msg']}{got_text}")

@@ -37,6 +37,7 @@ class SettingsSnapshot:
 
     broker_url_value: str | None = field(repr=False)
     result_backend_url_value: str | None = field(repr=False)
+    sentinel_password_value: str | None = field(repr=False)
     queue_name: str
     max_workers: int
     max_tasks_per_child: int

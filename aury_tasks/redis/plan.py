@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio
 
+from .connect import asyncio_client
 from .scripts import Write
 
 T = TypeVar("T")
@@ -193,5 +194,5 @@ def async_client(url: str) -> redis.asyncio.Redis:
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(url)
     if client is None:
-        client = clients[url] = redis.asyncio.Redis.from_url(url, decode_responses=True)
+        client = clients[url] = asyncio_client(url, decode_responses=True)
     return client

@@ -22,7 +22,9 @@ from loguru import logger
 
 from ..core.errors import LedgerUnavailable, ScheduledJobNotFound, SchedulerError
 from ..core.instances import NamedInstances
+from ..core.sentinel_url import is_sentinel_url
 from ..core.status import TaskStatus
+from ..redis.connect import sync_client
 from ..tasks.handle import TaskHandle
 from ..tasks.manager import TaskManager
 from ..tasks.task import Task, enqueue
@@ -108,12 +110,15 @@ class SchedulerManager:
     def _redis_client(self) -> redis.Redis:
         url = self.settings.result_backend_url_value
         if url:
-            return redis.Redis.from_url(url, decode_responses=True)
+            return sync_client(url, decode_responses=True)
         broker = self.task_manager.broker
         if not isinstance(broker, RedisBroker):
             raise SchedulerError(
                 "scheduled jobs are kept in Redis: set TASK_RESULT_BACKEND_URL to a Redis URL"
             )
+        broker_url = self.settings.broker_url_value
+        if broker_url and is_sentinel_url(broker_url):
+            return sync_client(broker_url, decode_responses=True)  # the master its sentinels name
         pool = broker.client.connection_pool  # the broker's server (also the embedded one), text replies
         return redis.Redis(connection_pool=redis.ConnectionPool(
             connection_class=pool.connection_class, **{**pool.connection_kwargs, "decode_responses": True}

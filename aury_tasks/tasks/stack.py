@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import dramatiq
-import redis
 from dramatiq.middleware import (
     AgeLimit,
     AsyncIO,
@@ -33,6 +32,7 @@ from ..core.redaction import redact_url
 from ..ledger.redis_ledger import RedisLedger
 from ..middleware import CancelAwareRetries, FlowControl, LedgerWriter, LogContext
 from ..middleware.soft_timeout import SoftTimeLimit
+from ..redis.connect import sync_client
 from ..workflows.middleware import WorkflowSteps
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def _attach_ledger(
     broker: dramatiq.Broker, writer: LedgerWriter, settings: Settings, url: str, *, riding: bool
 ) -> None:
     """Give the ledger middleware its store, and a Redis broker its view of the ledger."""
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = sync_client(url, decode_responses=True)
     store = RedisLedger(client, ttl=settings.result_ttl, url=url)
     redis_broker = broker if isinstance(broker, AuryRedisBroker) else None
     riders = Riders(client, riding=riding and redis_broker is not None)

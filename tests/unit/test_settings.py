@@ -101,6 +101,8 @@ def test_a_wrong_value_names_the_variable_and_the_expected_form(
         ("TASK_BROKER_URL", "ftp://u:hunter2@h"),
         ("TASK_BROKER_URL", "ftp://:hunter2@h:21/x"),
         ("TASK_RESULT_BACKEND_URL", "amqp://guest:hunter2@rabbit:5672/"),
+        ("TASK_BROKER_URL", "redis+sentinel://:hunter2@s1:26379,s2:x/mymaster/0"),
+        ("TASK_RESULT_BACKEND_URL", "rediss+sentinel://:hunter2@s1:26379"),
     ],
 )
 def test_a_password_in_a_wrong_url_is_never_shown(
@@ -192,6 +194,7 @@ def test_a_snapshot_carries_every_setting_through_json(monkeypatch: pytest.Monke
     # Given settings with a value other than the default for each kind of field
     monkeypatch.setenv("TASK_BROKER_URL", "redis://:hunter2@cache:6379/0")
     monkeypatch.setenv("TASK_RESULT_BACKEND_URL", "redis://:other@ledger:6379/1")
+    monkeypatch.setenv("TASK_SENTINEL_PASSWORD", "sentinel-secret")
     monkeypatch.setenv("TASK_TIMEOUT", "12.5")
     monkeypatch.setenv("TASK_MAX_WORKERS", "3")
     monkeypatch.setenv("TASK_LOG_JSON", "true")
@@ -207,13 +210,14 @@ def test_a_snapshot_carries_every_setting_through_json(monkeypatch: pytest.Monke
         if name.startswith("api_"):
             assert not hasattr(snapshot, name), name  # aum serve's settings, tokens among them
             continue
-        attribute = f"{name}_value" if name.endswith("_url") else name
+        attribute = f"{name}_value" if name.endswith(("_url", "_password")) else name
         assert getattr(snapshot, attribute) == getattr(settings, attribute), name
     assert snapshot.broker_url_value == "redis://:hunter2@cache:6379/0"
     assert snapshot.run_mode is RunMode.WORKER
     assert snapshot.timeout == 12.5
     # and its repr shows no URL, so no password
     assert "hunter2" not in repr(snapshot) and "other@" not in repr(snapshot)
+    assert snapshot.sentinel_password_value == "sentinel-secret" and "sentinel-secret" not in repr(snapshot)
 
 
 @pytest.mark.parametrize(
@@ -227,6 +231,11 @@ def test_a_snapshot_carries_every_setting_through_json(monkeypatch: pytest.Monke
         ("redis://:pw@cache/0?client_name=a@b", "redis://:***@cache/0?client_name=a@b"),
         ("unix:///run/redis.sock?db=0&password=hunter2", "unix:///run/redis.sock?db=0&password=***"),
         ("redis://cache:6379/0?password=hunter2&db=1", "redis://cache:6379/0?password=***&db=1"),
+        (
+            "redis+sentinel://:hunter2@s1:26379,s2:26379/mymaster/0",
+            "redis+sentinel://:***@s1:26379,s2:26379/mymaster/0",
+        ),
+        ("rediss+sentinel://app:hunter2@s1,s2/mymaster", "rediss+sentinel://app:***@s1,s2/mymaster"),
         ("redis://user@cache:6379/0", "redis://user@cache:6379/0"),
         ("redis://cache:6379/0", "redis://cache:6379/0"),
         ("unix:///tmp/redis.sock?db=0", "unix:///tmp/redis.sock?db=0"),
