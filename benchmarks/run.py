@@ -25,6 +25,10 @@ For the same no-op sync task and the same worker concurrency (see ``contenders.p
   ``INFO``; per worker process. Only that worker is connected then, and the harness is idle;
 * worker peak RSS: ``VmHWM`` of the worker's process tree (the CLI's parent process and its
   worker processes), read just before it is stopped (MiB).
+* Redis CPU (main thread) and commands per task, for the single sends and for the drain (worker
+  start to its deferred work done), from ``INFO cpu stats commandstats`` samples, the harness's
+  own ``INFO`` and polling taken out (see ``rediscost.py``); under the table, aury-tasks' drain
+  commands by calls and by time.
 
 Every round runs every contender (in the listed order in odd rounds, reversed in even ones) on
 a flushed server, each contender's database emptied after its turn; rates are medians over
