@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common import percentile, save_json
+from rediscost import RedisCost, breakdown, format_breakdown
 
 if TYPE_CHECKING:
     from run import Run
@@ -66,6 +67,12 @@ ROWS = [
     Row("enqueue_cpu_us", "producer CPU per send (µs)", ",.0f"),
     Row("drain_cpu_us", "worker CPU per task, draining (µs)", ",.0f"),
     Row("worker_start_s", "worker start -> first task (s)", ".2f"),
+    Row("enqueue_redis_cpu_us", "Redis CPU per send (µs)", ".1f"),
+    Row("enqueue_redis_commands", "Redis commands per send", ".2f"),
+    Row("drain_redis_cpu_us", "Redis CPU per task, draining (µs)", ".1f"),
+    Row("drain_redis_commands", "Redis commands per task, draining", ".2f"),
+    Row("redis_cpu_us", "Redis CPU per task, ledger on (drain+enqueue) (µs)", ".1f",
+        target=Target("ratio", "<=", 1.3, "aury/raw <= 1.3x")),
 ]  # fmt: skip
 
 #: Which samples a pooled row's percentile is taken over, and the percentile.
@@ -271,12 +278,39 @@ def report(
         f"aury-tasks {info['aury_tasks']}; redis-py {info['redis_py']}; {info['server']}"
         + (f"; {peers}" if peers else "")
         + f"; harness alone: {info['harness_idle_commands_per_s']} Redis commands/s"
+        + _harness_cost(info)
     )
     print(f"reproduce: {reproduce_command(args)}")
+    drain_cost, drain_tasks = pooled_drain_cost(rounds, "aury")
+    if drain_tasks:
+        print()
+        print(format_breakdown(drain_cost, drain_tasks, "aury-tasks, draining"))
     if not args.no_chart:
         save_chart(args.chart, rounds, names, labels, args)
     if args.json:
         runs = [{name: {**run.metrics(), "drain_complete": run.drain.complete,
                         "latency_samples_ms": run.latency_samples, "idle_samples_ms": run.idle_samples}
                  for name, run in r.items()} for r in rounds]  # fmt: skip
-        save_json(args, machine=info, summary=summary, rounds=runs, notes=notes, failures=failures)
+        redis_breakdown = breakdown(drain_cost, drain_tasks) if drain_tasks else {}
+        save_json(args, machine=info, summary=summary, rounds=runs, notes=notes, failures=failures,
+                  aury_drain_redis_commands=redis_breakdown)  # fmt: skip
+
+
+def _harness_cost(info: dict[str, Any]) -> str:
+    harness = info.get("harness_redis_cpu_us")
+    if not harness:
+        return ""
+    return (
+        f", Redis CPU {harness['per_info_sample']} µs per INFO sample and {harness['per_polling_command']} "
+        "µs per polling command (taken out of the Redis rows)"
+    )
+
+
+def pooled_drain_cost(rounds: list[dict[str, Run]], name: str) -> tuple[RedisCost, int]:
+    """Contender ``name``'s Redis cost of draining, summed over the rounds; and the tasks it is for."""
+    total, tasks = RedisCost(), 0
+    for r in rounds:
+        if name in r and r[name].drain_tasks:
+            total.merge(r[name].drain_redis)
+            tasks += r[name].drain_tasks
+    return total, tasks

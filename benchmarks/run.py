@@ -25,6 +25,10 @@ For the same no-op sync task and the same worker concurrency (see ``contenders.p
   ``INFO``; per worker process. Only that worker is connected then, and the harness is idle;
 * worker peak RSS: ``VmHWM`` of the worker's process tree (the CLI's parent process and its
   worker processes), read just before it is stopped (MiB).
+* Redis CPU (main thread) and commands per task, for the single sends and for the drain (worker
+  start to its deferred work done), from ``INFO cpu stats commandstats`` samples, the harness's
+  own ``INFO`` and polling taken out (see ``rediscost.py``); under the table, aury-tasks' drain
+  commands by calls and by time.
 
 Every round runs every contender (in the listed order in odd rounds, reversed in even ones) on
 a flushed server, each contender's database emptied after its turn; rates are medians over
@@ -59,6 +63,7 @@ import redis
 from common import free_port, machine_info, percentile, process_tree_cpu, process_tree_peak_rss
 from contenders import Side, make_aury_side, make_raw_side, write_worker_modules
 from peers import PEERS, available, make_peer
+from rediscost import CountingRedis, RedisCost, ServerMeter, calibrate
 from report import report
 
 from aury_tasks.broker.embedded import start_server
@@ -113,6 +118,11 @@ class Run:
     idle_samples: list[float] = field(repr=False)
     idle_commands_per_s: float
     peak_rss_mib: float
+    #: The server's work for the single sends and for the drain (worker start to settled).
+    enqueue_redis: RedisCost = field(default_factory=RedisCost)
+    drain_redis: RedisCost = field(default_factory=RedisCost)
+    #: The tasks ``drain_redis`` is for: all of them, or 0 for a drain stopped by the budget.
+    drain_tasks: int = 0
 
     def metrics(self) -> dict[str, float]:
         """The round's figures; latency percentiles over this round's samples only."""
@@ -131,7 +141,18 @@ class Run:
             "enqueue_cpu_us": self.enqueue.cpu_us_each,
             "drain_cpu_us": self.drain.cpu_us_each,
             "worker_start_s": self.worker_start_s,
+            **self.redis_metrics(),
         }
+
+    def redis_metrics(self) -> dict[str, float]:
+        """Redis CPU (main thread and whole process) and commands per task, enqueue and drain."""
+        enqueue = self.enqueue_redis.per_task(self.enqueue.count)
+        drain = self.drain_redis.per_task(self.drain_tasks)
+        metrics = {f"enqueue_redis_{k}": v for k, v in enqueue.items()}
+        metrics.update({f"drain_redis_{k}": v for k, v in drain.items()})
+        metrics["redis_cpu_us"] = enqueue["cpu_us"] + drain["cpu_us"]
+        metrics["redis_cpu_all_us"] = enqueue["cpu_all_us"] + drain["cpu_all_us"]
+        return metrics
 
 
 class BenchmarkError(RuntimeError):
@@ -154,13 +175,24 @@ def reset_redis(client: redis.Redis) -> None:
         time.sleep(0.02)
 
 
-def measure_sends(sides: list[Side], count: int, chunk: int, *, bulk: bool = False) -> dict[str, Rate]:
+def measure_sends(
+    sides: list[Side],
+    count: int,
+    chunk: int,
+    *,
+    bulk: bool = False,
+    meter: ServerMeter | None = None,
+    costs: dict[str, RedisCost] | None = None,
+) -> dict[str, Rate]:
     """Send ``count`` no-op tasks per contender, the contenders taking turns in chunks.
 
     With ``bulk``, through each contender's bulk API (one call per chunk); the others are skipped.
+    With ``meter``, the server is sampled between chunks (outside the timed sends) and each
+    chunk's cost is added to its contender's entry in ``costs``.
     """
     sides = [side for side in sides if side.send_bulk] if bulk else sides
     rates = {side.name: Rate(0, 0.0, 0.0) for side in sides}
+    last = meter.sample() if meter else None
     turn = 0
     while any(rate.count < count for rate in rates.values()):
         for side in sides if turn % 2 == 0 else sides[::-1]:
@@ -173,6 +205,10 @@ def measure_sends(sides: list[Side], count: int, chunk: int, *, bulk: bool = Fal
             rate.seconds += time.perf_counter() - started
             rate.cpu_seconds += time.thread_time() - cpu
             rate.count += todo
+            if meter and last and costs is not None:
+                now = meter.sample()
+                costs.setdefault(side.name, RedisCost()).add(last, now, meter.calibration)
+                last = now
         turn += 1
     return rates
 
@@ -328,16 +364,25 @@ def run_side(
     side: Side,
     enqueue: Rate,
     bulk: Rate | None,
-    client: redis.Redis,
+    client: CountingRedis,
     args: argparse.Namespace,
     workdir: Path,
     round_no: int,
+    meter: ServerMeter,
 ) -> Run:
-    """Start the contender's worker on its waiting messages: drain, latencies, idle figures; stop it."""
+    """Start the contender's worker on its waiting messages: drain, latencies, idle figures; stop it.
+
+    The server's work for the drain is taken from just before the worker starts to once it has
+    done the deferred work of the tasks it ran (``wait_settled``), less the harness's polling.
+    """
     log_path = workdir / f"worker-{side.name}-{round_no}.log"
     budget = None if side.name in SUBJECTS else args.drain_budget
+    client.sent.clear()
+    before = meter.sample()
     with worker_process(side, workdir, log_path) as process:
         drain, worker_start = measure_drain(side, client, args.tasks, process, log_path, budget)
+        wait_settled(side, client)
+        drain_redis = meter.span(before, client.sent.copy())
         latencies = measure_latency(side, client, args.latency_tasks, args.latency_interval / 1000)
         idle = measure_idle_latency(side, client, args.idle_samples, args.idle_gap)
         wait_settled(side, client)
@@ -346,7 +391,9 @@ def run_side(
         peak_rss = process_tree_peak_rss(process.pid)
         check_alive(process, log_path)
     client.flushdb()
-    return Run(side.name, enqueue, bulk, drain, worker_start, latencies, idle, idle_commands, peak_rss)
+    drain_tasks = args.tasks if drain.complete else 0
+    return Run(side.name, enqueue, bulk, drain, worker_start, latencies, idle, idle_commands, peak_rss,
+               drain_redis=drain_redis, drain_tasks=drain_tasks)  # fmt: skip
 
 
 def print_run(run: Run, round_no: int) -> None:
@@ -359,15 +406,17 @@ def print_run(run: Run, round_no: int) -> None:
         f"p95 {m['latency_p95_ms']:5.1f} p99 {m['latency_p99_ms']:6.1f} ms  "
         f"idle p50 {m['idle_p50_ms']:6.1f} ms  idle {m['idle_commands_per_s']:5.2f} cmd/s  "
         f"RSS {m['peak_rss_mib']:5.1f} MiB  start {m['worker_start_s']:4.2f} s  "
-        f"CPU/task: send {m['enqueue_cpu_us']:4.0f} us, worker {m['drain_cpu_us']:4.0f} us",
+        f"CPU/task: send {m['enqueue_cpu_us']:4.0f} us, worker {m['drain_cpu_us']:4.0f} us  "
+        f"Redis/task: send {m['enqueue_redis_cpu_us']:5.1f} us {m['enqueue_redis_commands']:5.2f} cmd, "
+        f"drain {m['drain_redis_cpu_us']:5.1f} us {m['drain_redis_commands']:5.2f} cmd",
         flush=True,
     )
 
 
 def run_round(
     sides: list[Side],
-    clients: dict[str, redis.Redis],
-    server_client: redis.Redis,
+    clients: dict[str, CountingRedis],
+    meter: ServerMeter,
     args: argparse.Namespace,
     workdir: Path,
     round_no: int,
@@ -378,15 +427,17 @@ def run_round(
     A peer whose run fails is reported in ``failures`` and left out of the next rounds; a
     failure of raw Dramatiq or aury-tasks ends the benchmark.
     """
-    reset_redis(server_client)
+    reset_redis(meter.client)
     bulk_rates = measure_sends(sides, args.tasks, args.bulk_chunk, bulk=True)
-    reset_redis(server_client)
-    rates = measure_sends(sides, args.tasks, args.enqueue_chunk)
+    reset_redis(meter.client)
+    enqueue_costs: dict[str, RedisCost] = {}
+    rates = measure_sends(sides, args.tasks, args.enqueue_chunk, meter=meter, costs=enqueue_costs)
     results = {}
     for side in sides:
         try:
             run = run_side(side, rates[side.name], bulk_rates.get(side.name), clients[side.name], args,
-                           workdir, round_no)  # fmt: skip
+                           workdir, round_no, meter)  # fmt: skip
+            run.enqueue_redis = enqueue_costs.get(side.name, RedisCost())
         except BenchmarkError as exc:
             if side.name in SUBJECTS:
                 raise
@@ -472,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     server = start_server(workdir / "redis", port=free_port())
     server_client = redis.Redis.from_url(server.url)
     sides: list[Side] = []
-    clients: dict[str, redis.Redis] = {}
+    clients: dict[str, CountingRedis] = {}
     failures: dict[str, str] = {}
     try:
         modules_dir = write_worker_modules(workdir)
@@ -480,16 +531,23 @@ def main(argv: list[str] | None = None) -> int:
         sides.append(make_aury_side(server.url, workdir, modules_dir, args, env))
         for name in peers:
             sides.append(make_peer(name, server.url, workdir, args, env))
-        clients = {side.name: redis.Redis.from_url(side.url) for side in sides}
+        clients = {side.name: CountingRedis.connect(side.url) for side in sides}
         info = machine_info(server, dramatiq=dramatiq.__version__, **peer_versions(peers))
         print(f"# {server.version} at {server.url}; workdir {workdir}", flush=True)
         warm_up(sides, server_client)
         info["harness_idle_commands_per_s"] = round(commands_per_second(server_client, IDLE_SETTLE), 2)
+        meter = ServerMeter(
+            server_client, calibrate(server_client, lambda: sides[0].remaining(clients["raw"]))
+        )
+        info["harness_redis_cpu_us"] = {
+            "per_info_sample": round(meter.calibration.sample_cpu[0] * 1e6, 2),
+            "per_polling_command": round(meter.calibration.poll_cpu[0] * 1e6, 2),
+        }
         rounds = []
         for round_no in range(1, args.rounds + 1):
             running = [side for side in sides if side.name not in failures]
             order = running if round_no % 2 else running[::-1]
-            rounds.append(run_round(order, clients, server_client, args, workdir, round_no, failures))
+            rounds.append(run_round(order, clients, meter, args, workdir, round_no, failures))
         report(args, info, rounds, {side.name: side.label for side in sides}, notes, failures)
         return 2 if failures else 0
     except BenchmarkError as exc:
