@@ -154,7 +154,8 @@ def test_a_bad_url_in_dotenv_exits_2_without_its_password(run_aum: RunAum, tmp_p
     assert completed.returncode == 2
     assert completed.stderr.splitlines() == [
         "Error: invalid setting TASK_BROKER_URL: expected a URL starting with redis://, rediss://, unix://, "
-        "amqp://, amqps://, memory://, got 'ftp://admin:***@files.example.com/'"
+        "redis+sentinel://, rediss+sentinel://, amqp://, amqps://, memory://, "
+        "got 'ftp://admin:***@files.example.com/'"
     ]
 
 
