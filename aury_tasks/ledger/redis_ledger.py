@@ -38,7 +38,6 @@ from ..redis.scripts import CLEANUP, PROGRESS, SEND_RECORD, TRANSITION, TRIM_IND
 from . import pages, reads, stats
 from .pages import PageQuery
 from .records import Progress, Statistics, TaskPage, TaskRecord, WorkerInfo
-from .tally import StatsTally
 
 #: Fields stored as JSON.
 _JSON_FIELDS = frozenset({"result", "metadata", "errors"})
@@ -61,8 +60,6 @@ class RedisLedger:
         self.url = url
         self.ttl = ttl
         self.ttl_ms = int(ttl * 1000)
-        #: Where a worker adds up the statistics of its final writes (``None``: the script counts).
-        self.tally: StatsTally | None = None
 
     # Writes
 
@@ -95,8 +92,6 @@ class RedisLedger:
         if duration is not None:
             micros = max(1, int(duration * 1_000_000))
             duration_us, bucket = str(micros), str(stats.duration_bucket(micros))
-        now_ms = int((now or time.time()) * 1000)
-        tally = self.tally if status.is_final and queue_name and task_name else None
         return Write(
             TRANSITION,
             [keys.task_record(task_id)],
@@ -107,7 +102,7 @@ class RedisLedger:
                 status.phase,
                 int(status.is_final),
                 self.ttl_ms,
-                now_ms,
+                int((now or time.time()) * 1000),
                 keys.LEDGER_PREFIX,
                 queue_name,
                 task_name,
@@ -115,12 +110,9 @@ class RedisLedger:
                 bucket,
                 json.dumps(error, separators=(",", ":")) if error else "",
                 "cancel" if cancel else "",
-                "" if tally is not None else keys.MINUTE_BUCKET_TTL,
+                keys.MINUTE_BUCKET_TTL,
                 *pairs,
             ],
-            on_reply=None
-            if tally is None
-            else tally.on_written(now_ms, queue_name, task_name, status.value, duration_us, bucket),
         )
 
     def send_write(
