@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..core.errors import ConfigError
+from ..core.keys import DEFAULT_PREFIX, KeySpace, prefix_problem
 from ..core.redaction import redact_url
 from ..core.run_mode import RunMode
 from ..core.sentinel_url import SENTINEL_SCHEMES, is_sentinel_url, parse_sentinel_url
@@ -88,6 +89,13 @@ class TaskSettings(BaseSettings):
         description="Password of the Redis Sentinels of a redis+sentinel:// URL "
         "(the master's own is the URL's).",
         json_schema_extra=_expected("text"),
+    )
+    key_prefix: str = Field(
+        default=DEFAULT_PREFIX,
+        description="Prefix of every Redis key of aury-tasks and of its broker (<prefix>:...): two "
+        "applications with different prefixes share one Redis; an ACL user can be limited to ~<prefix>:*.",
+        json_schema_extra=_expected("a prefix without spaces, glob characters (* ? [ ] \\) or a trailing "
+        "colon, e.g. aury or shop-staging"),
     )
     queue_name: str = Field(
         default="default",
@@ -286,6 +294,14 @@ class TaskSettings(BaseSettings):
             raise ValueError("token too short")
         return value
 
+    @field_validator("key_prefix")
+    @classmethod
+    def _check_key_prefix(cls, value: str) -> str:
+        problem = prefix_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     @field_validator("queue_name")
     @classmethod
     def _check_queue_name(cls, value: str) -> str:
@@ -321,6 +337,11 @@ class TaskSettings(BaseSettings):
             return cls(**overrides)
         except ValidationError as exc:
             raise _config_error(exc) from None
+
+    @property
+    def keys(self) -> KeySpace:
+        """The keys under :attr:`key_prefix` (``TASK_KEY_PREFIX``)."""
+        return KeySpace(self.key_prefix)
 
     @property
     def broker_url_value(self) -> str | None:

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..core.keys import KeySpace
 from ..core.run_mode import RunMode
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class SettingsSnapshot:
     broker_url_value: str | None = field(repr=False)
     result_backend_url_value: str | None = field(repr=False)
     sentinel_password_value: str | None = field(repr=False)
+    key_prefix: str
     queue_name: str
     max_workers: int
     max_tasks_per_child: int
@@ -66,6 +68,11 @@ class SettingsSnapshot:
     alert_secret: str | None = field(repr=False)
     alert_interval: float
     alert_rules: str
+
+    @property
+    def keys(self) -> KeySpace:
+        """The keys under :attr:`key_prefix` (``TASK_KEY_PREFIX``)."""
+        return KeySpace(self.key_prefix)
 
     def to_json(self) -> str:
         """The snapshot as JSON (URLs in clear: pass it only to this machine's own processes)."""
