@@ -37,7 +37,7 @@ from aury_tasks.core import keys
 QUEUE = "bench"
 NOOP_ACTOR = "bench.noop"
 LATENCY_ACTOR = "bench.latency"
-#: Raw Dramatiq's own default namespace; aury-tasks uses ``keys.BROKER_NAMESPACE``.
+#: Raw Dramatiq's own default namespace; aury-tasks uses ``keys.DEFAULT.prefix``.
 RAW_NAMESPACE = "dramatiq"
 #: The Redis database of each contender (``aury`` on 0, the default it is used with).
 DATABASES = {"aury": 0, "raw": 1, "celery": 2, "rq": 3, "taskiq": 4}
@@ -256,7 +256,7 @@ def make_aury_side(
     return dramatiq_side(
         "aury",
         url,
-        keys.BROKER_NAMESPACE,
+        keys.DEFAULT.prefix,
         label="aury-tasks",
         send_noop=noop.send,
         send_latency=latency.send,
@@ -265,5 +265,5 @@ def make_aury_side(
         worker_env={**env, "BENCH_REDIS_URL": url, "TASK_BROKER_URL": url, "TASK_DATA_DIR": data_dir},
         worker_processes=args.processes,
         close=tm.close,
-        settled=lambda client: client.llen(keys.unindexed()) == 0,
+        settled=lambda client: client.llen(keys.DEFAULT.unindexed()) == 0,
     )

@@ -362,8 +362,12 @@ def measure_memory(
     before = used_memory(client)
     send_batches(client, tasks(count), batch)
     grown = used_memory(client) - before
-    index_bytes = sum(memory_usage(client, client.scan_iter(match=f"{keys.LEDGER_PREFIX}idx:*", count=1000)))
-    counters = sum(memory_usage(client, client.scan_iter(match=f"{keys.LEDGER_PREFIX}stats:*", count=1000)))
+    index_bytes = sum(
+        memory_usage(client, client.scan_iter(match=f"{keys.DEFAULT.ledger_prefix}idx:*", count=1000))
+    )
+    counters = sum(
+        memory_usage(client, client.scan_iter(match=f"{keys.DEFAULT.ledger_prefix}stats:*", count=1000))
+    )
     flush(client)
     if failed:
         note = f"failure: error fields, errors list, traceback of {len(maker.traceback_text):,} chars"

@@ -250,7 +250,7 @@ class RunsWatcher:
     def _watch(self) -> None:
         try:
             while not self._stop.is_set():
-                for job_id, text in self.client.hgetall(keys.scheduler_runs()).items():
+                for job_id, text in self.client.hgetall(keys.DEFAULT.scheduler_runs()).items():
                     run = json.loads(text)
                     self.runs.setdefault((job_id, round(run["planned_at"] * 1000)), run)
                 self._stop.wait(RUNS_POLL)
@@ -332,7 +332,7 @@ def holder_pid(holder: str) -> int:
 def wait_for_leader(client: redis.Redis, fleet: Fleet, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while True:
-        holder = client.get(keys.scheduler_leader())
+        holder = client.get(keys.DEFAULT.scheduler_leader())
         if holder:
             return str(holder)
         fleet.check()
@@ -345,7 +345,7 @@ def claimed_ticks(client: redis.Redis, job_ids: list[str]) -> set[tuple[str, int
     """Every fire claim of ``job_ids`` in Redis: (job id, planned time in ms)."""
     claims = set()
     for job_id in job_ids:
-        pattern = keys.scheduler_fire(job_id, 0).removesuffix("0") + "*"
+        pattern = keys.DEFAULT.scheduler_fire(job_id, 0).removesuffix("0") + "*"
         for key in client.scan_iter(match=pattern, count=1000):
             claims.add((job_id, int(str(key).rsplit(":", 1)[1])))
     return claims
@@ -405,7 +405,7 @@ def measure_delays(
         fleet.check()
         watcher.check()
         time.sleep(0.2)
-    if client.get(keys.scheduler_leader()) != leader:
+    if client.get(keys.DEFAULT.scheduler_leader()) != leader:
         raise BenchmarkError("the leader changed during the delay window")
     # The window holds the ticks planned in [window_start, window_end).
     wanted = planned_ticks(specs, window_start - 0.001, window_end - 0.001)
@@ -453,7 +453,7 @@ def failover_trial(
     fleet.kill(victim)
     deadline = time.monotonic() + timeout
     while True:
-        new_holder = client.get(keys.scheduler_leader())
+        new_holder = client.get(keys.DEFAULT.scheduler_leader())
         if new_holder and new_holder != holder:
             lease_at = time.time()
             break

@@ -205,7 +205,7 @@ def check_outcome(variant: str, handle: Any, count: int) -> float:
         return math.nan
     pipe = handle.manager.store.client.pipeline(transaction=False)
     for task_id in handle.task_ids():
-        pipe.hget(keys.task_record(task_id), "finished_at")
+        pipe.hget(keys.DEFAULT.task_record(task_id), "finished_at")
     *members, callback = [float(value) for value in pipe.execute()]
     return callback - max(members)
 
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             "--processes", str(args.processes), "--concurrency", str(args.threads), "--queues", QUEUE,
         ]  # fmt: skip
         env = {**os.environ, "TASK_BROKER_URL": server.url, "TASK_DATA_DIR": data_dir}
-        side = dramatiq_side("aury", server.url, keys.BROKER_NAMESPACE, send_noop=producer.noop.send,
+        side = dramatiq_side("aury", server.url, keys.DEFAULT.prefix, send_noop=producer.noop.send,
                              send_latency=lambda *_: None, worker_argv=argv_, worker_env=env,
                              close=producer.manager.close)  # fmt: skip
         info = machine_info(server)

@@ -9,13 +9,14 @@ import redis
 from loguru import logger
 
 from ..config.alert_rules import AlertRule
-from ..core import keys
 from ..core.errors import AuryTasksError
+from ..core.keys import TIME_LIMIT_COUNTS_TTL
 from ..core.redaction import redact_text
 from ..core.status import TaskStatus
 
 if TYPE_CHECKING:
     from ..ledger.records import QueueStats
+    from ..scheduler.store import ScheduleStore
     from ..tasks.manager import TaskManager
 
 
@@ -24,12 +25,12 @@ class Readings:
 
     Parameters:
       tm: the TaskManager whose ledger and broker are read.
-      scheduler_client: the Redis client of the scheduler's keys (for ``misfires``).
+      schedules: the scheduler's store (its miss counts, for ``misfires``).
     """
 
-    def __init__(self, tm: TaskManager, scheduler_client: redis.Redis) -> None:
+    def __init__(self, tm: TaskManager, schedules: ScheduleStore) -> None:
         self.tm = tm
-        self.scheduler_client = scheduler_client
+        self.schedules = schedules
         self._queues: dict[str, QueueStats] = {}
 
     def read(self, rules: Iterable[AlertRule], now: float) -> dict[str, float | None]:
@@ -59,7 +60,7 @@ class Readings:
             failed = stats.failed + stats.dead
             return round(100.0 * failed / stats.total, 2) if stats.total else 0.0
         if rule.kind == "misfires":
-            counts: Any = self.scheduler_client.hgetall(keys.scheduler_miss_counts())
+            counts: Any = self.schedules.client.hgetall(self.schedules.keys.scheduler_miss_counts())
             if rule.job is not None:
                 return float(counts.get(rule.job, 0))
             return float(sum(int(count) for count in counts.values()))
@@ -72,10 +73,10 @@ class Readings:
         field = f"q:{rule.queue}" if rule.queue else (f"t:{rule.task}" if rule.task else "")
         last = int(now // 60)
         first = int((now - rule.window) // 60) + 1
-        client = self.tm.store.client
-        pipe = client.pipeline(transaction=False)
-        for minute in range(max(first, last - keys.TIME_LIMIT_COUNTS_TTL // 60), last + 1):
-            pipe.hget(keys.time_limit_counts(minute), field)
+        store = self.tm.store
+        pipe = store.client.pipeline(transaction=False)
+        for minute in range(max(first, last - TIME_LIMIT_COUNTS_TTL // 60), last + 1):
+            pipe.hget(store.keys.time_limit_counts(minute), field)
         return sum(int(count or 0) for count in pipe.execute())
 
     def _queue(self, rule: AlertRule) -> QueueStats:
@@ -88,7 +89,7 @@ class Readings:
         store = self.tm.store
         store.catch_up()
         oldest = store.client.zrange(
-            keys.status_index(TaskStatus.PENDING.value, queue_name=queue), 0, 0, withscores=True
+            store.keys.status_index(TaskStatus.PENDING.value, queue_name=queue), 0, 0, withscores=True
         )
         if not oldest:
             return 0.0

@@ -49,9 +49,9 @@ class AlertService:
         self, tm: TaskManager, scheduler: SchedulerManager, notifier: WebhookNotifier | None = None
     ) -> None:
         self.tm = tm
-        client = scheduler.store.client
-        self.store = AlertStore(client)
-        self.readings = Readings(tm, client)
+        schedules = scheduler.store
+        self.store = AlertStore(schedules.client, schedules.keys)
+        self.readings = Readings(tm, schedules)
         settings = tm.settings
         self.configured: list[AlertRule] = parse_rules(settings.alert_rules)
         self.interval = float(settings.alert_interval)

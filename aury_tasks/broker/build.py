@@ -144,7 +144,7 @@ def open_broker(settings: Settings, url: str | None, middleware: list[Middleware
         broker = AuryRedisBroker(
             client=redis_client(url),
             middleware=middleware,
-            namespace=keys.BROKER_NAMESPACE,
+            namespace=settings.key_prefix,
             heartbeat_timeout=int(settings.heartbeat_timeout * 1000),
             dead_message_ttl=keys.DEAD_MESSAGE_TTL_MS,
             maintenance_interval=MAINTENANCE_INTERVAL,

@@ -19,7 +19,8 @@ from .times import Duration
 
 
 def _store(tm: TaskManager) -> AlertStore:
-    return AlertStore(SchedulerManager.get_instance(tm.name).store.client)
+    schedules = SchedulerManager.get_instance(tm.name).store
+    return AlertStore(schedules.client, schedules.keys)
 
 
 def _configured(tm: TaskManager) -> list[AlertRule]:

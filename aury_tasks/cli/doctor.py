@@ -19,10 +19,16 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from loguru import logger
 
-from ..broker.redis.checks import MIN_REDIS_VERSION, REQUIRED_COMMANDS, acl_check, redis_warnings, too_old
+from ..broker.redis.checks import (
+    MIN_REDIS_VERSION,
+    REQUIRED_COMMAND_NAMES,
+    acl_check,
+    redis_warnings,
+    too_old,
+)
 from ..config.settings import TaskSettings
-from ..core import keys
 from ..core.errors import AuryTasksError, BrokerUnavailable, ConfigError, LedgerUnavailable, SchedulerError
+from ..core.keys import KeySpace
 from ..core.redaction import redact_text
 from ..core.sentinel_url import is_sentinel_url
 from ..redis.sentinel_view import view_sentinels
@@ -165,7 +171,7 @@ def _check_settings(report: Report, aum: AumContext, modules_dir: str | None) ->
     report.ok(
         "settings",
         f"valid (environment and {where}); modules {settings.modules_dir}/, "
-        f"default queue {settings.queue_name}",
+        f"default queue {settings.queue_name}, keys under {settings.key_prefix}:",
     )
     return settings
 
@@ -178,7 +184,7 @@ def _check_broker(report: Report, tm: TaskManager, acl_user: str | None) -> None
     if not isinstance(tm.broker, RedisBroker):
         report.ok("broker", f"{tm.broker_info.describe()} (not Redis: its server is not checked)")
         return
-    _check_redis(report, "broker", tm.broker.client, tm.broker_info.describe(), acl_user)
+    _check_redis(report, "broker", tm.broker.client, tm.broker_info.describe(), acl_user, tm.keys)
     url = tm.settings.broker_url_value
     if url and is_sentinel_url(url):
         _check_sentinels(report, url)
@@ -220,12 +226,14 @@ def _check_ledger(report: Report, tm: TaskManager, acl_user: str | None) -> bool
         wanted = ".".join(map(str, MIN_REDIS_VERSION))
         needs = f"aury-tasks needs Redis {wanted} or later (or Valkey)"
         report.fail("ledger", f"{info.ledger_display_url} is Redis {version}; {needs}", 2, stop=True)
-    _check_redis(report, "ledger", client, f"redis at {info.ledger_display_url}", acl_user)
+    _check_redis(report, "ledger", client, f"redis at {info.ledger_display_url}", acl_user, tm.keys)
     return True
 
 
-def _check_redis(report: Report, role: str, client: redis.Redis, where: str, acl_user: str | None) -> None:
-    """The version, the risks and the ACL of one Redis that answers."""
+def _check_redis(
+    report: Report, role: str, client: redis.Redis, where: str, acl_user: str | None, keys: KeySpace
+) -> None:
+    """The version, the risks and the ACL (on the keys under ``keys``' prefix) of one Redis that answers."""
     server: dict[str, Any] = client.info("server")
     name = str(server.get("server_name") or "redis")
     version = server.get("valkey_version") if name == "valkey" else server.get("redis_version")
@@ -238,7 +246,7 @@ def _check_redis(report: Report, role: str, client: redis.Redis, where: str, acl
         report.warn(f"{role} redis", warning)
     if not warnings:
         report.ok(f"{role} redis", "appendonly yes, maxmemory-policy noeviction")
-    acl = acl_check(client, acl_user)
+    acl = acl_check(client, keys, acl_user)
     check = f"{role} acl"
     if acl.skipped:
         report.warn(check, f"commands not checked: {acl.skipped}")
@@ -247,10 +255,11 @@ def _check_redis(report: Report, role: str, client: redis.Redis, where: str, acl
         report.fail(
             check,
             f"user {acl.user} may not run {', '.join(acl.refused)}: "
-            f"{next(iter(acl.refused.values()))}; grant them (docs/deploy.md)",
+            f"{next(iter(acl.refused.values()))}; grant them on ~{keys.pattern()} (docs/deploy.md)",
         )
     else:
-        report.ok(check, f"user {acl.user} may run the {len(REQUIRED_COMMANDS)} commands aury-tasks needs")
+        count = len(REQUIRED_COMMAND_NAMES)
+        report.ok(check, f"user {acl.user} may run the {count} commands aury-tasks needs on {keys.pattern()}")
     if acl.refused_optional:
         report.warn(check, f"user {acl.user} may not run {', '.join(acl.refused_optional)} (optional)")
 
@@ -285,7 +294,7 @@ def _check_tasks(report: Report, tm: TaskManager, settings: TaskSettings) -> Non
 def _check_schedules(report: Report, tm: TaskManager) -> None:
     scheduler = SchedulerManager.get_instance(tm.name)
     unreadable = {}
-    for raw_id, text in scheduler.store.client.hgetall(keys.scheduler_jobs()).items():
+    for raw_id, text in scheduler.store.client.hgetall(scheduler.store.keys.scheduler_jobs()).items():
         try:
             JobDefinition.from_json(text)
         except (SchedulerError, ValueError) as exc:

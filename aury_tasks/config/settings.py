@@ -94,8 +94,10 @@ class TaskSettings(BaseSettings):
         default=DEFAULT_PREFIX,
         description="Prefix of every Redis key of aury-tasks and of its broker (<prefix>:...): two "
         "applications with different prefixes share one Redis; an ACL user can be limited to ~<prefix>:*.",
-        json_schema_extra=_expected("a prefix without spaces, glob characters (* ? [ ] \\) or a trailing "
-        "colon, e.g. aury or shop-staging"),
+        json_schema_extra=_expected(
+            "a prefix without spaces, glob characters (* ? [ ] \\) or a trailing "
+            "colon, e.g. aury or shop-staging"
+        ),
     )
     queue_name: str = Field(
         default="default",

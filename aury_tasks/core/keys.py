@@ -120,7 +120,9 @@ class KeySpace:
         """Sorted set of the ids of tasks of ``task_name`` sent to ``queue_name``."""
         return f"{self.ledger_prefix}idx:task:{task_name}:queue:{queue_name}"
 
-    def status_index(self, status: str, *, queue_name: str | None = None, task_name: str | None = None) -> str:
+    def status_index(
+        self, status: str, *, queue_name: str | None = None, task_name: str | None = None
+    ) -> str:
         """Sorted set of the ids of tasks now in ``status`` (optionally of one queue or one task)."""
         if queue_name is not None:
             return f"{self.ledger_prefix}idx:status:{status}:queue:{queue_name}"
@@ -185,7 +187,7 @@ class KeySpace:
         return f"{self.prefix}:{queue_name}.msgs"
 
     def broker_fetched(self, broker_id: str, queue_name: str) -> str:
-        """Dramatiq's set of the message ids one broker instance fetched from ``queue_name``, not yet acked."""
+        """Dramatiq's set of the message ids one broker instance fetched from ``queue_name``, unacked."""
         return f"{self.broker_fetched_prefix()}{broker_id}.{queue_name}"
 
     def broker_fetched_prefix(self) -> str:
@@ -262,7 +264,8 @@ class KeySpace:
         return f"{self.limits_prefix}concurrency:{task_name}"
 
     def unique_lock(self, task_name: str, digest: str) -> str:
-        """Holds the id of the pending or running task of ``task_name`` whose unique key digests to ``digest``."""
+        """Holds the id of the pending or running task of ``task_name`` whose unique key digests to
+        ``digest``."""
         return f"{self.limits_prefix}unique:{task_name}:{digest}"
 
     def priority_queue(self, queue_name: str) -> str:
@@ -310,7 +313,8 @@ class KeySpace:
         return f"{self.prefix}:wake-stop:{waker_id}"
 
     def idle_marker(self, queue_name: str) -> str:
-        """Set by a fetch of ``queue_name`` that found nothing; the next send deletes it and wakes consumers."""
+        """Set by a fetch of ``queue_name`` that found nothing; the next send deletes it and wakes
+        consumers."""
         return f"{self.prefix}:idle:{queue_name}"
 
     # Alerts (aury_tasks.alerts)

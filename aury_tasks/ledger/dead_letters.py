@@ -18,8 +18,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.errors import DecodeError
 
 from ..broker.redis.consumer import UNDECODABLE
-from ..core import keys
 from ..core.errors import LedgerUnavailable, TaskRecordNotFound
+from ..core.keys import KeySpace
 from ..core.status import TaskStatus
 
 #: Dead letters read per round trip when a whole queue is walked.
@@ -65,6 +65,7 @@ class DeadLetterQueue:
         self.manager = manager
         self.queue_name = queue_name
         self.client = broker.client
+        keys = KeySpace(broker.namespace)  # the broker's keys (its namespace is the key prefix)
         self._set = keys.dead_letters(queue_name)
         self._messages = keys.dead_letter_messages(queue_name)
 
@@ -152,7 +153,7 @@ class DeadLetterQueue:
             store = self.manager.store
         except LedgerUnavailable:
             return None
-        delivery_id = store.client.hget(keys.task_record(task_id), "dead_letter_id")
+        delivery_id = store.client.hget(store.keys.task_record(task_id), "dead_letter_id")
         return _text(delivery_id) if delivery_id else None
 
     def _all(self) -> Iterator[DeadLetter]:

@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 
-from ..core import keys
 from ..core.errors import TaskCancelled, TaskExpired, TaskFailed, TaskRecordNotFound
+from ..core.keys import KeySpace
 from ..core.status import TaskStatus
 from ..redis.plan import (
     Command,
@@ -61,25 +61,27 @@ def outcome(record: TaskRecord) -> Any:
                      error_type=record.error_type, error_message=record.error_message)  # fmt: skip
 
 
-def _required(task_id: str) -> Plan[TaskRecord]:
-    return reads.found(task_id, reads.record(task_id))
+def _required(keys: KeySpace, task_id: str) -> Plan[TaskRecord]:
+    return reads.found(task_id, reads.record(keys, task_id))
 
 
 def _is_final_event(data: str) -> bool:
     return data.startswith("s:") and TaskStatus(data[2:]).is_final
 
 
-def _until_end(task_id: str, timeout: float | None, deadline: float | None) -> Plan[TaskRecord]:
+def _until_end(
+    keys: KeySpace, task_id: str, timeout: float | None, deadline: float | None
+) -> Plan[TaskRecord]:
     """Subscribe to the task's events, read its record, sleep on the subscription until it ends."""
     yield Subscribe(keys.task_events(task_id))
-    record = yield from _required(task_id)
+    record = yield from _required(keys, task_id)
     while not record.is_final:
         wait = _RECHECK if deadline is None else min(_RECHECK, deadline - time.monotonic())
         if wait <= 0:
             raise TimeoutError(f"task {task_id} did not finish within {timeout:g} s")
         message = yield Listen(wait)
         if message is None or _is_final_event(message["data"]):
-            record = yield from _required(task_id)
+            record = yield from _required(keys, task_id)
     return record
 
 
@@ -95,17 +97,17 @@ def wait_for_end(store: RedisLedger, task_id: str, timeout: float | None) -> Tas
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
-            return run(store.client, _until_end(task_id, timeout, deadline))
+            return run(store.client, _until_end(store.keys, task_id, timeout, deadline))
         except redis.ConnectionError:
             if deadline is not None and time.monotonic() >= deadline:
                 raise
             time.sleep(0.2)
 
 
-async def wait_for_end_async(url: str, task_id: str, timeout: float | None) -> TaskRecord:
-    """:func:`wait_for_end` on the running event loop, through a client of ``url``."""
+async def wait_for_end_async(store: RedisLedger, task_id: str, timeout: float | None) -> TaskRecord:
+    """:func:`wait_for_end` on the running event loop, through a client of ``store``'s URL."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    return await run_async(async_client(url), _until_end(task_id, timeout, deadline))
+    return await run_async(async_client(store.url), _until_end(store.keys, task_id, timeout, deadline))
 
 
 class ProgressSubscription:
@@ -140,8 +142,9 @@ class ProgressSubscription:
     def _reports(self) -> Plan[None]:
         """The reports as a plan: subscribe, read the last one, then each one published."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        keys = self.store.keys
         yield Subscribe(keys.task_events(self.task_id))
-        snapshot = yield from reads.progress(self.task_id)
+        snapshot = yield from reads.progress(keys, self.task_id)
         if snapshot is None:
             raise TaskRecordNotFound.for_id(self.task_id)
         seen, progress = self._first(*snapshot)
@@ -153,7 +156,7 @@ class ProgressSubscription:
                 raise TimeoutError(f"task {self.task_id} did not finish within {self.timeout:g} s")
             message = yield Listen(wait)
             if message is None:
-                self.status = yield from reads.status(self.task_id)
+                self.status = yield from reads.status(keys, self.task_id)
                 continue
             seen, progress = self._handle(message["data"], seen)
             if progress is not None:
@@ -183,7 +186,9 @@ class TaskEvent:
     progress: Progress | None = None
 
 
-async def follow_async(url: str, task_id: str, *, keepalive: float = 15.0) -> AsyncIterator[TaskEvent]:
+async def follow_async(
+    store: RedisLedger, task_id: str, *, keepalive: float = 15.0
+) -> AsyncIterator[TaskEvent]:
     """The events of ``task_id`` as they happen, ending after its final status.
 
     Subscribes first and reads the record second, like :func:`wait_for_end`, so no change slips
@@ -193,15 +198,16 @@ async def follow_async(url: str, task_id: str, *, keepalive: float = 15.0) -> As
       TaskRecordNotFound: for an unknown id (or a record that expired meanwhile).
     """
     # Closed with this generator (a client gone from the API's event stream), not when collected.
-    async with contextlib.aclosing(stream_async(async_client(url), _events(task_id, keepalive))) as events:
+    plan = _events(store.keys, task_id, keepalive)
+    async with contextlib.aclosing(stream_async(async_client(store.url), plan)) as events:
         async for event in events:
             yield event
 
 
-def _events(task_id: str, keepalive: float) -> Plan[None]:
+def _events(keys: KeySpace, task_id: str, keepalive: float) -> Plan[None]:
     """The plan of :func:`follow_async`: each event emitted as it happens."""
     yield Subscribe(keys.task_events(task_id))
-    record = yield from _required(task_id)
+    record = yield from _required(keys, task_id)
     yield Emit(TaskEvent("status", record=record))
     status, seen = record.status, record.progress.updated_at if record.progress else 0.0
     idle_since = time.monotonic()
@@ -222,7 +228,7 @@ def _events(task_id: str, keepalive: float) -> Plan[None]:
                 seen = progress.updated_at
                 yield Emit(TaskEvent("progress", progress=progress))
             continue
-        record = yield from _required(task_id)
+        record = yield from _required(keys, task_id)
         if record.status is status:
             yield Emit(TaskEvent("idle"))
             continue

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..core import keys
+from ..core.keys import KeySpace
 from ..core.status import TaskStatus
 from ..redis.plan import Batch, Command, Plan
 from ..redis.scripts import INDEX_BACKLOG, LIST_PAGE, Write
@@ -29,8 +29,9 @@ INDEX_BATCH = 1_000
 @dataclass(frozen=True)
 class PageQuery:
     """A listing's filters as the index it reads (``None``: status, queue and task name together,
-    which have no index of their own), its score range and its slice."""
+    which have no index of their own), its score range and its slice, under the keys of ``keys``."""
 
+    keys: KeySpace
     index: str | None
     status: str
     queue_name: str
@@ -48,6 +49,7 @@ class PageQuery:
     @classmethod
     def of(
         cls,
+        keys: KeySpace,
         status: TaskStatus | str | None,
         queue_name: str | None,
         task_name: str | None,
@@ -65,7 +67,8 @@ class PageQuery:
             raise ValueError("page and page_size start at 1")
         status_value = TaskStatus(status).value if status is not None else None
         return cls(
-            index=_index(status_value, queue_name, task_name),
+            keys=keys,
+            index=_index(keys, status_value, queue_name, task_name),
             status=status_value or "",
             queue_name=queue_name or "",
             task_name=task_name or "",
@@ -76,7 +79,7 @@ class PageQuery:
         )
 
 
-def _index(status: str | None, queue_name: str | None, task_name: str | None) -> str | None:
+def _index(keys: KeySpace, status: str | None, queue_name: str | None, task_name: str | None) -> str | None:
     if status is not None and queue_name is not None and task_name is not None:
         return None
     if status is not None:
@@ -93,25 +96,25 @@ def _index(status: str | None, queue_name: str | None, task_name: str | None) ->
 def page_of_tasks(query: PageQuery, ttl_ms: int) -> Plan[TaskPage]:
     """The page ``query`` asks for, newest (by enqueue time) first; the backlog indexed first."""
     if query.index is None:
-        yield from catch_up(ttl_ms)
+        yield from catch_up(query.keys, ttl_ms)
         matching = yield from _ids_walked(query)
-        items = yield from reads.records(matching[query.offset : query.offset + query.page_size])
+        items = yield from reads.records(query.keys, matching[query.offset : query.offset + query.page_size])
         return TaskPage(items=items, total=len(matching), page=query.page, page_size=query.page_size)
     reply = yield _page_call(query, ttl_ms)
     if reply[0]:  # a backlog bigger than one call indexes
-        yield from catch_up(ttl_ms)
+        yield from catch_up(query.keys, ttl_ms)
         reply = yield _page_call(query, ttl_ms)
     return _page_of(reply, query.page, query.page_size)
 
 
-def catch_up(ttl_ms: int, limit: int | None = None) -> Plan[int]:
+def catch_up(keys: KeySpace, ttl_ms: int, limit: int | None = None) -> Plan[int]:
     """Index the records written by sends since the last catch-up (see
     :meth:`RedisLedger.catch_up`); return how many ids were taken from the backlog."""
     done = 0
     while limit is None or done < limit:
         count = INDEX_BATCH if limit is None else min(INDEX_BATCH, limit - done)
         popped, waiting = yield Write(
-            INDEX_BACKLOG, [], [keys.LEDGER_PREFIX, count, ttl_ms, int(time.time() * 1000)]
+            INDEX_BACKLOG, [], [keys.ledger_prefix, count, ttl_ms, int(time.time() * 1000)]
         )
         done += popped
         if not waiting:
@@ -120,8 +123,9 @@ def catch_up(ttl_ms: int, limit: int | None = None) -> Plan[int]:
 
 
 def _page_call(query: PageQuery, ttl_ms: int) -> Write:
-    return Write(LIST_PAGE, [], [keys.LEDGER_PREFIX, ttl_ms, int(time.time() * 1000), query.index, query.low,
-                                 query.high, query.offset, query.page_size, INDEX_BATCH])  # fmt: skip
+    args = [query.keys.ledger_prefix, ttl_ms, int(time.time() * 1000), query.index, query.low, query.high,
+            query.offset, query.page_size, INDEX_BATCH]  # fmt: skip
+    return Write(LIST_PAGE, [], args)
 
 
 def _page_of(reply: list[Any], page: int, page_size: int) -> TaskPage:
@@ -139,6 +143,7 @@ def _ids_walked(query: PageQuery) -> Plan[list[str]]:
     # Status, queue and task name together have no index of their own: walk the smaller of
     # (the task's ids in this status) and (the task's ids on this queue), newest first, and
     # keep the ids that match the other filter.
+    keys = query.keys
     by_status = keys.status_index(query.status, task_name=query.task_name)
     by_queue = keys.task_queue_index(query.task_name, query.queue_name)
     in_status, on_queue = yield Batch(
@@ -161,7 +166,7 @@ def _ids_walked(query: PageQuery) -> Plan[list[str]]:
         )
         if not batch:
             return matching
-        matching += yield from _matching([task_id for task_id, _ in batch], field, wanted)
+        matching += yield from _matching(keys, [task_id for task_id, _ in batch], field, wanted)
         if len(batch) < _BATCH:
             return matching
         last_score = batch[-1][1]
@@ -171,10 +176,10 @@ def _ids_walked(query: PageQuery) -> Plan[list[str]]:
         seen = {task_id for task_id, score in batch if score == last_score}
         extra = [task_id for task_id in reversed(ties) if task_id not in seen]
         if extra:
-            matching += yield from _matching(extra, field, wanted)
+            matching += yield from _matching(keys, extra, field, wanted)
 
 
-def _matching(task_ids: list[str], field: str, wanted: str) -> Plan[list[str]]:
+def _matching(keys: KeySpace, task_ids: list[str], field: str, wanted: str) -> Plan[list[str]]:
     """Those of ``task_ids`` whose record's ``field`` is ``wanted`` (one round trip)."""
     values = yield Batch([Command("hget", keys.task_record(task_id), field) for task_id in task_ids])
     return [task_id for task_id, value in zip(task_ids, values, strict=True) if value == wanted]

@@ -11,8 +11,8 @@ import json
 from collections.abc import Iterable
 from typing import TypeVar
 
-from ..core import keys
 from ..core.errors import TaskRecordNotFound
+from ..core.keys import KeySpace
 from ..core.status import TaskStatus
 from ..redis.plan import Batch, Command, Plan
 from .records import Progress, TaskRecord
@@ -59,13 +59,13 @@ def record_from_hash(task_id: str, raw: dict[str, str]) -> TaskRecord | None:
     return record
 
 
-def record(task_id: str) -> Plan[TaskRecord | None]:
+def record(keys: KeySpace, task_id: str) -> Plan[TaskRecord | None]:
     """The record of ``task_id``, or ``None`` (one ``HGETALL``)."""
     raw = yield Command("hgetall", keys.task_record(task_id))
     return record_from_hash(task_id, raw)
 
 
-def records(task_ids: Iterable[str]) -> Plan[list[TaskRecord]]:
+def records(keys: KeySpace, task_ids: Iterable[str]) -> Plan[list[TaskRecord]]:
     """The records of ``task_ids`` that still exist, in the same order (one round trip)."""
     ids = list(task_ids)
     raws = yield Batch([Command("hgetall", keys.task_record(task_id)) for task_id in ids])
@@ -73,13 +73,13 @@ def records(task_ids: Iterable[str]) -> Plan[list[TaskRecord]]:
     return [one for one in decoded if one is not None]
 
 
-def status(task_id: str) -> Plan[TaskStatus | None]:
+def status(keys: KeySpace, task_id: str) -> Plan[TaskStatus | None]:
     """Only the status of ``task_id`` (one ``HGET``), or ``None`` without a record."""
     value = yield Command("hget", keys.task_record(task_id), "status")
     return TaskStatus(value) if value else None
 
 
-def progress(task_id: str) -> Plan[tuple[TaskStatus, Progress | None] | None]:
+def progress(keys: KeySpace, task_id: str) -> Plan[tuple[TaskStatus, Progress | None] | None]:
     """The status and last progress report of ``task_id`` (one ``HMGET``), or ``None`` without a record."""
     value, report = yield Command("hmget", keys.task_record(task_id), ["status", "progress"])
     if not value:

@@ -1,6 +1,6 @@
 """The ledger in Redis: a hash per task, sorted-set indexes, bucketed counters, TTL everywhere.
 
-Layout (names in :mod:`aury_tasks.core.keys`):
+Layout (names in :class:`~aury_tasks.core.keys.KeySpace`, under the ledger prefix):
 
 * ``task:<id>``: the record (a hash); it expires ``ttl`` after its last change.
 * ``idx:all``, ``idx:queue:<q>``, ``idx:task:<name>``: every task id, scored by enqueue time.
@@ -31,7 +31,7 @@ from typing import Any, cast
 import redis
 import redis.asyncio
 
-from ..core import keys
+from ..core.keys import DEFAULT_RESULT_TTL, MINUTE_BUCKET_TTL, KeySpace
 from ..core.status import TaskStatus
 from ..redis.plan import run, run_async
 from ..redis.scripts import CLEANUP, PROGRESS, SEND_RECORD, TRANSITION, TRIM_INDEX, Write
@@ -51,12 +51,17 @@ class RedisLedger:
     Parameters:
       client: a redis-py client with ``decode_responses=True`` (so its replies are ``str``: they
         are cast from redis-py's ``bytes | str``).
+      keys: the keys the ledger lives under (``TASK_KEY_PREFIX``'s).
       ttl: seconds a record is kept after its last change (default 7 days).
       url: the client's URL, for asyncio clients made from it (never logged).
     """
 
-    def __init__(self, client: redis.Redis, *, ttl: float = keys.DEFAULT_RESULT_TTL, url: str = "") -> None:
+    def __init__(
+        self, client: redis.Redis, keys: KeySpace, *, ttl: float = DEFAULT_RESULT_TTL, url: str = ""
+    ) -> None:
         self.client = client
+        #: The keys of this ledger.
+        self.keys = keys
         self.url = url
         self.ttl = ttl
         self.ttl_ms = int(ttl * 1000)
@@ -94,7 +99,7 @@ class RedisLedger:
             duration_us, bucket = str(micros), str(stats.duration_bucket(micros))
         return Write(
             TRANSITION,
-            [keys.task_record(task_id)],
+            [self.keys.task_record(task_id)],
             [
                 task_id,
                 status.value,
@@ -103,14 +108,14 @@ class RedisLedger:
                 int(status.is_final),
                 self.ttl_ms,
                 int((now or time.time()) * 1000),
-                keys.LEDGER_PREFIX,
+                self.keys.ledger_prefix,
                 queue_name,
                 task_name,
                 duration_us,
                 bucket,
                 json.dumps(error, separators=(",", ":")) if error else "",
                 "cancel" if cancel else "",
-                keys.MINUTE_BUCKET_TTL,
+                MINUTE_BUCKET_TTL,
                 *pairs,
             ],
         )
@@ -125,7 +130,7 @@ class RedisLedger:
         """
         return Write(
             SEND_RECORD,
-            [keys.task_record(task_id)],
+            [self.keys.task_record(task_id)],
             [task_id, status.value, status.phase, queue_name, task_name, self.ttl_ms, int(now * 1000),
              "enqueued_at", repr(now), *_field_pairs(fields)],
         )  # fmt: skip
@@ -140,11 +145,13 @@ class RedisLedger:
 
     def progress_write(self, task_id: str, progress: Progress) -> Write:
         """The script call that stores and publishes a progress report (ignored once ended)."""
-        return Write(PROGRESS, [keys.task_record(task_id)], [task_id, keys.LEDGER_PREFIX, progress.to_json()])
+        return Write(
+            PROGRESS, [self.keys.task_record(task_id)], [task_id, self.keys.ledger_prefix, progress.to_json()]
+        )
 
     def set_fields(self, task_id: str, **fields: str) -> None:
         """Set descriptive fields on an existing record (never its status)."""
-        record_key = keys.task_record(task_id)
+        record_key = self.keys.task_record(task_id)
         if self.client.exists(record_key):
             self.client.hset(record_key, mapping=cast("Mapping[Any, str]", fields))  # (invariant key type)
 
@@ -152,19 +159,19 @@ class RedisLedger:
 
     def get(self, task_id: str) -> TaskRecord | None:
         """The record of ``task_id``, or ``None``."""
-        return run(self.client, reads.record(task_id))
+        return run(self.client, reads.record(self.keys, task_id))
 
     def get_many(self, task_ids: Iterable[str]) -> list[TaskRecord]:
         """The records of ``task_ids`` that still exist, in the same order (one round trip)."""
-        return run(self.client, reads.records(task_ids))
+        return run(self.client, reads.records(self.keys, task_ids))
 
     def status(self, task_id: str) -> TaskStatus | None:
         """Only the status of ``task_id`` (one ``HGET``), or ``None`` without a record."""
-        return run(self.client, reads.status(task_id))
+        return run(self.client, reads.status(self.keys, task_id))
 
     def progress(self, task_id: str) -> tuple[TaskStatus, Progress | None] | None:
         """The status and last progress report of ``task_id``, or ``None`` without a record."""
-        return run(self.client, reads.progress(task_id))
+        return run(self.client, reads.progress(self.keys, task_id))
 
     # Queries (plans of :mod:`aury_tasks.ledger.pages` and :mod:`aury_tasks.ledger.stats`)
 
@@ -177,7 +184,7 @@ class RedisLedger:
         Returns:
           int: how many ids were taken from the backlog.
         """
-        return run(self.client, pages.catch_up(self.ttl_ms, limit))
+        return run(self.client, pages.catch_up(self.keys, self.ttl_ms, limit))
 
     def list_tasks(
         self,
@@ -191,7 +198,7 @@ class RedisLedger:
         page_size: int = 50,
     ) -> TaskPage:
         """Records matching every filter given, newest (by enqueue time) first."""
-        query = PageQuery.of(status, queue_name, task_name, since, until, page, page_size)
+        query = PageQuery.of(self.keys, status, queue_name, task_name, since, until, page, page_size)
         return run(self.client, pages.page_of_tasks(query, self.ttl_ms))
 
     # The same parameters as list_tasks, laid out compactly: the two share one plan.
@@ -200,7 +207,7 @@ class RedisLedger:
                                since: float | None = None, until: float | None = None, page: int = 1,
                                page_size: int = 50) -> TaskPage:  # fmt: skip
         """:meth:`list_tasks` on the running event loop, through ``client`` (this store's server)."""
-        query = PageQuery.of(status, queue_name, task_name, since, until, page, page_size)
+        query = PageQuery.of(self.keys, status, queue_name, task_name, since, until, page, page_size)
         return await run_async(client, pages.page_of_tasks(query, self.ttl_ms))
 
     def statistics(
@@ -230,7 +237,7 @@ class RedisLedger:
         return run(
             self.client,
             stats.statistics_series(
-                start, end, points, ttl=self.ttl, queue_name=queue_name, task_name=task_name
+                self.keys, start, end, points, ttl=self.ttl, queue_name=queue_name, task_name=task_name
             ),
         )
 
@@ -240,25 +247,25 @@ class RedisLedger:
         self.catch_up()
         pipe = self.client.pipeline(transaction=False)
         for status in wanted:
-            pipe.zcard(keys.status_index(status.value, queue_name=queue_name))
+            pipe.zcard(self.keys.status_index(status.value, queue_name=queue_name))
         return dict(zip(wanted, pipe.execute(), strict=True))
 
     def queues(self) -> set[str]:
         """Every queue the ledger has seen a task on."""
         self.catch_up()
-        return set(cast("set[str]", self.client.smembers(keys.known_queues())))
+        return set(cast("set[str]", self.client.smembers(self.keys.known_queues())))
 
     def task_names(self) -> set[str]:
         """Every task name the ledger has seen."""
         self.catch_up()
-        return set(cast("set[str]", self.client.smembers(keys.known_task_names())))
+        return set(cast("set[str]", self.client.smembers(self.keys.known_task_names())))
 
     # Cancellation
 
     def cancelled_since(self, since: float) -> set[str]:
         """Ids cancelled since ``since`` (UNIX seconds)."""
         return set(
-            cast("list[str]", self.client.zrangebyscore(keys.cancelled_ids(), int(since * 1000), "+inf"))
+            cast("list[str]", self.client.zrangebyscore(self.keys.cancelled_ids(), int(since * 1000), "+inf"))
         )
 
     # Workers
@@ -272,15 +279,15 @@ class RedisLedger:
             "started_at": worker.started_at,
         }
         pipe = self.client.pipeline(transaction=False)
-        pipe.hset(keys.workers(), worker.id, json.dumps(info))
-        pipe.zadd(keys.workers_seen(), {worker.id: int(time.time() * 1000)})
+        pipe.hset(self.keys.workers(), worker.id, json.dumps(info))
+        pipe.zadd(self.keys.workers_seen(), {worker.id: int(time.time() * 1000)})
         pipe.execute()
 
     def forget_worker(self, worker_id: str) -> None:
         """Remove a worker that stopped."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.hdel(keys.workers(), worker_id)
-        pipe.zrem(keys.workers_seen(), worker_id)
+        pipe.hdel(self.keys.workers(), worker_id)
+        pipe.zrem(self.keys.workers_seen(), worker_id)
         pipe.execute()
 
     def workers(self, *, seen_within: float = 30.0) -> list[WorkerInfo]:
@@ -288,12 +295,12 @@ class RedisLedger:
         seen = cast(
             "list[tuple[str, float]]",
             self.client.zrangebyscore(
-                keys.workers_seen(), int((time.time() - seen_within) * 1000), "+inf", withscores=True
+                self.keys.workers_seen(), int((time.time() - seen_within) * 1000), "+inf", withscores=True
             ),
         )
         if not seen:
             return []
-        infos = self.client.hmget(keys.workers(), [worker_id for worker_id, _ in seen])
+        infos = self.client.hmget(self.keys.workers(), [worker_id for worker_id, _ in seen])
         workers = []
         for (worker_id, last_seen), info in zip(seen, infos, strict=True):
             if info:
@@ -323,7 +330,7 @@ class RedisLedger:
         deleted = offset = 0
         while True:
             looked, removed = CLEANUP(
-                self.client, [], [keys.LEDGER_PREFIX, int(cutoff * 1000), repr(cutoff), offset, _BATCH]
+                self.client, [], [self.keys.ledger_prefix, int(cutoff * 1000), repr(cutoff), offset, _BATCH]
             )
             deleted += removed
             if looked < _BATCH:
@@ -339,33 +346,34 @@ class RedisLedger:
         now = time.time()
         cutoff = int((now - self.ttl) * 1000)
         queues, task_names = self.queues(), self.task_names()
-        indexes = [keys.all_index()]
-        indexes += [keys.queue_index(queue) for queue in queues]
-        indexes += [keys.task_name_index(name) for name in task_names]
-        pairs = [keys.task_queue_index(name, queue) for name in task_names for queue in queues]
+        indexes = [self.keys.all_index()]
+        indexes += [self.keys.queue_index(queue) for queue in queues]
+        indexes += [self.keys.task_name_index(name) for name in task_names]
+        pairs = [self.keys.task_queue_index(name, queue) for name in task_names for queue in queues]
         if pairs:
             pipe = self.client.pipeline(transaction=False)
             for pair in pairs:
                 pipe.exists(pair)
             indexes += [pair for pair, exists in zip(pairs, pipe.execute(), strict=True) if exists]
         for status in TaskStatus:
-            indexes.append(keys.status_index(status.value))
-            indexes += [keys.status_index(status.value, queue_name=queue) for queue in queues]
-            indexes += [keys.status_index(status.value, task_name=name) for name in task_names]
+            indexes.append(self.keys.status_index(status.value))
+            indexes += [self.keys.status_index(status.value, queue_name=queue) for queue in queues]
+            indexes += [self.keys.status_index(status.value, task_name=name) for name in task_names]
         removed = 0
         for index in indexes:
             offset = 0
             while True:
                 looked, dropped = TRIM_INDEX(
-                    self.client, [index], [keys.task_record(""), cutoff, offset, _BATCH]
+                    self.client, [index], [self.keys.task_record(""), cutoff, offset, _BATCH]
                 )
                 removed += dropped
                 if looked < _BATCH:
                     break
                 offset += looked - dropped
-        self.client.zremrangebyscore(keys.cancelled_ids(), "-inf", cutoff)
+        self.client.zremrangebyscore(self.keys.cancelled_ids(), "-inf", cutoff)
         stale = cast(
-            "list[str]", self.client.zrangebyscore(keys.workers_seen(), "-inf", int((now - 86_400) * 1000))
+            "list[str]",
+            self.client.zrangebyscore(self.keys.workers_seen(), "-inf", int((now - 86_400) * 1000)),
         )
         for worker_id in stale:
             self.forget_worker(worker_id)

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from ..core import keys
+from ..core.keys import DEFAULT_RESULT_TTL, MINUTE_BUCKET_TTL, KeySpace
 from ..core.status import TaskStatus
 from ..redis.plan import Batch, Command, Plan
 from .records import Statistics
@@ -56,7 +56,7 @@ def window_buckets(start: float, end: float, now: float) -> list[tuple[str, int]
     """
     first_minute = math.floor(start / 60)
     end_minute = math.ceil(end / 60)
-    oldest_minute = math.ceil((now - keys.MINUTE_BUCKET_TTL) / 60) + 60
+    oldest_minute = math.ceil((now - MINUTE_BUCKET_TTL) / 60) + 60
     if first_minute < oldest_minute:
         first_minute = first_minute // 60 * 60
     if end_minute < oldest_minute:
@@ -93,7 +93,14 @@ def merge_buckets(buckets: Iterable[Mapping[str, str]]) -> tuple[Counter[str], C
 
 
 def statistics_series(
-    start: float, end: float, points: int, *, ttl: float, queue_name: str | None, task_name: str | None
+    keys: KeySpace,
+    start: float,
+    end: float,
+    points: int,
+    *,
+    ttl: float,
+    queue_name: str | None,
+    task_name: str | None,
 ) -> Plan[list[Statistics]]:
     """The statistics of ``points`` equal slices of ``[start, end)``, in one round trip.
 
@@ -104,7 +111,7 @@ def statistics_series(
     """
     dimension = f"t:{task_name}" if task_name else (f"q:{queue_name}" if queue_name else "")
     now, step = time.time(), (end - start) / points
-    oldest, newest = now - max(ttl, keys.DEFAULT_RESULT_TTL) - 3600, now + 60
+    oldest, newest = now - max(ttl, DEFAULT_RESULT_TTL) - 3600, now + 60
     slices = [(start + i * step, start + (i + 1) * step) for i in range(points)]
     wanted = [[keys.stats_bucket(granularity, bucket, dimension)
                for granularity, bucket in window_buckets(max(low, oldest), min(high, newest), now)]

@@ -34,7 +34,7 @@ from dramatiq.middleware import SkipMessage
 from loguru import logger
 
 from ..broker.redis.dramatiq_internals import WORKER_THREAD_LOGGER
-from ..core import keys
+from ..core.keys import KeySpace
 from ..core.redaction import redact_text
 from .context import context_of, existing_context
 from .delivery import DeliveryMiddleware, Outcome
@@ -82,6 +82,7 @@ class FlowControl(DeliveryMiddleware):
     result backend) they cannot be shared, and a worker says so once per task and runs it unlimited.
 
     Parameters:
+      keys: the keys the limits live under (``TASK_KEY_PREFIX``'s).
       ledger: the ledger middleware of the same stack, whose Redis keeps the limits.
       lease_seconds: how long a concurrency lease lasts unless renewed.
       renew_interval: seconds between renewals of this process's leases.
@@ -89,11 +90,13 @@ class FlowControl(DeliveryMiddleware):
 
     def __init__(
         self,
+        keys: KeySpace,
         *,
         ledger: LedgerWriter | None = None,
         lease_seconds: float = LEASE_SECONDS,
         renew_interval: float = RENEW_INTERVAL,
     ) -> None:
+        self.keys = keys
         self.ledger = ledger
         self.lease_seconds = lease_seconds
         self.renew_interval = renew_interval
@@ -177,14 +180,16 @@ class FlowControl(DeliveryMiddleware):
             if client is None and isinstance(getattr(broker, "client", None), redis.Redis):
                 client = broker.client  # type: ignore[attr-defined]
             self._client = client
-            self._leases = ConcurrencyLeases(client, lease_seconds=self.lease_seconds) if client else None
+            self._leases = (
+                ConcurrencyLeases(client, self.keys, lease_seconds=self.lease_seconds) if client else None
+            )
             self._resolved = True
         return self._client
 
     def _limiter(self, client: redis.Redis, task_name: str, rate: RateLimit) -> WindowLimiter:
         limiter = self._limiters.get(task_name)
         if limiter is None:
-            limiter = self._limiters[task_name] = WindowLimiter(client, keys.rate_limit(task_name), rate)
+            limiter = self._limiters[task_name] = WindowLimiter(client, self.keys.rate_limit(task_name), rate)
         return limiter
 
     def _release(self, message: MessageProxy) -> None:

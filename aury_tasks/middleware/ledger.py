@@ -37,8 +37,8 @@ from loguru import logger
 
 from ..broker.redis.dramatiq_internals import on_consumer_thread, stuffed_exception
 from ..broker.redis.riders import ENCODED_MESSAGE, Riders
-from ..core import keys
 from ..core.errors import TaskInterrupted
+from ..core.keys import TIME_LIMIT_COUNTS_TTL
 from ..core.status import TaskStatus
 from ..ledger.redis_ledger import RedisLedger
 from ..redis.scripts import Write, run_pipelined
@@ -205,7 +205,7 @@ class LedgerWriter(DeliveryMiddleware):
             raise SkipMessage(f"task {task_id} expired")
         key = _idempotency_key(broker, message)
         if key is not None:
-            done_by = cast("str | None", store.client.get(keys.idempotency_done(key)))
+            done_by = cast("str | None", store.client.get(store.keys.idempotency_done(key)))
             if done_by is not None:  # its effect is done: a redelivery, or a second send of the same work
                 run.final = store.transition_write(
                     task_id, TaskStatus.SUCCESS, attempt=run.attempt, finished_at=now,
@@ -324,7 +324,7 @@ def _success_write(store: RedisLedger, run: TaskRun, result: Any, common: dict[s
     redelivery from now on is not run again.
     """
     if run.idempotency_key is not None:
-        store.client.set(keys.idempotency_done(run.idempotency_key), run.task_id, ex=int(store.ttl))
+        store.client.set(store.keys.idempotency_done(run.idempotency_key), run.task_id, ex=int(store.ttl))
     try:
         return store.transition_write(run.task_id, TaskStatus.SUCCESS, result=result, **common)
     except (TypeError, ValueError) as exc:
@@ -365,12 +365,12 @@ def _dead_reason(message: MessageProxy, exception: BaseException | None) -> str:
 
 def _count_time_limit(store: RedisLedger, queue_name: str, task_name: str, now: float) -> None:
     """Count a task that hit its time limit in its minute (all, its queue, its task name)."""
-    key = keys.time_limit_counts(int(now // 60))
+    key = store.keys.time_limit_counts(int(now // 60))
     try:
         pipe = store.client.pipeline(transaction=False)
         for field_name in ("", f"q:{queue_name}", f"t:{task_name}"):
             pipe.hincrby(key, field_name, 1)
-        pipe.expire(key, keys.TIME_LIMIT_COUNTS_TTL)
+        pipe.expire(key, TIME_LIMIT_COUNTS_TTL)
         pipe.execute()
     except redis.RedisError as exc:  # a count lost is not worth failing the ack for
         logger.warning("could not count a time limit hit: {}", exc)

@@ -28,8 +28,8 @@ import redis
 from dramatiq.rate_limits.backends import RedisBackend
 
 from ..broker.redis.dramatiq_internals import WindowRateLimiterBase
-from ..core import keys
 from ..core.errors import TaskOptionError
+from ..core.keys import KeySpace
 from ..redis.scripts import load_script
 
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)s?\s*", re.IGNORECASE)
@@ -170,7 +170,7 @@ class WindowLimiter(WindowRateLimiterBase):
 
     Parameters:
       client: the Redis it counts in.
-      key: prefix of its bucket keys (see :func:`aury_tasks.core.keys.rate_limit`).
+      key: prefix of its bucket keys (see :meth:`~aury_tasks.core.keys.KeySpace.rate_limit`).
       rate: the limit.
     """
 
@@ -214,7 +214,7 @@ _RENEW_LEASES = load_script("renew_leases")
 class ConcurrencyLeases:
     """At most ``limit`` runs of a task at once, across all workers: one lease per run.
 
-    The leases are a sorted set (:func:`aury_tasks.core.keys.concurrency_leases`): member the run,
+    The leases are a sorted set (:meth:`~aury_tasks.core.keys.KeySpace.concurrency_leases`): member the run,
     score the moment its lease ends (ms). A worker renews the leases of its runs every few
     seconds (:meth:`renew`); a killed worker's lease ends ``lease_seconds`` after its last
     renewal, and the next run to ask takes the slot.
@@ -224,8 +224,9 @@ class ConcurrencyLeases:
       lease_seconds: how long a lease lasts unless renewed.
     """
 
-    def __init__(self, client: redis.Redis, *, lease_seconds: float) -> None:
+    def __init__(self, client: redis.Redis, keys: KeySpace, *, lease_seconds: float) -> None:
         self.client = client
+        self.keys = keys
         self.lease_ms = int(lease_seconds * 1000)
 
     def acquire(self, task_name: str, run: str, limit: int) -> bool:
@@ -233,13 +234,13 @@ class ConcurrencyLeases:
         now = int(time.time() * 1000)
         return bool(
             _ACQUIRE_LEASE(
-                self.client, [keys.concurrency_leases(task_name)], [run, limit, now, self.lease_ms]
+                self.client, [self.keys.concurrency_leases(task_name)], [run, limit, now, self.lease_ms]
             )
         )
 
     def release(self, task_name: str, run: str) -> None:
         """Give back the slot of ``run``."""
-        self.client.zrem(keys.concurrency_leases(task_name), run)
+        self.client.zrem(self.keys.concurrency_leases(task_name), run)
 
     def renew(self, runs: Iterable[tuple[str, str]]) -> list[str]:
         """Extend the leases of ``(task name, run)`` pairs by ``lease_seconds`` from now.
@@ -253,7 +254,7 @@ class ConcurrencyLeases:
         expiry = int(time.time() * 1000) + self.lease_ms
         lost = _RENEW_LEASES(
             self.client,
-            [keys.concurrency_leases(task_name) for task_name, _ in pairs],
+            [self.keys.concurrency_leases(task_name) for task_name, _ in pairs],
             [expiry, self.lease_ms, *(run for _, run in pairs)],
         )
         return [item.decode() if isinstance(item, bytes) else str(item) for item in lost]
@@ -270,7 +271,7 @@ _RELEASE_UNIQUE = load_script("release_unique")
 
 
 def claim_unique(
-    client: redis.Redis, task_name: str, digest: str, task_id: str, seconds: float
+    client: redis.Redis, keys: KeySpace, task_name: str, digest: str, task_id: str, seconds: float
 ) -> str | None:
     """Hold the unique key ``digest`` of ``task_name`` for ``task_id``, for at most ``seconds``.
 
@@ -290,7 +291,7 @@ def claim_unique(
     return holder.decode() if isinstance(holder, bytes) else str(holder)
 
 
-def release_unique(client: redis.Redis, task_name: str, digest: str, task_id: str) -> bool:
+def release_unique(client: redis.Redis, keys: KeySpace, task_name: str, digest: str, task_id: str) -> bool:
     """Free the unique key ``digest`` of ``task_name`` if it is still held for ``task_id``.
 
     For a send that failed: never raises, so the send's own error is the one the caller sees.

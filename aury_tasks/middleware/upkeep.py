@@ -13,7 +13,6 @@ from dramatiq.threading import raise_thread_exception
 from loguru import logger
 
 from ..broker.redis.dramatiq_internals import consumers_of
-from ..core import keys
 from ..core.errors import TaskInterrupted
 from ..core.redaction import redact_text
 from ..core.status import TaskStatus
@@ -153,8 +152,9 @@ class CancelWatcher(_LoopThread):
 
     def run(self) -> None:
         follow_channel(
-            self.store.client, keys.cancel_channel(), stopping=self._stopping, caught_up=self._load_cancelled,
-            received=self._cancel, poll_seconds=1.0, lost="cancel watcher lost Redis",
+            self.store.client, self.store.keys.cancel_channel(), stopping=self._stopping,
+            caught_up=self._load_cancelled, received=self._cancel, poll_seconds=1.0,
+            lost="cancel watcher lost Redis",
         )  # fmt: skip
 
     def _load_cancelled(self) -> None:
@@ -195,7 +195,7 @@ class Upkeep(_LoopThread):
                 if time.monotonic() >= next_trim:
                     next_trim = time.monotonic() + TRIM_INTERVAL
                     if self.store.client.set(
-                        keys.maintenance_lock(), self.info.id, nx=True, ex=int(TRIM_INTERVAL)
+                        self.store.keys.maintenance_lock(), self.info.id, nx=True, ex=int(TRIM_INTERVAL)
                     ):
                         removed = self.store.trim_indexes()
                         if removed:

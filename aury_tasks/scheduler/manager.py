@@ -104,7 +104,7 @@ class SchedulerManager:
           SchedulerError: when neither is a Redis.
         """
         if self._store is None:
-            self._store = ScheduleStore(self._redis_client())
+            self._store = ScheduleStore(self._redis_client(), self.task_manager.keys)
         return self._store
 
     def _redis_client(self) -> redis.Redis:

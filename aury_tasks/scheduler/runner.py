@@ -32,7 +32,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from loguru import logger
 
-from ..core import keys
 from ..core.errors import AuryTasksError, SchedulerError
 from ..core.redaction import redact_text
 from ..redis.channels import follow_channel
@@ -266,8 +265,9 @@ class SchedulerRunner:
 
     def _listen(self) -> None:
         follow_channel(
-            self.store.client, keys.scheduler_changes(), stopping=self._stopping, caught_up=self._catch_up,
-            received=self._apply, poll_seconds=0.5, lost="scheduler lost its change feed",
+            self.store.client, self.store.keys.scheduler_changes(), stopping=self._stopping,
+            caught_up=self._catch_up, received=self._apply, poll_seconds=0.5,
+            lost="scheduler lost its change feed",
         )  # fmt: skip
 
     def _catch_up(self) -> None:

@@ -16,8 +16,8 @@ from typing import Any, cast
 import redis
 from loguru import logger
 
-from ..core import keys
 from ..core.errors import SchedulerError
+from ..core.keys import KeySpace
 from ..redis.scripts import load_script
 from .jobs import JobDefinition
 
@@ -40,23 +40,26 @@ class LastRun:
 
 
 class ScheduleStore:
-    """Job definitions, lease and fire claims in one Redis (``decode_responses=True`` client)."""
+    """Job definitions, lease and fire claims in one Redis (``decode_responses=True`` client), under
+    the scheduler prefix of ``keys``."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, keys: KeySpace) -> None:
         self.client = client
+        #: The keys the jobs, lease and claims live under.
+        self.keys = keys
 
     # Job definitions
 
     def put(self, job: JobDefinition) -> None:
         """Create or replace ``job`` and announce it."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(keys.scheduler_jobs(), job.id, job.to_json())
-        pipe.publish(keys.scheduler_changes(), f"put:{job.id}")
+        pipe.hset(self.keys.scheduler_jobs(), job.id, job.to_json())
+        pipe.publish(self.keys.scheduler_changes(), f"put:{job.id}")
         pipe.execute()
 
     def get(self, job_id: str) -> JobDefinition | None:
         """The job with that id, or ``None``."""
-        text = self.client.hget(keys.scheduler_jobs(), job_id)
+        text = self.client.hget(self.keys.scheduler_jobs(), job_id)
         return JobDefinition.from_json(text) if text is not None else None
 
     def all(self) -> list[JobDefinition]:
@@ -66,7 +69,7 @@ class ScheduleStore:
         with a warning naming it, so that one bad job never stops the others.
         """
         jobs = []
-        for job_id, text in sorted(self.client.hgetall(keys.scheduler_jobs()).items()):
+        for job_id, text in sorted(self.client.hgetall(self.keys.scheduler_jobs()).items()):
             try:
                 jobs.append(JobDefinition.from_json(text))
             except (SchedulerError, ValueError) as exc:
@@ -76,24 +79,24 @@ class ScheduleStore:
     def remove(self, job_id: str) -> bool:
         """Delete the job; return whether it existed."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(keys.scheduler_jobs(), job_id)
-        pipe.hdel(keys.scheduler_runs(), job_id)
-        pipe.publish(keys.scheduler_changes(), f"remove:{job_id}")
+        pipe.hdel(self.keys.scheduler_jobs(), job_id)
+        pipe.hdel(self.keys.scheduler_runs(), job_id)
+        pipe.publish(self.keys.scheduler_changes(), f"remove:{job_id}")
         removed, _, _ = pipe.execute()
         return bool(removed)
 
     def clear(self) -> int:
         """Delete every job; return how many there were."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.hlen(keys.scheduler_jobs())
-        pipe.delete(keys.scheduler_jobs(), keys.scheduler_runs())
-        pipe.publish(keys.scheduler_changes(), "clear")
+        pipe.hlen(self.keys.scheduler_jobs())
+        pipe.delete(self.keys.scheduler_jobs(), self.keys.scheduler_runs())
+        pipe.publish(self.keys.scheduler_changes(), "clear")
         count, _, _ = pipe.execute()
         return int(count)
 
     def request_reload(self) -> int:
         """Ask the leading scheduler to load every job again; return how many schedulers heard it."""
-        return int(self.client.publish(keys.scheduler_changes(), "reload"))
+        return int(self.client.publish(self.keys.scheduler_changes(), "reload"))
 
     # Fires
 
@@ -103,28 +106,28 @@ class ScheduleStore:
         Parameters:
           ttl: seconds the claim is kept: longer than any process could still try this fire.
         """
-        key = keys.scheduler_fire(job_id, round(planned_at * 1000))
+        key = self.keys.scheduler_fire(job_id, round(planned_at * 1000))
         return bool(self.client.set(key, "1", nx=True, px=max(1, int(ttl * 1000))))
 
     def record_run(self, job_id: str, run: LastRun) -> None:
         """Keep ``run`` as the last fire of ``job_id``, and count it (same round trip)."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.hset(keys.scheduler_runs(), job_id, json.dumps(run.__dict__))
-        pipe.hincrby(keys.scheduler_fire_counts(), job_id, 1)
+        pipe.hset(self.keys.scheduler_runs(), job_id, json.dumps(run.__dict__))
+        pipe.hincrby(self.keys.scheduler_fire_counts(), job_id, 1)
         pipe.execute()
 
     def count_miss(self, job_id: str) -> None:
         """Count a tick of ``job_id`` that was dropped for coming later than its grace time."""
-        self.client.hincrby(keys.scheduler_miss_counts(), job_id, 1)
+        self.client.hincrby(self.keys.scheduler_miss_counts(), job_id, 1)
 
     def last_run(self, job_id: str) -> LastRun | None:
         """The last fire of ``job_id``, if it fired."""
-        text: Any = self.client.hget(keys.scheduler_runs(), job_id)
+        text: Any = self.client.hget(self.keys.scheduler_runs(), job_id)
         return None if text is None else LastRun(**json.loads(text))
 
     def last_runs(self) -> dict[str, LastRun]:
         """The last fire of every job that fired."""
-        runs = cast("dict[str, str]", self.client.hgetall(keys.scheduler_runs()))
+        runs = cast("dict[str, str]", self.client.hgetall(self.keys.scheduler_runs()))
         return {job_id: LastRun(**json.loads(text)) for job_id, text in runs.items()}
 
     # The leader lease
@@ -132,15 +135,15 @@ class ScheduleStore:
     def acquire_lease(self, holder: str, ttl: float) -> bool:
         """Take the lease for ``ttl`` seconds if nobody holds it, or renew it if ``holder`` does."""
         ttl_ms = max(1, int(ttl * 1000))
-        if self.client.set(keys.scheduler_leader(), holder, nx=True, px=ttl_ms):
+        if self.client.set(self.keys.scheduler_leader(), holder, nx=True, px=ttl_ms):
             return True
-        return bool(_RENEW(self.client, [keys.scheduler_leader()], [holder, ttl_ms]))
+        return bool(_RENEW(self.client, [self.keys.scheduler_leader()], [holder, ttl_ms]))
 
     def release_lease(self, holder: str) -> bool:
         """Give the lease up if ``holder`` holds it (a clean shutdown: the next leader starts at once)."""
-        return bool(_RELEASE(self.client, [keys.scheduler_leader()], [holder]))
+        return bool(_RELEASE(self.client, [self.keys.scheduler_leader()], [holder]))
 
     def leader(self) -> str | None:
         """Who holds the lease now."""
-        holder: Any = self.client.get(keys.scheduler_leader())
+        holder: Any = self.client.get(self.keys.scheduler_leader())
         return holder

@@ -21,8 +21,8 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 
-from ..core import keys
 from ..core.errors import LedgerUnavailable, TaskRecordNotFound, TaskStateError
+from ..core.keys import KeySpace, delay_queue_name
 from ..core.status import TaskStatus
 from ..ledger import reads
 from ..ledger.dead_letters import DeadLetterQueue
@@ -127,15 +127,15 @@ class TaskLedger:
 
     def task_record(self, task_id: str) -> TaskRecord:
         """Everything the ledger knows about ``task_id``."""
-        return self._run(reads.found(task_id, reads.record(task_id)))
+        return self._run(reads.found(task_id, reads.record(self.store.keys, task_id)))
 
     def task_status(self, task_id: str) -> TaskStatus:
         """The status of ``task_id`` (one Redis read)."""
-        return self._run(reads.found(task_id, reads.status(task_id)))
+        return self._run(reads.found(task_id, reads.status(self.store.keys, task_id)))
 
     def task_progress(self, task_id: str) -> Progress | None:
         """The last progress report of ``task_id``."""
-        return self._run(_last_progress(task_id))
+        return self._run(_last_progress(self.store.keys, task_id))
 
     def get_result(self, task_id: str, *, timeout: float | None = None) -> Any:
         """Wait for ``task_id`` to end and return its result (see :meth:`TaskHandle.get_result`)."""
@@ -158,23 +158,23 @@ class TaskLedger:
         Raises:
           TaskRecordNotFound: for an unknown id.
         """
-        return follow_async(self.store.url, task_id, keepalive=keepalive)
+        return follow_async(self.store, task_id, keepalive=keepalive)
 
     async def task_status_async(self, task_id: str) -> TaskStatus:
         """:meth:`task_status` on the running event loop."""
-        return await self._run_async(reads.found(task_id, reads.status(task_id)))
+        return await self._run_async(reads.found(task_id, reads.status(self.store.keys, task_id)))
 
     async def task_progress_async(self, task_id: str) -> Progress | None:
         """:meth:`task_progress` on the running event loop."""
-        return await self._run_async(_last_progress(task_id))
+        return await self._run_async(_last_progress(self.store.keys, task_id))
 
     async def task_record_async(self, task_id: str) -> TaskRecord:
         """:meth:`task_record` on the running event loop."""
-        return await self._run_async(reads.found(task_id, reads.record(task_id)))
+        return await self._run_async(reads.found(task_id, reads.record(self.store.keys, task_id)))
 
     async def get_result_async(self, task_id: str, *, timeout: float | None = None) -> Any:
         """:meth:`get_result` on the running event loop."""
-        return outcome(await wait_for_end_async(self.store.url, task_id, timeout))
+        return outcome(await wait_for_end_async(self.store, task_id, timeout))
 
     # Control
 
@@ -193,7 +193,7 @@ class TaskLedger:
           TaskRecordNotFound: for an unknown id.
         """
         store = self.store
-        status, task_name = store.client.hmget(keys.task_record(task_id), ["status", "task_name"])
+        status, task_name = store.client.hmget(store.keys.task_record(task_id), ["status", "task_name"])
         if status is None:
             raise TaskRecordNotFound.for_id(task_id)
         if str(task_name).startswith(WORKFLOW_PREFIX):
@@ -214,7 +214,7 @@ class TaskLedger:
           TaskRecordNotFound: when the ledger holds no workflow with that id.
         """
 
-        root = WorkflowState(self.store.client, self.store.ttl_ms).tree(workflow_id)
+        root = WorkflowState(self.store.client, self.store.keys, self.store.ttl_ms).tree(workflow_id)
         if root is None:
             raise TaskRecordNotFound(f"no workflow with id {workflow_id} (never sent, or its record expired)")
         handle_type = GroupHandle if root["k"] == "group" else WorkflowHandle
@@ -244,7 +244,7 @@ class TaskLedger:
             raise TaskStateError(f"task {task_id} has no stored message to send again")
         handle = self.resend(record.message, retry_of=task_id, metadata=record.metadata)
         dead_letter_id = cast(
-            "str | None", self.store.client.hget(keys.task_record(task_id), "dead_letter_id")
+            "str | None", self.store.client.hget(self.store.keys.task_record(task_id), "dead_letter_id")
         )
         if dead_letter_id and isinstance(self.manager.broker, RedisBroker):
             self.dead_letters(q_name(record.queue_name)).remove(dead_letter_id)
@@ -312,8 +312,10 @@ class TaskLedger:
         page: int,
         page_size: int,
     ) -> Plan[TaskPage]:
-        query = PageQuery.of(status, queue, task_name, _seconds(since), _seconds(until), page, page_size)
-        return page_of_tasks(query, self.store.ttl_ms)
+        store = self.store
+        query = PageQuery.of(store.keys, status, queue, task_name, _seconds(since), _seconds(until), page,
+                             page_size)  # fmt: skip
+        return page_of_tasks(query, store.ttl_ms)
 
     def statistics(
         self,
@@ -364,12 +366,13 @@ class TaskLedger:
         )
         broker = self.manager.broker
         if isinstance(broker, RedisBroker):
+            keys = KeySpace(broker.namespace)  # the broker's keys (its namespace is the key prefix)
             pipe = broker.client.pipeline(transaction=False)
             pipe.llen(keys.broker_queue(queue))
             pipe.zcard(
                 keys.priority_queue(queue)
             )  # waiting with a priority (aury_tasks.broker.redis.priority)
-            pipe.hlen(keys.broker_messages(keys.delay_queue_name(queue)))
+            pipe.hlen(keys.broker_messages(delay_queue_name(queue)))
             pipe.zcard(keys.dead_letters(queue))
             listed, prioritized, scheduled, dead = pipe.execute()
             pending = listed + prioritized
@@ -410,7 +413,7 @@ class TaskLedger:
         return self.store.cleanup(seconds)
 
 
-def _last_progress(task_id: str) -> Plan[Progress | None]:
+def _last_progress(keys: KeySpace, task_id: str) -> Plan[Progress | None]:
     """The last progress report of ``task_id`` (``None`` before the first one)."""
-    snapshot = yield from reads.found(task_id, reads.progress(task_id))
+    snapshot = yield from reads.found(task_id, reads.progress(keys, task_id))
     return snapshot[1]

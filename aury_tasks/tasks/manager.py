@@ -12,6 +12,7 @@ import dramatiq
 from ..broker.build import BrokerInfo
 from ..core.errors import TaskNotFound, TaskOptionError
 from ..core.instances import task_managers
+from ..core.keys import KeySpace
 from ..core.run_mode import RunMode
 from ..middleware.soft_timeout import soft_limitable
 from ..workflows.canvas import Canvas
@@ -121,6 +122,14 @@ class TaskManager:
 
             return get_settings()
         return self._settings
+
+    @property
+    def keys(self) -> KeySpace:
+        """The Redis keys of this manager's tasks: under its settings' ``TASK_KEY_PREFIX``.
+
+        The broker (when Redis), the ledger and the scheduler built for this manager use the same.
+        """
+        return self.settings.keys
 
     @property
     def run_mode(self) -> RunMode:

@@ -66,7 +66,7 @@ def compose_middleware(settings: Settings, manager: TaskManager | None = None) -
     and disarmed first after it.
     """
     ledger = LedgerWriter()
-    flow_control = FlowControl(ledger=ledger)
+    flow_control = FlowControl(settings.keys, ledger=ledger)
     workflows = WorkflowSteps(manager, ledger=ledger)
     middleware = [
         AgeLimit(),
@@ -135,7 +135,7 @@ def _attach_ledger(
 ) -> None:
     """Give the ledger middleware its store, and a Redis broker its view of the ledger."""
     client = sync_client(url, decode_responses=True)
-    store = RedisLedger(client, ttl=settings.result_ttl, url=url)
+    store = RedisLedger(client, settings.keys, ttl=settings.result_ttl, url=url)
     redis_broker = broker if isinstance(broker, AuryRedisBroker) else None
     riders = Riders(client, riding=riding and redis_broker is not None)
     if redis_broker is not None:

@@ -279,14 +279,16 @@ class Task(Generic[P, R]):
         """
         assert self.uniqueness is not None
         try:
-            client = self.manager.store.client
+            store = self.manager.store
         except LedgerUnavailable:
             raise LedgerUnavailable(
                 f"{self.name} is declared with unique_for, which needs task state kept in Redis:"
                 " set TASK_RESULT_BACKEND_URL to a Redis URL (and TASK_TRACK_STATE=true)"
             ) from None
         digest = self.uniqueness.digest(message.args, message.kwargs)
-        holder = claim_unique(client, self.name, digest, message.message_id, self.uniqueness.seconds)
+        holder = claim_unique(
+            store.client, store.keys, self.name, digest, message.message_id, self.uniqueness.seconds
+        )
         if holder is not None:
             return TaskHandle(
                 id=holder, task_name=self.name, queue_name=message.queue_name, _manager=self.manager
@@ -294,7 +296,7 @@ class Task(Generic[P, R]):
         try:
             return enqueue(self.manager, message, delay_ms)
         except BaseException:
-            release_unique(client, self.name, digest, message.message_id)
+            release_unique(store.client, store.keys, self.name, digest, message.message_id)
             raise
 
     def _run_eagerly(self, queue_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskHandle:

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 
-from ..core import keys
 from ..core.errors import AuryTasksError, ConfigError, LedgerUnavailable
+from ..core.keys import KeySpace, delay_queue_name
 from ..core.status import TaskStatus
 from ..ledger import stats
 
@@ -199,10 +199,10 @@ def _read_ledger(store: RedisLedger, now: float) -> _Ledger:
     """Queues, task names and live workers (one round trip), then the window's stat buckets (one)."""
     store.catch_up()
     pipe = store.client.pipeline(transaction=False)
-    pipe.smembers(keys.known_queues())
-    pipe.smembers(keys.known_task_names())
-    pipe.zrangebyscore(keys.workers_seen(), int((now - WORKER_SEEN_WITHIN) * 1000), "+inf")
-    pipe.hgetall(keys.workers())
+    pipe.smembers(store.keys.known_queues())
+    pipe.smembers(store.keys.known_task_names())
+    pipe.zrangebyscore(store.keys.workers_seen(), int((now - WORKER_SEEN_WITHIN) * 1000), "+inf")
+    pipe.hgetall(store.keys.workers())
     queues, task_names, seen, infos = pipe.execute()
     ledger = _Ledger()
     ledger.queues = set(queues)
@@ -215,12 +215,12 @@ def _read_ledger(store: RedisLedger, now: float) -> _Ledger:
     pipe = store.client.pipeline(transaction=False)
     for kind, name, dimension in dimensions:
         for granularity, bucket in buckets:
-            pipe.hgetall(keys.stats_bucket(granularity, bucket, dimension))
-        index = keys.queue_index(name) if kind == "queue" else keys.task_name_index(name)
+            pipe.hgetall(store.keys.stats_bucket(granularity, bucket, dimension))
+        index = store.keys.queue_index(name) if kind == "queue" else store.keys.task_name_index(name)
         pipe.zcount(index, int(start * 1000), "+inf")  # scored by enqueue time, ms
     minutes = range(math.floor(now / 60) - WINDOW_MINUTES, math.floor(now / 60) + 1)
     for minute in minutes:
-        pipe.hgetall(keys.time_limit_counts(minute))
+        pipe.hgetall(store.keys.time_limit_counts(minute))
     read = pipe.execute()
     for counts in read[len(read) - len(minutes) :]:
         for field, count in counts.items():
@@ -242,7 +242,7 @@ def _read_status_counts(store: RedisLedger, queues: list[str]) -> dict[str, dict
     pipe = store.client.pipeline(transaction=False)
     for queue in queues:
         for status in TaskStatus:
-            pipe.zcard(keys.status_index(status.value, queue_name=queue))
+            pipe.zcard(store.keys.status_index(status.value, queue_name=queue))
     read = iter(pipe.execute())
     return {queue: {status.value: int(next(read)) for status in TaskStatus} for queue in queues}
 
@@ -265,11 +265,12 @@ def _read_queue_sizes(
                 count.get(TaskStatus.DEAD.value, 0),
             )
         return sizes
+    keys = KeySpace(broker.namespace)  # the broker's keys (its namespace is the key prefix)
     pipe = broker.client.pipeline(transaction=False)
     for queue in queues:
         pipe.llen(keys.broker_queue(queue))
         pipe.zcard(keys.priority_queue(queue))  # waiting with a priority (aury_tasks.broker.redis.priority)
-        pipe.hlen(keys.broker_messages(keys.delay_queue_name(queue)))
+        pipe.hlen(keys.broker_messages(delay_queue_name(queue)))
         pipe.zcard(keys.dead_letters(queue))
     read = iter(pipe.execute())
     for queue in queues:
@@ -283,8 +284,9 @@ def _scheduler_metrics(scheduler: SchedulerManager) -> Iterator[Metric]:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     try:
-        client = scheduler.store.client
-        pipe = client.pipeline(transaction=False)
+        store = scheduler.store
+        keys = store.keys
+        pipe = store.client.pipeline(transaction=False)
         pipe.get(keys.scheduler_leader())
         pipe.hgetall(keys.scheduler_jobs())
         pipe.hgetall(keys.scheduler_runs())

@@ -3,7 +3,8 @@
 A group member's join rides on its ack (one round trip for both, see
 :class:`~aury_tasks.workflows.middleware.WorkflowSteps`). The join that fills the last slot
 *fires* the group and, in the same Lua call, records the group as owed
-(:func:`aury_tasks.core.keys.workflow_owed`). The :class:`Continuations` thread of that worker process
+(:meth:`~aury_tasks.core.keys.KeySpace.workflow_owed`).
+The :class:`Continuations` thread of that worker process
 then starts what follows and settles the debt. A worker that dies in between leaves the entry
 behind; every worker's thread looks for entries older than the heartbeat timeout, takes them
 over (re-scoring them, so one worker at a time) and starts what follows: doing it twice is

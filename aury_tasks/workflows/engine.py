@@ -194,7 +194,7 @@ def workflow_state(manager: TaskManager) -> WorkflowState:
     except LedgerUnavailable:
         raise LedgerUnavailable("workflows need task state: keep it in Redis (TASK_TRACK_STATE, "
                                 "a Redis broker or TASK_RESULT_BACKEND_URL)") from None  # fmt: skip
-    return WorkflowState(store.client, store.ttl_ms)
+    return WorkflowState(store.client, store.keys, store.ttl_ms)
 
 
 def _check_json(root: Node) -> None:

@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..core import keys
 from ..core.errors import TaskRecordNotFound
 from ..core.instances import task_managers
 from ..core.status import TaskStatus
@@ -96,11 +95,11 @@ class WorkflowHandle:
             return False
         store = self.manager.store
         root = self._root()
-        ended = not WorkflowState(store.client, store.ttl_ms).cancel(self.id)
+        ended = not WorkflowState(store.client, store.keys, store.ttl_ms).cancel(self.id)
         now = time.time()
         pipe = store.client.pipeline(transaction=False)
         for task in tasks(root):
-            pipe.hget(keys.task_record(task["id"]), "final")
+            pipe.hget(store.keys.task_record(task["id"]), "final")
         finals = pipe.execute()
         writes = [
             store.transition_write(task["id"], TaskStatus.CANCELLED, attempt=0, cancel=True, finished_at=now,
@@ -115,7 +114,7 @@ class WorkflowHandle:
 
     def _root(self) -> Node:
         store = self.manager.store
-        root = WorkflowState(store.client, store.ttl_ms).tree(self.id)
+        root = WorkflowState(store.client, store.keys, store.ttl_ms).tree(self.id)
         if root is None:
             raise TaskRecordNotFound(f"no workflow with id {self.id} (never sent, or its record expired)")
         return root
@@ -153,8 +152,9 @@ class GroupHandle(WorkflowHandle):
         if not members:
             return 100.0
         weights = [_weight(member) for member in members]
-        client = self.manager.store.client
-        pipe = client.pipeline(transaction=False)
+        store = self.manager.store
+        keys = store.keys
+        pipe = store.client.pipeline(transaction=False)
         pipe.hmget(keys.group_state(self.id), [f"r:{index}" for index in range(len(members))])
         for member in members:
             pipe.hget(keys.task_record(_first_task(member)["id"]), "progress")
@@ -169,7 +169,7 @@ class GroupHandle(WorkflowHandle):
 
     def _counts(self) -> tuple[int, int]:
         store = self.manager.store
-        return WorkflowState(store.client, store.ttl_ms).group_counts(self.id)
+        return WorkflowState(store.client, store.keys, store.ttl_ms).group_counts(self.id)
 
 
 def _first_task(node: Node) -> Node:

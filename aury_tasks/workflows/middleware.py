@@ -134,13 +134,15 @@ class WorkflowSteps(DeliveryMiddleware):
         """The member's join, to ride on its ack; a reply that fires the group goes to the thread."""
         continuations = self.continuations
         group_id = frame["join"]
+        store = self.ledger.store if self.ledger is not None else None
+        assert store is not None  # a join rides on an ack only where continuations run: task state kept
 
         def joined(reply: Any) -> None:
             outcome = JoinOutcome.from_reply(reply)
             if outcome.action == "fire" and continuations is not None:
                 continuations.fired(group_id, outcome, member_id)
 
-        write = join_write(group_id, frame["i"], member_id, value=result)
+        write = join_write(store.keys, group_id, frame["i"], member_id, value=result)
         write.on_reply = joined
         return write
 

@@ -3,7 +3,7 @@
 A workflow has a record in the ledger like a task (``task:<workflow id>``, not indexed and not
 counted in statistics), so ``get_result``, ``aum status`` and cancel work on its id; its field
 ``workflow`` holds the tree (:mod:`aury_tasks.workflows.spec`). Each group has a hash
-(:func:`aury_tasks.core.keys.group_state`) with its size, its continuation and one slot per member.
+(:meth:`~aury_tasks.core.keys.KeySpace.group_state`) with its size, its continuation and one slot per member.
 
 The join is one Lua call: a member's result fills its slot only once (a redelivered member
 changes nothing), the member that fills the last slot *fires* the group, and only that member
@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import redis
 
-from ..core import keys
+from ..core.keys import KeySpace
 from ..core.status import TaskStatus
 from ..ledger.records import TaskRecord
 from ..redis.scripts import Write, load_script
@@ -90,13 +90,15 @@ class JoinOutcome:
 class WorkflowState:
     """Reads and writes of workflow records and group states on the ledger's Redis."""
 
-    def __init__(self, client: redis.Redis, ttl_ms: int) -> None:
+    def __init__(self, client: redis.Redis, keys: KeySpace, ttl_ms: int) -> None:
         self.client = client
+        #: The ledger's keys (a workflow's record is a task record; its groups sit beside them).
+        self.keys = keys
         self.ttl_ms = ttl_ms
 
     def create(self, workflow_id: str, root: Node) -> None:
         """Write the workflow's record (``pending``) with its tree."""
-        record = keys.task_record(workflow_id)
+        record = self.keys.task_record(workflow_id)
         now = time.time()
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(record, mapping={
@@ -109,12 +111,12 @@ class WorkflowState:
 
     def tree(self, workflow_id: str) -> Node | None:
         """The tree of a workflow, or ``None`` when ``workflow_id`` is not a workflow."""
-        text = self.client.hget(keys.task_record(workflow_id), "workflow")
+        text = self.client.hget(self.keys.task_record(workflow_id), "workflow")
         return json.loads(text) if text else None
 
     def is_over(self, workflow_id: str) -> bool:
         """Whether the workflow has ended (succeeded, failed or was cancelled)."""
-        return self.client.hget(keys.task_record(workflow_id), "final") == "1"
+        return self.client.hget(self.keys.task_record(workflow_id), "final") == "1"
 
     def succeed(self, workflow_id: str, result: Any) -> bool:
         """End the workflow with ``result`` (a no-op once it has ended)."""
@@ -135,8 +137,8 @@ class WorkflowState:
         pairs: list[Any] = ["finished_at", repr(time.time())]
         for name, value in fields.items():
             pairs += [name, value]
-        return bool(END_WORKFLOW(self.client, [keys.task_record(workflow_id)], [
-            workflow_id, keys.task_events(workflow_id), status.value, self.ttl_ms, *pairs,
+        return bool(END_WORKFLOW(self.client, [self.keys.task_record(workflow_id)], [
+            workflow_id, self.keys.task_events(workflow_id), status.value, self.ttl_ms, *pairs,
         ]))  # fmt: skip
 
     # Groups
@@ -147,7 +149,7 @@ class WorkflowState:
             return
         pipe = self.client.pipeline(transaction=False)
         for node, frames in groups:
-            key = keys.group_state(node["id"])
+            key = self.keys.group_state(node["id"])
             pipe.hsetnx(key, "wf", workflow_id)
             pipe.hsetnx(key, "total", len(node["members"]))
             pipe.hsetnx(key, "done", 0)
@@ -161,32 +163,32 @@ class WorkflowState:
         if group_ids:
             pipe = self.client.pipeline(transaction=False)
             for group_id in group_ids:
-                pipe.hset(keys.group_state(group_id), "started", 1)
+                pipe.hset(self.keys.group_state(group_id), "started", 1)
             pipe.execute()
 
     def join(self, group_id: str, index: int, member_id: str, *, value: Any = None,
              error: StepError | None = None) -> JoinOutcome:  # fmt: skip
         """Hand a member's result (or its error) to its group."""
         return JoinOutcome.from_reply(
-            join_write(group_id, index, member_id, value=value, error=error).run(self.client)
+            join_write(self.keys, group_id, index, member_id, value=value, error=error).run(self.client)
         )
 
     def settle(self, group_id: str) -> None:
         """The continuation of fired ``group_id`` was started: nothing is owed any more."""
-        self.client.zrem(keys.workflow_owed(), group_id)
+        self.client.zrem(self.keys.workflow_owed(), group_id)
 
     def claim_owed(self, older_than: float, limit: int = 100) -> list[str]:
         """Take over the groups fired more than ``older_than`` seconds ago and still owed."""
         now = int(time.time() * 1000)
         return [_text(item) for item in CLAIM_OWED(
-            self.client, [keys.workflow_owed()], [now - int(older_than * 1000), now, limit]
+            self.client, [self.keys.workflow_owed()], [now - int(older_than * 1000), now, limit]
         )]  # fmt: skip
 
     def fired(self, group_id: str) -> tuple[JoinOutcome, str] | None:
         """How a group fired (its continuation and results) and the member that fired it, or ``None``."""
         total, fired, frames, workflow_id = cast(
             "list[str | None]",  # the ledger's client decodes responses
-            self.client.hmget(keys.group_state(group_id), ["total", "fired", "frames", "wf"]),
+            self.client.hmget(self.keys.group_state(group_id), ["total", "fired", "frames", "wf"]),
         )
         if not fired or total is None or frames is None:  # (frames are written with total)
             return None
@@ -195,15 +197,15 @@ class WorkflowState:
 
     def group_counts(self, group_id: str) -> tuple[int, int]:
         """``(done, total)`` of a group."""
-        done, total = self.client.hmget(keys.group_state(group_id), ["done", "total"])
+        done, total = self.client.hmget(self.keys.group_state(group_id), ["done", "total"])
         return int(done or 0), int(total or 0)
 
     def group_results(self, group_id: str) -> list[Any]:
         """The results of the members that have finished, ``None`` for the others, in order."""
-        total = int(self.client.hget(keys.group_state(group_id), "total") or 0)
+        total = int(self.client.hget(self.keys.group_state(group_id), "total") or 0)
         if not total:
             return []
-        raw = self.client.hmget(keys.group_state(group_id), [f"r:{i}" for i in range(total)])
+        raw = self.client.hmget(self.keys.group_state(group_id), [f"r:{i}" for i in range(total)])
         return [json.loads(item) if item is not None else None for item in raw]
 
     def entry_done(self, node: Node) -> bool:
@@ -211,12 +213,18 @@ class WorkflowState:
         while node["k"] == "chain":
             node = node["steps"][0]
         if node["k"] == "task":
-            return bool(self.client.exists(keys.task_record(node["id"])))
-        return self.client.hget(keys.group_state(node["id"]), "started") is not None
+            return bool(self.client.exists(self.keys.task_record(node["id"])))
+        return self.client.hget(self.keys.group_state(node["id"]), "started") is not None
 
 
 def join_write(
-    group_id: str, index: int, member_id: str, *, value: Any = None, error: StepError | None = None
+    keys: KeySpace,
+    group_id: str,
+    index: int,
+    member_id: str,
+    *,
+    value: Any = None,
+    error: StepError | None = None,
 ) -> Write:
     """The :data:`JOIN` call handing a member's result (or error) to its group, to send or to ride."""
     text = json.dumps(value if error is None else error.as_entry(), separators=(",", ":"))

@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from ..core import keys
 from ..core.errors import TaskRecordNotFound
 from ..core.status import TaskStatus
 from .spec import Node, children, kind, tasks
@@ -83,7 +82,8 @@ def load_tree(manager: TaskManager, workflow_id: str) -> WorkflowTree:
     Raises:
       TaskRecordNotFound: when ``workflow_id`` is not a workflow the ledger still holds.
     """
-    client = manager.store.client
+    store = manager.store
+    client, keys = store.client, store.keys
     status, error_type, error_message, text = cast(
         "list[str | None]",  # the ledger's client decodes responses
         client.hmget(keys.task_record(workflow_id), ["status", "error_type", "error_message", "workflow"]),

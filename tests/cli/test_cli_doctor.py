@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from aury_tasks.broker.redis.checks import OPTIONAL_COMMANDS, REQUIRED_COMMANDS, acl_check
+from aury_tasks.broker.redis.checks import OPTIONAL_COMMANDS, REQUIRED_COMMAND_NAMES, acl_check
+from aury_tasks.core.keys import DEFAULT
 
 from .conftest import ROOT, Invoke, RunAum
 
@@ -170,7 +171,7 @@ def test_the_acl_user_of_docs_deploy_may_run_every_command(redis_client: redis.R
     redis_client.execute_command("ACL", "SETUSER", "doctor-doc", *rules)
     try:
         # When the server is asked what that user may run
-        check = acl_check(redis_client, "doctor-doc")
+        check = acl_check(redis_client, DEFAULT, "doctor-doc")
     finally:
         redis_client.acl_deluser("doctor-doc")
 
@@ -179,7 +180,7 @@ def test_the_acl_user_of_docs_deploy_may_run_every_command(redis_client: redis.R
     assert check.refused == {}
     assert check.refused_optional == {}
     granted = {rule[1:].upper() for rule in rules if rule.startswith("+")}
-    assert granted == {*REQUIRED_COMMANDS, *OPTIONAL_COMMANDS}
+    assert granted == {*REQUIRED_COMMAND_NAMES, *OPTIONAL_COMMANDS}
 
 
 def test_acl_user_checks_another_user_from_an_admin_connection(

@@ -17,8 +17,8 @@ MODULES = ["--modules", str(EXAMPLE_MODULES)]
 
 def queued(client: redis.Redis, queue_name: str) -> list[dict]:
     """The messages waiting in a queue of Dramatiq's Redis broker, decoded, oldest first."""
-    ids = client.lrange(f"{keys.BROKER_NAMESPACE}:{queue_name}", 0, -1)
-    bodies = client.hmget(f"{keys.BROKER_NAMESPACE}:{queue_name}.msgs", ids) if ids else []
+    ids = client.lrange(f"{keys.DEFAULT.prefix}:{queue_name}", 0, -1)
+    bodies = client.hmget(f"{keys.DEFAULT.prefix}:{queue_name}.msgs", ids) if ids else []
     return [json.loads(body) for body in bodies]
 
 

@@ -114,7 +114,14 @@ def test_settings_from_env_file_give_the_task_defaults(invoke: Invoke, tmp_path:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("TASK_TIMEOUT", "abc"), ("TASK_QUEUE_NAME", "bad name"), ("TASK_RUN_MODE", "nope")],
+    [
+        ("TASK_TIMEOUT", "abc"),
+        ("TASK_QUEUE_NAME", "bad name"),
+        ("TASK_RUN_MODE", "nope"),
+        ("TASK_KEY_PREFIX", "shop:*"),
+        ("TASK_KEY_PREFIX", "shop:"),
+        ("TASK_KEY_PREFIX", "my shop"),
+    ],
 )
 def test_a_bad_setting_exits_2_naming_it(invoke: Invoke, variable: str, value: str) -> None:
     # Given a wrong setting

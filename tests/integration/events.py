@@ -89,7 +89,7 @@ def _message_ids(client: redis.Redis, key: str, redis_ids: list[str]) -> list[st
 
 def dead_lettered_ids(client: redis.Redis, queue_name: str) -> list[str]:
     """Task ids of the messages of ``queue_name`` that failed for good (its dead-letter set)."""
-    key = f"{keys.BROKER_NAMESPACE}:{queue_name}.XQ"
+    key = f"{keys.DEFAULT.prefix}:{queue_name}.XQ"
     return _message_ids(client, f"{key}.msgs", list(client.zrange(key, 0, -1)))
 
 
@@ -104,5 +104,5 @@ def wait_dead_lettered(client: redis.Redis, handle: TaskHandle, timeout: float =
 
 def queued_ids(client: redis.Redis, queue_name: str) -> list[str]:
     """Task ids of the messages waiting in ``queue_name``, not yet fetched by any worker."""
-    key = f"{keys.BROKER_NAMESPACE}:{queue_name}"
+    key = f"{keys.DEFAULT.prefix}:{queue_name}"
     return _message_ids(client, f"{key}.msgs", list(client.lrange(key, 0, -1)))

@@ -21,6 +21,7 @@ from aury_tasks import TaskManager
 from aury_tasks.alerts import AlertRule
 from aury_tasks.alerts.deliver import SIGNATURE_HEADER, verify
 from aury_tasks.alerts.store import AlertStore
+from aury_tasks.core import keys
 
 from .events import wait_until
 
@@ -127,7 +128,7 @@ def test_a_failure_burst_fires_a_failure_rate_alert_once_and_it_resolves_when_ta
 ) -> None:
     # Given a failure-rate rule added in Redis (as `aum alerts add` does): above 50 % of the queue
     rule = AlertRule(name="fixture-failing", kind="failure_rate", queue="fixture", threshold=50, window=60)
-    AlertStore(redis_client).put(rule)
+    AlertStore(redis_client, keys.DEFAULT).put(rule)
     start_worker("-q", "fixture")
     scheduler = start_scheduler(env=alert_env(receiver, []))
     # When a burst of tasks fails

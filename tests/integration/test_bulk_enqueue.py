@@ -101,12 +101,12 @@ def test_a_message_that_cannot_be_encoded_stops_the_bulk_before_anything_is_sent
 
     # And no message nor record was left
     assert tm.queue_stats("bulk").pending == 0
-    assert not redis_client.exists(keys.broker_messages("bulk"), keys.all_index())
+    assert not redis_client.exists(keys.DEFAULT.broker_messages("bulk"), keys.DEFAULT.all_index())
 
     # ... and the ledger writes of the messages before it were dropped: a send after it writes its own only
     handle = tasks.counted.send_with_options(args=(-1,), queue_name="bulk")
-    assert [key for key in redis_client.scan_iter(match=keys.task_record("*"))] == [
-        keys.task_record(handle.id)
+    assert [key for key in redis_client.scan_iter(match=keys.DEFAULT.task_record("*"))] == [
+        keys.DEFAULT.task_record(handle.id)
     ]
 
 
@@ -121,10 +121,14 @@ def test_bulk_enqueue_keeps_delays_and_priorities(tasks: ModuleType, redis_clien
 
     # Then each waits where a single send would have put it
     assert delayed.queue_name == "bulk.DQ" and delayed.options["eta"] > time.time() * 1000
-    assert redis_client.lrange(keys.broker_queue("bulk.DQ"), 0, -1) == [delayed.options["redis_message_id"]]
-    priority_ids = redis_client.zrange(keys.priority_queue("bulk"), 0, -1)
+    assert redis_client.lrange(keys.DEFAULT.broker_queue("bulk.DQ"), 0, -1) == [
+        delayed.options["redis_message_id"]
+    ]
+    priority_ids = redis_client.zrange(keys.DEFAULT.priority_queue("bulk"), 0, -1)
     assert priority_ids == [prioritized.options["redis_message_id"]]
-    assert redis_client.lrange(keys.broker_queue("bulk"), 0, -1) == [listed.options["redis_message_id"]]
+    assert redis_client.lrange(keys.DEFAULT.broker_queue("bulk"), 0, -1) == [
+        listed.options["redis_message_id"]
+    ]
     assert tm.task_status(later.message_id) is TaskStatus.SCHEDULED
     assert tm.task_status(urgent.message_id) is TaskStatus.PENDING
 
@@ -148,10 +152,10 @@ def test_bulk_enqueue_leaves_the_callers_messages_alone_and_completes_its_own_in
     assert completed[0] is made[0][0] and completed[1] is made[1][0]
     assert completed[2] is not made[2][0] and completed[2].queue_name == "bulk.DQ"
     # and every one waits in Redis under the id it was sent with
-    queued = redis_client.lrange(keys.broker_queue("bulk"), 0, -1)
+    queued = redis_client.lrange(keys.DEFAULT.broker_queue("bulk"), 0, -1)
     assert queued == [message.options["redis_message_id"] for message in (*copies, *completed[:2])]
     delayed_id = completed[2].options["redis_message_id"]
-    assert redis_client.lrange(keys.broker_queue("bulk.DQ"), 0, -1) == [delayed_id]
+    assert redis_client.lrange(keys.DEFAULT.broker_queue("bulk.DQ"), 0, -1) == [delayed_id]
 
 
 def test_bulk_records_are_those_single_sends_write_new_or_existing(
@@ -160,7 +164,7 @@ def test_bulk_records_are_those_single_sends_write_new_or_existing(
     # Given a task sent once alone, and two messages: a new one and a second send of that task
     tm = TaskManager.get_instance()
     first = tasks.counted.send_with_options(args=(1,), queue_name="bulk", metadata={"batch": "b"})
-    before = redis_client.hgetall(keys.task_record(first.id))
+    before = redis_client.hgetall(keys.DEFAULT.task_record(first.id))
     (fresh, _), (again, _) = counted_messages(tasks, 2)
     fresh = fresh.copy(options={"metadata": {"batch": "b"}})
     again = dramatiq.Message("bulk", tasks.counted.name, (1,), {}, {}, message_id=first.id)
@@ -170,11 +174,11 @@ def test_bulk_records_are_those_single_sends_write_new_or_existing(
 
     # Then the new one's record has the fields a single send writes, and the existing record
     # was left as it was (a pending record's send is not a step forward); all three are queued
-    record = redis_client.hgetall(keys.task_record(fresh.message_id))
+    record = redis_client.hgetall(keys.DEFAULT.task_record(fresh.message_id))
     assert set(record) == set(before)
     assert record["status"] == "pending" and record["metadata"] == before["metadata"]
-    assert redis_client.hgetall(keys.task_record(first.id)) == before
-    assert redis_client.llen(keys.broker_queue("bulk")) == 3
+    assert redis_client.hgetall(keys.DEFAULT.task_record(first.id)) == before
+    assert redis_client.llen(keys.DEFAULT.broker_queue("bulk")) == 3
 
 
 def test_bulk_enqueue_against_one_enqueue_per_message(tasks: ModuleType) -> None:
@@ -227,4 +231,4 @@ def test_send_many_names_a_bad_argument_and_sends_nothing(
         tasks.counted.send_many([(1,), (2,), ({1, 2},), (4,)])
     with pytest.raises(TaskOptionError, match="a tuple of positional arguments or a dict"):
         tasks.counted.send_many([(1,), 2])
-    assert redis_client.llen(keys.broker_queue("bulk")) == 0
+    assert redis_client.llen(keys.DEFAULT.broker_queue("bulk")) == 0

@@ -148,7 +148,9 @@ def test_a_slot_held_by_a_dead_workers_lease_frees_when_the_lease_ends(
 ) -> None:
     # Given the one slot of a task held by the lease of a worker that died (never renewed again)
     lease_ends = time.time() + 3
-    redis_client.zadd(keys.concurrency_leases(EXCLUSIVE), {"ghost-task:ghost-run": int(lease_ends * 1000)})
+    redis_client.zadd(
+        keys.DEFAULT.concurrency_leases(EXCLUSIVE), {"ghost-task:ghost-run": int(lease_ends * 1000)}
+    )
     start_flow_worker(start_worker)
 
     # When runs of the task are sent
@@ -183,7 +185,7 @@ def test_a_task_redelivered_after_its_worker_was_killed_takes_its_slot_back(
 
     # Then the killed task is delivered again and takes its own slot back at once ...
     _, again = events.wait_for(2, "holds_slot_start", tag="a", timeout=30)
-    assert redis_client.zcard(keys.concurrency_leases(HOLDS_SLOT)) == 1
+    assert redis_client.zcard(keys.DEFAULT.concurrency_leases(HOLDS_SLOT)) == 1
     redis_client.rpush("test:release:a", "go")
     # ... and all three complete, the waiting ones after it, one at a time
     assert holder.get_result(timeout=30) == "a"
@@ -193,7 +195,7 @@ def test_a_task_redelivered_after_its_worker_was_killed_takes_its_slot_back(
     (rerun,) = (run for run in runs if run["tag"] == "a")
     assert rerun["start"] == again["start"]
     assert all(run["start"] >= rerun["end"] for run in runs if run["tag"] != "a")
-    assert redis_client.zcard(keys.concurrency_leases(HOLDS_SLOT)) == 0
+    assert redis_client.zcard(keys.DEFAULT.concurrency_leases(HOLDS_SLOT)) == 0
 
 
 @pytest.mark.slow
@@ -232,8 +234,8 @@ def test_the_slot_of_a_killed_worker_frees_within_the_lease(
 
 def test_leases_admit_up_to_the_limit_and_free_on_release_or_expiry(redis_client: redis.Redis) -> None:
     # Given leases of a task limited to 2 runs at once
-    leases = ConcurrencyLeases(redis_client, lease_seconds=30)
-    key = keys.concurrency_leases("t")
+    leases = ConcurrencyLeases(redis_client, keys.DEFAULT, lease_seconds=30)
+    key = keys.DEFAULT.concurrency_leases("t")
 
     # When three runs ask, then one gives its slot back
     asked = [leases.acquire("t", run, 2) for run in ("r1", "r2", "r3")]
@@ -253,8 +255,8 @@ def test_leases_admit_up_to_the_limit_and_free_on_release_or_expiry(redis_client
 
 def test_renewing_extends_the_leases_held_and_names_those_lost(redis_client: redis.Redis) -> None:
     # Given two runs holding leases that end soon
-    leases = ConcurrencyLeases(redis_client, lease_seconds=30)
-    key = keys.concurrency_leases("t")
+    leases = ConcurrencyLeases(redis_client, keys.DEFAULT, lease_seconds=30)
+    key = keys.DEFAULT.concurrency_leases("t")
     redis_client.zadd(key, {"r1": 1_000, "r2": 1_000})
     redis_client.zrem(key, "r2")  # r2's lease ended and its slot went to another run
 
@@ -364,20 +366,20 @@ def test_a_send_that_fails_frees_its_unique_key(limits: Any, redis_client: redis
         report.send("acme", day={1, 2})
 
     # Then its key is not held: nothing blocks the next send
-    assert redis_client.exists(keys.unique_lock(report.name, digest)) == 0
+    assert redis_client.exists(keys.DEFAULT.unique_lock(report.name, digest)) == 0
 
 
 def test_a_key_held_by_a_task_with_no_record_yet_is_a_send_under_way(redis_client: redis.Redis) -> None:
     # Given a key claimed for a task whose record is not written yet (its send is under way)
-    assert claim_unique(redis_client, "t", "d", "first", 60) is None
+    assert claim_unique(redis_client, keys.DEFAULT, "t", "d", "first", 60) is None
 
     # When another send claims it, Then it is that task
-    assert claim_unique(redis_client, "t", "d", "second", 60) == "first"
+    assert claim_unique(redis_client, keys.DEFAULT, "t", "d", "second", 60) == "first"
     # ... until the task's record is final
-    redis_client.hset(keys.task_record("first"), mapping={"status": "failure", "final": "1"})
-    assert claim_unique(redis_client, "t", "d", "second", 60) is None
-    assert redis_client.get(keys.unique_lock("t", "d")) == "second"
-    assert 0 < redis_client.pttl(keys.unique_lock("t", "d")) <= 60_000
+    redis_client.hset(keys.DEFAULT.task_record("first"), mapping={"status": "failure", "final": "1"})
+    assert claim_unique(redis_client, keys.DEFAULT, "t", "d", "second", 60) is None
+    assert redis_client.get(keys.DEFAULT.unique_lock("t", "d")) == "second"
+    assert 0 < redis_client.pttl(keys.DEFAULT.unique_lock("t", "d")) <= 60_000
 
 
 def test_unique_sends_need_the_ledger(limits: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,8 @@ def charges(client: redis.Redis, order: str) -> int:
 
 def drained(client: redis.Redis) -> bool:
     return (
-        client.llen(keys.broker_queue("fixture")) == 0 and client.hlen(keys.broker_messages("fixture")) == 0
+        client.llen(keys.DEFAULT.broker_queue("fixture")) == 0
+        and client.hlen(keys.DEFAULT.broker_messages("fixture")) == 0
     )
 
 

@@ -23,7 +23,7 @@ from .events import wait_until
 
 @pytest.fixture
 def store(redis_url: str) -> RedisLedger:
-    return RedisLedger(redis.Redis.from_url(redis_url, decode_responses=True), ttl=60)
+    return RedisLedger(redis.Redis.from_url(redis_url, decode_responses=True), keys.DEFAULT, ttl=60)
 
 
 def _send_write(store: RedisLedger, task_id: str, queue: str = "q", task: str = "m.t") -> Any:
@@ -42,24 +42,24 @@ def test_a_send_writes_the_record_and_leaves_the_index_entries_to_the_first_read
 
     # Then the record is there, its id waits in the backlog, no index holds it yet
     assert store.status("s1") is TaskStatus.PENDING
-    assert redis_client.lrange(keys.unindexed(), 0, -1) == ["s1"]
-    assert _indexed(redis_client, keys.all_index()) == []
+    assert redis_client.lrange(keys.DEFAULT.unindexed(), 0, -1) == ["s1"]
+    assert _indexed(redis_client, keys.DEFAULT.all_index()) == []
 
     # When the ledger is queried
     page = store.list_tasks(status=TaskStatus.PENDING, queue_name="q")
 
     # Then the query already sees it, and every index it belongs in holds it
     assert [record.id for record in page.items] == ["s1"]
-    indexes = [keys.all_index(), keys.queue_index("q"), keys.task_name_index("m.t"),
-               keys.task_queue_index("m.t", "q"), keys.status_index("pending"),
-               keys.status_index("pending", queue_name="q"),
-               keys.status_index("pending", task_name="m.t")]  # fmt: skip
+    indexes = [keys.DEFAULT.all_index(), keys.DEFAULT.queue_index("q"), keys.DEFAULT.task_name_index("m.t"),
+               keys.DEFAULT.task_queue_index("m.t", "q"), keys.DEFAULT.status_index("pending"),
+               keys.DEFAULT.status_index("pending", queue_name="q"),
+               keys.DEFAULT.status_index("pending", task_name="m.t")]  # fmt: skip
     for key in indexes:
         assert _indexed(redis_client, key) == ["s1"], key
     assert store.queues() == {"q"} and store.task_names() == {"m.t"}
-    assert redis_client.llen(keys.unindexed()) == 0
+    assert redis_client.llen(keys.DEFAULT.unindexed()) == 0
     # and the record got its lifetime
-    assert 0 < redis_client.pttl(keys.task_record("s1")) <= 60_000
+    assert 0 < redis_client.pttl(keys.DEFAULT.task_record("s1")) <= 60_000
 
 
 def test_a_record_that_moved_on_before_its_catch_up_is_indexed_under_its_current_status(
@@ -92,15 +92,15 @@ def test_a_send_to_an_existing_record_is_an_ordinary_status_write(store: RedisLe
     # When the send's write arrives late, it is refused as before
     assert _send_write(store, "s3").run(store.client) == 0
     assert store.status("s3") is TaskStatus.SUCCESS
-    assert store.client.llen(keys.unindexed()) == 0
+    assert store.client.llen(keys.DEFAULT.unindexed()) == 0
 
 
 def test_an_expired_record_in_the_backlog_is_skipped(store: RedisLedger, redis_client: redis.Redis) -> None:
     _send_write(store, "gone").run(store.client)
-    redis_client.delete(keys.task_record("gone"))
+    redis_client.delete(keys.DEFAULT.task_record("gone"))
 
     assert store.catch_up() == 1
-    assert _indexed(redis_client, keys.all_index()) == []
+    assert _indexed(redis_client, keys.DEFAULT.all_index()) == []
 
 
 def test_sends_index_a_batch_themselves_once_the_backlog_is_over_its_limit(
@@ -112,9 +112,9 @@ def test_sends_index_a_batch_themselves_once_the_backlog_is_over_its_limit(
     run_calls(store.client, writes, chunk_size=1_000)
 
     # Then the backlog stayed at its limit: the sends over it indexed older ids
-    waiting = redis_client.llen(keys.unindexed())
+    waiting = redis_client.llen(keys.DEFAULT.unindexed())
     assert waiting <= INDEX_BACKLOG_LIMIT + 1
-    assert redis_client.zcard(keys.all_index()) == count - waiting
+    assert redis_client.zcard(keys.DEFAULT.all_index()) == count - waiting
     # and a read still sees every task
     assert store.list_tasks(queue_name="q", page_size=1).total == count
 
@@ -131,8 +131,10 @@ def test_a_worker_that_ran_tasks_catches_the_indexes_up_without_any_reader(
     assert [handle.get_result(timeout=30) for handle in handles] == [n + 1 for n in range(20)]
 
     # Then within a heartbeat the worker has indexed them, nobody having read an index
-    wait_until(lambda: redis_client.llen(keys.unindexed()) == 0, timeout=15, what="the backlog to empty")
-    assert redis_client.zcard(keys.status_index("success")) >= 20
+    wait_until(
+        lambda: redis_client.llen(keys.DEFAULT.unindexed()) == 0, timeout=15, what="the backlog to empty"
+    )
+    assert redis_client.zcard(keys.DEFAULT.status_index("success")) >= 20
     worker.stop()
 
 
@@ -142,7 +144,7 @@ def test_a_page_read_past_a_backlog_bigger_than_its_call_indexes_sees_every_task
 ) -> None:
     # Given a backlog of 2,500 sends (more than the page's script indexes in one call)
     run_calls(store.client, [_send_write(store, f"p{n:04d}") for n in range(2_500)], chunk_size=1_000)
-    assert redis_client.llen(keys.unindexed()) == 2_500
+    assert redis_client.llen(keys.DEFAULT.unindexed()) == 2_500
 
     # When the newest page is read, with the sync client or on an event loop
     if on_the_event_loop:
@@ -161,4 +163,4 @@ def test_a_page_read_past_a_backlog_bigger_than_its_call_indexes_sees_every_task
     # Then every send is counted and the page holds the newest, the backlog being done
     assert page.total == 2_500 and len(page.items) == 5
     assert {record.id for record in page.items} <= {f"p{n:04d}" for n in range(2_500)}
-    assert redis_client.llen(keys.unindexed()) == 0
+    assert redis_client.llen(keys.DEFAULT.unindexed()) == 0

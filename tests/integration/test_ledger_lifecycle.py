@@ -28,12 +28,12 @@ class StatusChanges:
 
     def __init__(self, client: redis.Redis) -> None:
         self.pubsub = client.pubsub()
-        self.pubsub.psubscribe(keys.task_events("*"))
+        self.pubsub.psubscribe(keys.DEFAULT.task_events("*"))
         # The subscription is in place once Redis confirmed it: nothing sent later is missed.
         confirmed = self.pubsub.get_message(timeout=5)
         assert confirmed is not None and confirmed["type"] == "psubscribe"
         self.seen: dict[str, list[str]] = {}
-        self._prefix = keys.task_events("")
+        self._prefix = keys.DEFAULT.task_events("")
 
     def of(self, task_id: str) -> list[str]:
         """The statuses ``task_id`` went through so far."""
@@ -211,7 +211,7 @@ def test_a_cancelled_scheduled_task_never_runs(
     start_worker()
     held = runs.send_with_options(args=["held"], delay=2)
     wait_until(
-        lambda: redis_client.llen(keys.broker_queue("fixture.DQ")) == 0,
+        lambda: redis_client.llen(keys.DEFAULT.broker_queue("fixture.DQ")) == 0,
         timeout=5,
         what="the worker to fetch the delayed message",
     )
@@ -225,8 +225,8 @@ def test_a_cancelled_scheduled_task_never_runs(
     assert marker.get_result(timeout=20) == "marker"
     wait_until(
         lambda: (
-            not redis_client.hlen(keys.broker_messages("fixture"))
-            and not redis_client.hlen(keys.broker_messages("fixture.DQ"))
+            not redis_client.hlen(keys.DEFAULT.broker_messages("fixture"))
+            and not redis_client.hlen(keys.DEFAULT.broker_messages("fixture.DQ"))
         ),
         timeout=10,
         what="every message to be acknowledged",

@@ -23,8 +23,8 @@ QUEUE = "fixture"
 def push_raw(client: redis.Redis, body: bytes) -> str:
     """Put ``body`` in the queue as Dramatiq's enqueue would: an id in the list, the body in the hash."""
     delivery_id = str(uuid.uuid4())
-    client.hset(keys.broker_messages(QUEUE), delivery_id, body)
-    client.rpush(keys.broker_queue(QUEUE), delivery_id)
+    client.hset(keys.DEFAULT.broker_messages(QUEUE), delivery_id, body)
+    client.rpush(keys.DEFAULT.broker_queue(QUEUE), delivery_id)
     return delivery_id
 
 
@@ -51,8 +51,8 @@ def test_undecodable_messages_are_dead_lettered_and_the_good_ones_run(
     wait_until(lambda: len(dlq) >= 3, timeout=10, what="three dead letters")
     letters = [letter for letter in dlq.list() if letter.error_type == UNDECODABLE]
     assert {letter.delivery_id for letter in letters} == {bad_json, not_utf8, missing}
-    assert redis_client.llen(keys.broker_queue(QUEUE)) == 0
-    assert redis_client.hlen(keys.broker_messages(QUEUE)) == 0  # nothing left unacknowledged
+    assert redis_client.llen(keys.DEFAULT.broker_queue(QUEUE)) == 0
+    assert redis_client.hlen(keys.DEFAULT.broker_messages(QUEUE)) == 0  # nothing left unacknowledged
 
     # And each was logged once, in one line showing only its start; the consumer never restarted
     lines = worker.output().splitlines()

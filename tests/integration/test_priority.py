@@ -102,7 +102,9 @@ def test_a_delayed_priority_message_keeps_its_priority_once_due(
 
     # When the delayed message is due (the worker moves it to the queue's priority set), then the
     # gate opens
-    wait_until(lambda: redis_client.zcard(keys.priority_queue("ranked")) == 1, timeout=15, what="late due")
+    wait_until(
+        lambda: redis_client.zcard(keys.DEFAULT.priority_queue("ranked")) == 1, timeout=15, what="late due"
+    )
     redis_client.rpush(ranked.GATE, "open")
 
     # Then it runs before every waiting message but the ones the worker had already fetched
@@ -120,7 +122,9 @@ def test_a_retry_keeps_its_priority(ranked: ModuleType, one_thread_worker, redis
     assert started(redis_client, ranked, 2) == ["flaky", ranked.GATED]
 
     # When its retry is due (in the queue's priority set), then the gate opens
-    wait_until(lambda: redis_client.zcard(keys.priority_queue("ranked")) == 1, timeout=15, what="retry due")
+    wait_until(
+        lambda: redis_client.zcard(keys.DEFAULT.priority_queue("ranked")) == 1, timeout=15, what="retry due"
+    )
     redis_client.rpush(ranked.GATE, "open")
 
     # Then the retry runs before every waiting message but the ones the worker had already fetched
@@ -166,7 +170,9 @@ def test_waiting_priority_messages_count_as_pending_and_flush_drops_them(
 
     # Then nothing waits any more, with or without a priority
     assert tm.queue_stats("ranked").pending == 0
-    assert not redis_client.exists(keys.priority_queue("ranked"), keys.broker_messages("ranked"))
+    assert not redis_client.exists(
+        keys.DEFAULT.priority_queue("ranked"), keys.DEFAULT.broker_messages("ranked")
+    )
 
 
 def test_messages_arriving_while_the_threads_are_busy_run_by_the_actors_priority(
@@ -175,7 +181,7 @@ def test_messages_arriving_while_the_threads_are_busy_run_by_the_actors_priority
     # (What Dramatiq's own test_actors_can_prioritize_work checks, on our broker: Dramatiq's actor
     # priority orders the messages a worker has fetched, lower numbers first.)
     # Given a worker with one thread and room for 20 messages, its threads paused
-    broker = AuryRedisBroker(url=redis_url, middleware=[], namespace=keys.BROKER_NAMESPACE,
+    broker = AuryRedisBroker(url=redis_url, middleware=[], namespace=keys.DEFAULT.prefix,
                              maintenance_interval=60)  # fmt: skip
     worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
     worker.queue_prefetch = 20
@@ -200,7 +206,7 @@ def test_messages_arriving_while_the_threads_are_busy_run_by_the_actors_priority
             hi.send()
 
         # Then the consumer fetches every one as it arrives (its window has room) ...
-        fetched = keys.broker_fetched(broker.broker_id, "prioritized")
+        fetched = keys.DEFAULT.broker_fetched(broker.broker_id, "prioritized")
         wait_until(lambda: redis_client.scard(fetched) == 20, timeout=10, what="the 20 messages fetched")
 
         # ... and once the thread resumes, the higher priority ones run first

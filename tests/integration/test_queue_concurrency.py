@@ -46,7 +46,7 @@ def most_at_once(runs: list[dict[str, Any]]) -> int:
 
 def held_messages(client: redis.Redis) -> int:
     """Messages fetched by some worker and not yet acknowledged, over every queue."""
-    pattern = f"{keys.BROKER_NAMESPACE}:__acks__.*"
+    pattern = f"{keys.DEFAULT.prefix}:__acks__.*"
     return sum(int(client.scard(key)) for key in client.scan_iter(match=pattern))
 
 
@@ -123,7 +123,7 @@ def test_sigterm_gives_back_what_a_limited_queue_prefetched_and_loses_none(
     assert held_messages(redis_client) == 0
     ran = [run["n"] for run in events.all("cpu")]
     assert 0 in ran
-    assert redis_client.llen(keys.broker_queue("cpu")) + len(ran) == 7
+    assert redis_client.llen(keys.DEFAULT.broker_queue("cpu")) + len(ran) == 7
 
     # And a new worker runs each of the rest once
     start_worker("-q", "cpu:1", modules=MODULES)

@@ -39,9 +39,9 @@ def tasks(producer: TaskManager) -> Any:
 
 def settled(client: redis.Redis, count: int) -> bool:
     """Whether ``count`` runs are recorded and no message waits in the queue or in a worker's hands."""
-    pattern = f"{keys.BROKER_NAMESPACE}:__acks__.*"
+    pattern = f"{keys.DEFAULT.prefix}:__acks__.*"
     held = sum(int(client.scard(key)) for key in client.scan_iter(match=pattern))
-    queued = int(client.llen(f"{keys.BROKER_NAMESPACE}:recycle"))
+    queued = int(client.llen(f"{keys.DEFAULT.prefix}:recycle"))
     return int(client.llen(RUNS)) >= count and held == 0 and queued == 0
 
 

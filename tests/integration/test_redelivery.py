@@ -41,7 +41,7 @@ def test_the_task_of_a_killed_worker_is_redelivered_to_another(
     assert second_start["pid"] != first_start["pid"]
     (end,) = events.wait_for(1, "slow_once_end", tag="killed")
     assert end["pid"] == second_start["pid"]
-    assert redis_client.llen(f"{keys.BROKER_NAMESPACE}:fixture") == 0
+    assert redis_client.llen(f"{keys.DEFAULT.prefix}:fixture") == 0
 
 
 def _broker(redis_url: str, max_deliveries: int = 5) -> AuryRedisBroker:
@@ -49,7 +49,7 @@ def _broker(redis_url: str, max_deliveries: int = 5) -> AuryRedisBroker:
     return AuryRedisBroker(
         url=redis_url,
         middleware=[],
-        namespace=keys.BROKER_NAMESPACE,
+        namespace=keys.DEFAULT.prefix,
         heartbeat_timeout=100,
         maintenance_interval=60,
         max_deliveries=max_deliveries,
@@ -68,7 +68,7 @@ def test_maintenance_gives_back_a_dead_workers_messages_on_every_queue(
     assert fetched is not None
     assert fetched.message_id == sent.message_id
     dead.close()
-    heartbeats = f"{keys.BROKER_NAMESPACE}:__heartbeats__"
+    heartbeats = f"{keys.DEFAULT.prefix}:__heartbeats__"
     wait_until(
         lambda: time.time() * 1000 - (redis_client.zscore(heartbeats, dead.broker_id) or 0) > 100,
         timeout=5,
@@ -91,7 +91,7 @@ def test_maintenance_gives_back_a_dead_workers_messages_on_every_queue(
 
 
 def _wait_for_stale_heartbeat(redis_client: redis.Redis, broker: AuryRedisBroker) -> None:
-    last_beat = redis_client.zscore(f"{keys.BROKER_NAMESPACE}:__heartbeats__", broker.broker_id) or 0
+    last_beat = redis_client.zscore(f"{keys.DEFAULT.prefix}:__heartbeats__", broker.broker_id) or 0
     wait_until(lambda: time.time() * 1000 - last_beat > 100, timeout=5, what="a stale heartbeat")
 
 
@@ -117,10 +117,10 @@ def test_a_message_whose_runs_keep_killing_their_worker_is_dead_lettered(
     # Then it was delivered 3 times, and at the 4th fetch it was a dead letter instead
     assert received == [sent.message_id] * 3 + [None]
     delivery_id = sent.options["redis_message_id"]
-    assert redis_client.zscore(keys.dead_letters("first"), delivery_id) is not None
-    assert redis_client.hexists(keys.dead_letter_messages("first"), delivery_id)
-    assert redis_client.hlen(keys.broker_messages("first")) == 0
-    assert not redis_client.exists(keys.suspects("first"), keys.running_suspects("first"))
+    assert redis_client.zscore(keys.DEFAULT.dead_letters("first"), delivery_id) is not None
+    assert redis_client.hexists(keys.DEFAULT.dead_letter_messages("first"), delivery_id)
+    assert redis_client.hlen(keys.DEFAULT.broker_messages("first")) == 0
+    assert not redis_client.exists(keys.DEFAULT.suspects("first"), keys.DEFAULT.running_suspects("first"))
 
 
 def test_a_message_only_prefetched_by_a_worker_that_died_is_not_blamed_again(
@@ -146,14 +146,17 @@ def test_a_message_only_prefetched_by_a_worker_that_died_is_not_blamed_again(
     consumer = survivor.consume("first", prefetch=2, timeout=100)
     message = next(consumer)
     assert message is not None and message.message_id == innocent.message_id
-    assert redis_client.zscore(keys.dead_letters("first"), killer.options["redis_message_id"]) is not None
-    assert redis_client.hgetall(keys.suspects("first")) == {innocent_id: "1"}
+    assert (
+        redis_client.zscore(keys.DEFAULT.dead_letters("first"), killer.options["redis_message_id"])
+        is not None
+    )
+    assert redis_client.hgetall(keys.DEFAULT.suspects("first")) == {innocent_id: "1"}
 
     # ... and once acknowledged it is no longer a suspect (the next maintenance forgets it)
     consumer.ack(message)
     assert survivor.flush_acks()
     survivor._recover("first")
-    assert not redis_client.exists(keys.suspects("first"))
+    assert not redis_client.exists(keys.DEFAULT.suspects("first"))
     survivor.close()
 
 
@@ -192,10 +195,10 @@ def test_after_a_stall_a_process_whose_own_heartbeat_is_old_takes_no_ones_messag
     sent = holder.enqueue(_noop())
     assert next(holder.consume("first", timeout=100)) is not None
     other._recover("first")  # it has beaten once
-    heartbeats = f"{keys.BROKER_NAMESPACE}:__heartbeats__"
+    heartbeats = f"{keys.DEFAULT.prefix}:__heartbeats__"
     long_ago = time.time() * 1000 - 10_000
     redis_client.zadd(heartbeats, {holder.broker_id: long_ago, other.broker_id: long_ago})
-    fetched = keys.broker_fetched(holder.broker_id, "first")
+    fetched = keys.DEFAULT.broker_fetched(holder.broker_id, "first")
 
     # When the other process runs its recovery first after the stall
     recovered = other._recover("first")
@@ -208,7 +211,9 @@ def test_after_a_stall_a_process_whose_own_heartbeat_is_old_takes_no_ones_messag
     # ... while at its next pass a holder that stayed silent is dead, and its message comes back
     assert other._recover("first") is True
     assert not redis_client.exists(fetched)
-    assert redis_client.lrange(keys.broker_queue("first"), 0, -1) == [sent.options["redis_message_id"]]
+    assert redis_client.lrange(keys.DEFAULT.broker_queue("first"), 0, -1) == [
+        sent.options["redis_message_id"]
+    ]
     holder.close()
     other.close()
 
@@ -224,7 +229,7 @@ def test_with_a_heartbeat_timeout_of_0_every_workers_messages_are_given_back(
         sent = holder.enqueue(_noop())
         assert holder.do_fetch("first", 1)
         assert recovering.do_fetch("second", 1) == []
-        own = keys.broker_heartbeats()
+        own = keys.DEFAULT.broker_heartbeats()
         beaten = redis_client.zscore(own, recovering.broker_id)
         wait_until(lambda: time.time() * 1000 > (beaten or 0) + 2, timeout=5, what="a beat in the past")
 
@@ -233,8 +238,10 @@ def test_with_a_heartbeat_timeout_of_0_every_workers_messages_are_given_back(
         assert recover_dead_workers_messages(recovering, "first") == []
 
         # Then the message is back in its queue, no longer held
-        assert redis_client.lrange(keys.broker_queue("first"), 0, -1) == [sent.options["redis_message_id"]]
-        assert not redis_client.exists(keys.broker_fetched(holder.broker_id, "first"))
+        assert redis_client.lrange(keys.DEFAULT.broker_queue("first"), 0, -1) == [
+            sent.options["redis_message_id"]
+        ]
+        assert not redis_client.exists(keys.DEFAULT.broker_fetched(holder.broker_id, "first"))
     finally:
         holder.close()
         recovering.close()

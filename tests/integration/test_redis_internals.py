@@ -27,8 +27,8 @@ QUEUE = "compat"
 
 @pytest.fixture
 def brokers(redis_url: str) -> Iterator[tuple[FastRedisBroker, RedisBroker]]:
-    ours = FastRedisBroker(client=redis.Redis.from_url(redis_url), namespace=keys.BROKER_NAMESPACE)
-    theirs = RedisBroker(client=redis.Redis.from_url(redis_url), namespace=keys.BROKER_NAMESPACE)
+    ours = FastRedisBroker(client=redis.Redis.from_url(redis_url), namespace=keys.DEFAULT.prefix)
+    theirs = RedisBroker(client=redis.Redis.from_url(redis_url), namespace=keys.DEFAULT.prefix)
     for broker in (ours, theirs):
         broker.declare_queue(QUEUE)
     yield ours, theirs
@@ -59,8 +59,8 @@ def test_dramatiq_consumes_what_aury_tasks_sends(brokers: tuple[FastRedisBroker,
     for message in received:
         consumer.ack(message)
     client = ours.client
-    assert client.hlen(keys.broker_messages(QUEUE)) == 0
-    assert client.scard(keys.broker_fetched(theirs.broker_id, QUEUE)) == 0
+    assert client.hlen(keys.DEFAULT.broker_messages(QUEUE)) == 0
+    assert client.scard(keys.DEFAULT.broker_fetched(theirs.broker_id, QUEUE)) == 0
 
 
 def test_aury_tasks_consumes_what_dramatiq_sends(brokers: tuple[FastRedisBroker, RedisBroker]) -> None:
@@ -73,12 +73,12 @@ def test_aury_tasks_consumes_what_dramatiq_sends(brokers: tuple[FastRedisBroker,
         assert [message.args for message in received] == [message.args for message in sent]
         client = ours.client
         # Fetched as Dramatiq records it: in this worker's set of unacknowledged messages.
-        assert client.scard(keys.broker_fetched(ours.broker_id, QUEUE)) == 5
+        assert client.scard(keys.DEFAULT.broker_fetched(ours.broker_id, QUEUE)) == 5
         for message in received:
             consumer.ack(message)
         assert ours.flush_acks()  # (acknowledgements are sent by the process's AckSender thread)
-        assert client.scard(keys.broker_fetched(ours.broker_id, QUEUE)) == 0
-        assert client.hlen(keys.broker_messages(QUEUE)) == 0
+        assert client.scard(keys.DEFAULT.broker_fetched(ours.broker_id, QUEUE)) == 0
+        assert client.hlen(keys.DEFAULT.broker_messages(QUEUE)) == 0
     finally:
         consumer.close()
 
@@ -97,15 +97,15 @@ def test_dramatiq_maintenance_gives_back_what_a_dead_aury_worker_fetched(
     # Dramatiq's maintenance runs.
     ours.close()
     client = ours.client
-    client.zadd(keys.broker_heartbeats(), {ours.broker_id: 1})
+    client.zadd(keys.DEFAULT.broker_heartbeats(), {ours.broker_id: 1})
     theirs.do_fetch(QUEUE, 0)  # warm the script cache
     args = [
         "maintain", int(time.time() * 1000), QUEUE, theirs.broker_id, theirs.heartbeat_timeout,
         theirs.dead_message_ttl, 1, 100,
     ]  # fmt: skip
-    theirs.scripts["dispatch"](args=args, keys=[keys.BROKER_NAMESPACE])
-    assert client.llen(keys.broker_queue(QUEUE)) == 1
-    assert client.scard(keys.broker_fetched(ours.broker_id, QUEUE)) == 0
+    theirs.scripts["dispatch"](args=args, keys=[keys.DEFAULT.prefix])
+    assert client.llen(keys.DEFAULT.broker_queue(QUEUE)) == 1
+    assert client.scard(keys.DEFAULT.broker_fetched(ours.broker_id, QUEUE)) == 0
 
 
 def test_a_fetch_that_drains_the_queue_marks_it_idle_and_a_send_wakes_it(
@@ -114,13 +114,13 @@ def test_a_fetch_that_drains_the_queue_marks_it_idle_and_a_send_wakes_it(
     ours, _ = brokers
     client = ours.client
     pubsub = client.pubsub()
-    pubsub.subscribe(keys.wake_channel(QUEUE))
+    pubsub.subscribe(keys.DEFAULT.wake_channel(QUEUE))
     try:
         assert ours.do_fetch(QUEUE, 5) == []
-        assert client.exists(keys.idle_marker(QUEUE)) == 1
+        assert client.exists(keys.DEFAULT.idle_marker(QUEUE)) == 1
         ours.enqueue(_message(1))
         ours.enqueue(_message(2))  # the marker is gone: no second signal
-        assert client.exists(keys.idle_marker(QUEUE)) == 0
+        assert client.exists(keys.DEFAULT.idle_marker(QUEUE)) == 0
         signals = []
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -131,7 +131,7 @@ def test_a_fetch_that_drains_the_queue_marks_it_idle_and_a_send_wakes_it(
                 break
         assert len(signals) == 1
         assert len(ours.do_fetch(QUEUE, 5)) == 2
-        assert client.exists(keys.idle_marker(QUEUE)) == 1  # fewer than asked: the queue is drained
+        assert client.exists(keys.DEFAULT.idle_marker(QUEUE)) == 1  # fewer than asked: the queue is drained
     finally:
         pubsub.close()
 
@@ -143,10 +143,10 @@ def test_no_heartbeat_while_a_consumer_is_stuck(brokers: tuple[FastRedisBroker, 
     event = waker.register(QUEUE)
     waker._turns[event] = (QUEUE, time.monotonic() - 3 * waker.beat_interval)  # last turned long ago
     waker._beat()
-    assert client.zscore(keys.broker_heartbeats(), ours.broker_id) is None
+    assert client.zscore(keys.DEFAULT.broker_heartbeats(), ours.broker_id) is None
     waker.check_in(QUEUE, event)
     waker._beat()
-    assert client.zscore(keys.broker_heartbeats(), ours.broker_id) is not None
+    assert client.zscore(keys.DEFAULT.broker_heartbeats(), ours.broker_id) is not None
 
 
 def test_closing_the_broker_ends_the_wake_up_thread_without_waiting_for_its_read(
@@ -154,7 +154,7 @@ def test_closing_the_broker_ends_the_wake_up_thread_without_waiting_for_its_read
 ) -> None:
     # Its read of wake messages would last a minute: the thread must be told to stop, not notice.
     monkeypatch.setattr(wakeup, "LISTEN_TIMEOUT", 60.0)
-    broker = FastRedisBroker(client=redis.Redis.from_url(redis_url), namespace=keys.BROKER_NAMESPACE,
+    broker = FastRedisBroker(client=redis.Redis.from_url(redis_url), namespace=keys.DEFAULT.prefix,
                              heartbeat_timeout=3_600_000)  # fmt: skip  # a beat every 20 minutes
     waker = broker.waker
     assert waker.ready.wait(10)
@@ -173,12 +173,14 @@ def test_a_newly_dead_worker_makes_maintenance_due_and_wakes_consumers(
     assert not event.is_set()
     client = ours.client
     stale = int(time.time() * 1000) - ours.heartbeat_timeout - 1000  # went stale a second ago
-    client.zadd(keys.broker_heartbeats(), {"a-quiet-sender": stale, "a-dead-worker": stale, "long-dead": 1})
-    client.sadd(keys.broker_fetched("long-dead", QUEUE), "z")  # stale for ages: looked at before
-    client.sadd(keys.broker_fetched("a-dead-worker", "other-queue"), "x")
+    client.zadd(
+        keys.DEFAULT.broker_heartbeats(), {"a-quiet-sender": stale, "a-dead-worker": stale, "long-dead": 1}
+    )
+    client.sadd(keys.DEFAULT.broker_fetched("long-dead", QUEUE), "z")  # stale for ages: looked at before
+    client.sadd(keys.DEFAULT.broker_fetched("a-dead-worker", "other-queue"), "x")
     waker._beat()  # stale, but holding nothing of this process's queues
     assert not event.is_set()
-    client.sadd(keys.broker_fetched("a-dead-worker", QUEUE), "y")
+    client.sadd(keys.DEFAULT.broker_fetched("a-dead-worker", QUEUE), "y")
     waker._beat()
     assert event.is_set()
     event.clear()
@@ -196,6 +198,6 @@ def test_a_closing_consumer_gives_back_what_it_fetched_but_did_not_hand_out(
     first = _drain(consumer, 1)[0]  # one fetch took all five; one was handed out
     consumer.close()
     client = ours.client
-    assert client.llen(keys.broker_queue(QUEUE)) == 4
-    fetched = {item.decode() for item in client.smembers(keys.broker_fetched(ours.broker_id, QUEUE))}
+    assert client.llen(keys.DEFAULT.broker_queue(QUEUE)) == 4
+    fetched = {item.decode() for item in client.smembers(keys.DEFAULT.broker_fetched(ours.broker_id, QUEUE))}
     assert fetched == {first.options["redis_message_id"]}

@@ -15,7 +15,7 @@ from aury_tasks.ledger import RedisLedger
 
 @pytest.fixture
 def store(redis_url: str) -> RedisLedger:
-    return RedisLedger(redis.Redis.from_url(redis_url, decode_responses=True), ttl=60)
+    return RedisLedger(redis.Redis.from_url(redis_url, decode_responses=True), keys.DEFAULT, ttl=60)
 
 
 def test_a_record_follows_a_task_and_keeps_its_fields(store: RedisLedger) -> None:
@@ -54,17 +54,17 @@ def test_a_late_pending_write_does_not_overwrite_success(store: RedisLedger) -> 
 
 def test_the_status_index_moves_with_the_record(store: RedisLedger, redis_client: redis.Redis) -> None:
     store.transition("t3", TaskStatus.PENDING)
-    assert redis_client.zrange(keys.status_index("pending"), 0, -1) == ["t3"]
+    assert redis_client.zrange(keys.DEFAULT.status_index("pending"), 0, -1) == ["t3"]
 
     store.transition("t3", TaskStatus.STARTED)
 
-    assert redis_client.zrange(keys.status_index("pending"), 0, -1) == []
-    assert redis_client.zrange(keys.status_index("started"), 0, -1) == ["t3"]
+    assert redis_client.zrange(keys.DEFAULT.status_index("pending"), 0, -1) == []
+    assert redis_client.zrange(keys.DEFAULT.status_index("started"), 0, -1) == ["t3"]
 
 
 def test_every_record_expires(store: RedisLedger, redis_client: redis.Redis) -> None:
     store.transition("t4", TaskStatus.PENDING)
-    assert 0 < redis_client.pttl(keys.task_record("t4")) <= 60_000
+    assert 0 < redis_client.pttl(keys.DEFAULT.task_record("t4")) <= 60_000
 
 
 def test_every_statistics_bucket_expires(store: RedisLedger, redis_client: redis.Redis) -> None:
@@ -77,7 +77,7 @@ def test_every_statistics_bucket_expires(store: RedisLedger, redis_client: redis
         store.transition(task_id, status, finished_at=1.0, duration=0.01)
 
     # Then every counter bucket (minute and hour, all / queue / task) has a lifetime
-    buckets = list(redis_client.scan_iter(match=f"{keys.LEDGER_PREFIX}stats:*"))
+    buckets = list(redis_client.scan_iter(match=f"{keys.DEFAULT.ledger_prefix}stats:*"))
     assert len(buckets) == 2 * 4  # (m, h) x (all, q:a, q:b, t:m.t)
     assert all(redis_client.ttl(bucket) > 0 for bucket in buckets)
 

@@ -17,7 +17,7 @@ from aury_tasks.scheduler.triggers import trigger_spec
 
 @pytest.fixture
 def store(redis_client: redis.Redis) -> ScheduleStore:
-    return ScheduleStore(redis_client)
+    return ScheduleStore(redis_client, keys.DEFAULT)
 
 
 def job(job_id: str = "daily_cleanup", **changes: object) -> JobDefinition:
@@ -37,7 +37,7 @@ def test_a_job_is_kept_as_json_and_every_change_is_announced(
 ) -> None:
     # Given a process listening for changes
     changes = redis_client.pubsub(ignore_subscribe_messages=True)
-    changes.subscribe(keys.scheduler_changes())
+    changes.subscribe(keys.DEFAULT.scheduler_changes())
     assert changes.get_message(timeout=1) is None  # (the subscription is confirmed)
 
     # When jobs are put, replaced, removed and cleared
@@ -52,7 +52,9 @@ def test_a_job_is_kept_as_json_and_every_change_is_announced(
     # Then what is read back is what was put, as plain JSON, and each change was announced
     assert store.get("daily_cleanup") == paused
     assert store.all() == [paused]
-    assert JobDefinition.from_json(redis_client.hget(keys.scheduler_jobs(), "daily_cleanup")) == paused
+    assert (
+        JobDefinition.from_json(redis_client.hget(keys.DEFAULT.scheduler_jobs(), "daily_cleanup")) == paused
+    )
     assert store.get("hourly") is None
     announced = [changes.get_message(timeout=1)["data"] for _ in range(5)]
     assert announced == ["put:daily_cleanup", "put:hourly", "put:daily_cleanup", "remove:hourly",
@@ -66,7 +68,7 @@ def test_a_definition_that_cannot_be_read_is_left_out_not_fatal(
     store: ScheduleStore, redis_client: redis.Redis
 ) -> None:
     store.put(job())
-    redis_client.hset(keys.scheduler_jobs(), "broken", '{"id": "broken"}')
+    redis_client.hset(keys.DEFAULT.scheduler_jobs(), "broken", '{"id": "broken"}')
     assert [definition.id for definition in store.all()] == ["daily_cleanup"]
     with pytest.raises(SchedulerError, match="not a job definition"):
         store.get("broken")
@@ -92,7 +94,9 @@ def test_each_planned_fire_is_claimed_exactly_once(store: ScheduleStore, redis_c
     assert won.count(True) == 1
     assert store.claim_fire("daily_cleanup", planned + 1, ttl=60) is True
     assert store.claim_fire("other", planned, ttl=60) is True
-    assert 0 < redis_client.pttl(keys.scheduler_fire("daily_cleanup", round(planned * 1000))) <= 60_000
+    assert (
+        0 < redis_client.pttl(keys.DEFAULT.scheduler_fire("daily_cleanup", round(planned * 1000))) <= 60_000
+    )
 
 
 def test_one_leader_at_a_time_renewed_released_and_taken_over(store: ScheduleStore) -> None:

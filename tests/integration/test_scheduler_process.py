@@ -37,7 +37,7 @@ def scheduler(producer: TaskManager) -> Iterator[SchedulerManager]:
 
 def planned_ticks(client: redis.Redis, job_id: str) -> list[int]:
     """The planned times (ms) of the fires claimed for ``job_id``, in order (a test may scan)."""
-    prefix = keys.scheduler_fire(job_id, 0)[:-1]
+    prefix = keys.DEFAULT.scheduler_fire(job_id, 0)[:-1]
     return sorted(int(key[len(prefix) :]) for key in client.scan_iter(match=prefix + "*"))
 
 
@@ -188,7 +188,9 @@ def test_cron_and_one_off_jobs_fire_and_a_fired_one_off_job_never_fires_again(
     # And after a restart the one-off job, which has fired, does not fire again
     first.process.send_signal(signal.SIGTERM)
     assert first.wait() == 0
-    redis_client.delete(keys.scheduler_fire("once", planned_ticks(redis_client, "once")[0]))  # claim expired
+    redis_client.delete(
+        keys.DEFAULT.scheduler_fire("once", planned_ticks(redis_client, "once")[0])
+    )  # claim expired
     second = start_scheduler("--lease-ttl", "2")
     second.wait_for_line("leads:")
     cron_before = len(planned_ticks(redis_client, "cron"))

@@ -53,7 +53,7 @@ def sent(producer: TaskManager) -> list[str]:
 
 def claims(client: redis.Redis, job_id: str) -> int:
     """Fires claimed for ``job_id`` (a test may scan; the toolkit never does)."""
-    return sum(1 for _ in client.scan_iter(match=keys.scheduler_fire(job_id, 0)[:-1] + "*"))
+    return sum(1 for _ in client.scan_iter(match=keys.DEFAULT.scheduler_fire(job_id, 0)[:-1] + "*"))
 
 
 def test_one_of_two_schedulers_leads_and_each_tick_is_sent_once(
@@ -209,12 +209,12 @@ def test_a_job_that_cannot_be_read_never_stops_the_others(
 ) -> None:
     # Given a good job, and a definition in Redis that is not one (written by hand, another version)
     scheduler.add_job(producer.get_task("echo"), interval=1, id="good", args=["g"])
-    redis_client.hset(keys.scheduler_jobs(), "broken", '{"id": "broken", "trigger": {"kind": "cron"')
+    redis_client.hset(keys.DEFAULT.scheduler_jobs(), "broken", '{"id": "broken", "trigger": {"kind": "cron"')
 
     # When a scheduler leads, and the broken one is announced as changed
     runner = runners()
     wait_until(lambda: runner.is_leader, timeout=5, what="a leader")
-    redis_client.publish(keys.scheduler_changes(), "put:broken")
+    redis_client.publish(keys.DEFAULT.scheduler_changes(), "put:broken")
 
     # Then the good job fires, and later changes still apply
     wait_until(lambda: len(sent(producer)) >= 2, timeout=10, what="two ticks of the good job")

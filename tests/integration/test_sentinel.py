@@ -78,7 +78,7 @@ def test_a_send_after_a_failover_reaches_the_new_master(
     handle = producer.get_task("add").send(2, 2)
     assert handle.status() is TaskStatus.PENDING
     new_master = redis.Redis(port=sentinels.replica_port)
-    assert new_master.exists(keys.task_record(handle.id))
+    assert new_master.exists(keys.DEFAULT.task_record(handle.id))
     assert new_master.execute_command("ROLE")[0] == b"master"
 
 

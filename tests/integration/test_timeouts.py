@@ -70,7 +70,7 @@ def test_attempts_stopped_by_their_time_limit_are_counted_for_alerts_and_metrics
     sync_name = producer.get_task("sleeps_sync").name
 
     # When time_limit rules read them, and /metrics is rendered
-    readings = Readings(producer, redis_client)
+    readings = Readings(producer, SchedulerManager.get_instance(producer.name).store)
     now = time.time()
 
     def value(**target: str) -> float:

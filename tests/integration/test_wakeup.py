@@ -47,7 +47,7 @@ def wait_idle(client: redis.Redis, *queues: str, workers: int = 1) -> None:
     subscribed = f"{workers} wake subscription(s)"
     wait_until(lambda: wake_subscribers(client) >= workers, timeout=15, what=subscribed)
     for queue_name in queues:
-        marker = keys.idle_marker(queue_name)
+        marker = keys.DEFAULT.idle_marker(queue_name)
         wait_until(lambda marker=marker: client.exists(marker), timeout=15, what=f"{marker} to be set")
 
 
@@ -67,7 +67,7 @@ def test_an_idle_worker_process_makes_at_most_2_redis_commands_a_second(
 ) -> None:
     # Given the ledger's index trim (a chore of one worker of all, every 5 minutes) taken by
     # another worker, so that what is counted is what every idle worker process costs
-    redis_client.set(keys.maintenance_lock(), "another-worker", ex=300)
+    redis_client.set(keys.DEFAULT.maintenance_lock(), "another-worker", ex=300)
     # ... and a worker that ran a task (its start-up is over) and went idle. The window below
     # holds one fallback fetch of each of its consumers (30 s apart), and the moment the test's
     # own sender, in Redis's heartbeats since its send, looks dead (it held no messages: nothing
@@ -77,7 +77,9 @@ def test_an_idle_worker_process_makes_at_most_2_redis_commands_a_second(
     assert producer.get_task("runs").send("warm-up").get_result(timeout=WOKEN_WITHIN) == "warm-up"
     wait_idle(redis_client, QUEUE, DELAY_QUEUE)
     # ... and that indexed the ledger records of what it ran (at its next heartbeat)
-    wait_until(lambda: redis_client.llen(keys.unindexed()) == 0, timeout=10, what="the index catch-up")
+    wait_until(
+        lambda: redis_client.llen(keys.DEFAULT.unindexed()) == 0, timeout=10, what="the index catch-up"
+    )
 
     # When it stays idle for a while
     total_before, before = command_counts(redis_client)
@@ -102,7 +104,7 @@ def test_a_burst_sent_to_an_idle_worker_wakes_it_once_not_per_message(
     start_worker("-q", QUEUE, "-c", "1")
     wait_idle(redis_client, QUEUE)
     listener = redis_client.pubsub()
-    listener.subscribe(keys.wake_channel(QUEUE))
+    listener.subscribe(keys.DEFAULT.wake_channel(QUEUE))
     assert listener.get_message(timeout=5)["type"] == "subscribe"
 
     # When 20 tasks are sent one after the other
@@ -132,7 +134,7 @@ def test_a_worker_that_lost_its_wake_subscription_still_runs_a_task_sent_meanwhi
     # (the marker goes as a send whose PUBLISH reached no one would take it)
     killing = redis_client.pipeline(transaction=True)
     killing.client_kill_filter(_type="pubsub")
-    killing.delete(keys.idle_marker(QUEUE))
+    killing.delete(keys.DEFAULT.idle_marker(QUEUE))
     killing.execute()
     handle = producer.get_task("runs").send("after-the-loss")
 
@@ -188,7 +190,7 @@ def test_a_priority_task_sent_to_an_idle_worker_runs(
 
     # Then it runs
     assert handle.get_result(timeout=WOKEN_WITHIN) == "urgent"
-    assert redis_client.exists(keys.priority_sequence(QUEUE))
+    assert redis_client.exists(keys.DEFAULT.priority_sequence(QUEUE))
 
 
 def test_an_idle_worker_runs_the_tasks_of_a_worker_killed_mid_run(

@@ -196,7 +196,7 @@ def test_a_worker_holds_at_most_its_prefetch_of_a_queue(
 
     # Then it holds (runs, or has fetched and waits to run) that many at most, and exactly that
     # many at some moment
-    pattern = f"{keys.BROKER_NAMESPACE}:__acks__.*.fixture"
+    pattern = f"{keys.DEFAULT.prefix}:__acks__.*.fixture"
     counts = []
     for _ in range(10):
         counts.append(sum(redis_client.scard(key) for key in redis_client.scan_iter(match=pattern)))
@@ -232,7 +232,7 @@ def test_a_message_over_the_size_limit_never_reaches_redis_but_a_retry_is_never_
     start_worker("-q", "fixture", env={"TASK_MAX_MESSAGE_BYTES": "4000"})
     always_fails = producer.get_task("always_fails")
     # (once both of its consumers found their queues empty and said so: their own keys)
-    idle = [keys.idle_marker("fixture"), keys.idle_marker("fixture.DQ")]
+    idle = [keys.DEFAULT.idle_marker("fixture"), keys.DEFAULT.idle_marker("fixture.DQ")]
     wait_until(lambda: redis_client.exists(*idle) == 2, timeout=10, what="the worker's consumers idle")
     keys_before = set(redis_client.scan_iter())
 

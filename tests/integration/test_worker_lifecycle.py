@@ -62,7 +62,7 @@ def test_sigterm_lets_the_running_task_finish_then_exits_0(
     # Then it exits with code 0 once the task has finished and been acknowledged
     assert worker.wait() == 0, worker.output()
     assert len(events.all("slow_once_end", tag="graceful")) == 1
-    assert redis_client.keys(f"{keys.BROKER_NAMESPACE}:__acks__.*") == []
+    assert redis_client.keys(f"{keys.DEFAULT.prefix}:__acks__.*") == []
 
 
 def test_a_worker_warns_once_when_its_redis_may_lose_or_evict_messages(
@@ -100,7 +100,7 @@ def test_sigterm_gives_prefetched_and_delayed_messages_back_at_once_and_loses_no
     events.wait_for(1, "runs", tag="busy")
     waiting = [runs.send(f"waiting-{i}") for i in range(6)]
     later = runs.send_with_options(args=("later",), delay=60_000)
-    held = f"{keys.BROKER_NAMESPACE}:__acks__.*"
+    held = f"{keys.DEFAULT.prefix}:__acks__.*"
     wait_until(lambda: any(redis_client.scard(key) for key in redis_client.scan_iter(match=held)), timeout=5,
                what="the worker to prefetch")  # fmt: skip
 
@@ -112,8 +112,8 @@ def test_sigterm_gives_prefetched_and_delayed_messages_back_at_once_and_loses_no
     assert worker.wait() == 0, worker.output()
     assert [key for key in redis_client.scan_iter(match=held) if redis_client.scard(key)] == []
     ran_before_stop = [event["tag"] for event in events.all("runs") if event["tag"].startswith("waiting-")]
-    assert redis_client.llen(keys.broker_queue("fixture")) + len(ran_before_stop) == len(waiting)
-    assert redis_client.llen(keys.broker_queue(keys.delay_queue_name("fixture"))) == 1
+    assert redis_client.llen(keys.DEFAULT.broker_queue("fixture")) + len(ran_before_stop) == len(waiting)
+    assert redis_client.llen(keys.DEFAULT.broker_queue(keys.delay_queue_name("fixture"))) == 1
 
     # And a new worker runs every one of them exactly once (the delayed one stays delayed)
     start_worker("-q", "fixture")

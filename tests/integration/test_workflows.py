@@ -199,7 +199,7 @@ def test_a_redelivered_member_does_not_run_the_callback_twice(flows, worker, eve
 def test_a_non_json_argument_is_refused_before_anything_is_sent(flows, redis_client) -> None:
     with pytest.raises(SerializationError, match="argument 1"):
         chain(flows.add.s(1, {1, 2}), flows.mul.s(2)).send()
-    assert redis_client.llen(f"{keys.BROKER_NAMESPACE}:flows") == 0
+    assert redis_client.llen(f"{keys.DEFAULT.prefix}:flows") == 0
 
 
 def test_aum_status_shows_the_tree(flows, worker) -> None:
@@ -254,7 +254,7 @@ def test_a_fired_group_whose_worker_died_is_taken_over(
     members = [child.id for child in handle.tree().root.children[0].children]
     outcomes = [state.join(group_id, i, member, value=i) for i, member in enumerate(members)]
     assert [outcome.action for outcome in outcomes] == ["wait", "wait", "fire"]
-    assert redis_client.zscore(keys.workflow_owed(), group_id) is not None
+    assert redis_client.zscore(keys.DEFAULT.workflow_owed(), group_id) is not None
 
     # When a worker runs, once the debt is older than the heartbeat timeout
     start_worker("-q", "flows", modules=MODULES, env={"TASK_HEARTBEAT_TIMEOUT": "2"})
@@ -262,4 +262,6 @@ def test_a_fired_group_whose_worker_died_is_taken_over(
     # Then it starts the callback, once, with the members' results
     assert handle.get_result(timeout=30) == [0, 1, 2]
     assert len(events.all("collect")) == 1
-    wait_until(lambda: redis_client.zscore(keys.workflow_owed(), group_id) is None, timeout=5, what="settled")
+    wait_until(
+        lambda: redis_client.zscore(keys.DEFAULT.workflow_owed(), group_id) is None, timeout=5, what="settled"
+    )

@@ -31,7 +31,7 @@ from .test_worker_faults import queue_is_empty, send_work
 #: Two MiB of argument: twice the default ``TASK_MAX_MESSAGE_BYTES``.
 TWO_MIB = 2 * 1024 * 1024
 #: The delay queue beside the suite's queue (retries and delayed sends wait there).
-DELAY_QUEUE = keys.broker_queue(keys.delay_queue_name(QUEUE))
+DELAY_QUEUE = keys.DEFAULT.broker_queue(keys.delay_queue_name(QUEUE))
 
 SendAum = Callable[..., WorkerProcess]
 
@@ -69,14 +69,14 @@ def error_lines(process: WorkerProcess) -> list[str]:
 
 def dead_letter_ids(client: redis.Redis) -> set[str]:
     """The broker ids of the suite queue's dead letters."""
-    return set(client.zrange(keys.dead_letters(QUEUE), 0, -1))
+    return set(client.zrange(keys.DEFAULT.dead_letters(QUEUE), 0, -1))
 
 
 def push_raw(raw: redis.Redis, body: bytes) -> str:
     """Put ``body`` in the queue the way Dramatiq's enqueue does (messages hash, then the list)."""
     delivery_id = str(uuid.uuid4())
-    raw.hset(keys.broker_messages(QUEUE), delivery_id, body)
-    raw.rpush(keys.broker_queue(QUEUE), delivery_id)
+    raw.hset(keys.DEFAULT.broker_messages(QUEUE), delivery_id, body)
+    raw.rpush(keys.DEFAULT.broker_queue(QUEUE), delivery_id)
     return delivery_id
 
 
@@ -123,7 +123,7 @@ def test_malformed_messages_are_dead_lettered_once_and_the_good_ones_all_run(
 
     # ... each malformed message is in the dead letters, byte for byte, with the reason undecodable
     assert dead_letter_ids(client) == set(bad)
-    stored = raw.hmget(keys.dead_letter_messages(QUEUE), list(bad))
+    stored = raw.hmget(keys.DEFAULT.dead_letter_messages(QUEUE), list(bad))
     assert dict(zip(bad, stored, strict=True)) == {d: malformed[label] for d, label in bad.items()}
     letters = producer.dead_letters(QUEUE).list(limit=100)
     assert {letter.delivery_id for letter in letters} == set(bad)
@@ -202,7 +202,9 @@ def test_a_message_for_an_unknown_task_is_dead_with_a_readable_reason(
     assert "Traceback" not in worker.output()
     assert "Restarting consumer" not in worker.output()
     ghost_ids = [handle.id for handle in ghosts.values()]
-    assert dead_letter_ids(client) == {client.hget(keys.task_record(i), "dead_letter_id") for i in ghost_ids}
+    assert dead_letter_ids(client) == {
+        client.hget(keys.DEFAULT.task_record(i), "dead_letter_id") for i in ghost_ids
+    }
 
     # ... and every good task completed, once
     tally = Tally.read(client, [*tags, *ghost_ids], dead_tags=ghost_ids)
@@ -269,8 +271,8 @@ def test_a_2_mib_payload_is_refused_before_anything_is_written(
     figures.extra["refused"] = len(sends) + 1
     assert tally.lost == 0, [tag[:20] for tag in tally.lost_tags]
     assert tally.duplicates == 0
-    assert client.zcard(keys.all_index()) == len(tags)
-    assert client.zcard(keys.status_index("success")) == len(tags)
+    assert client.zcard(keys.DEFAULT.all_index()) == len(tags)
+    assert client.zcard(keys.DEFAULT.status_index("success")) == len(tags)
 
 
 class Opaque:
@@ -364,7 +366,7 @@ def test_non_json_arguments_are_refused_before_anything_is_written(
     figures.extra["refused"] = len(sends) + len(cli)
     assert tally.lost == 0, tally.lost_tags[:20]
     assert tally.duplicates == 0
-    assert client.zcard(keys.all_index()) == len(tags)
+    assert client.zcard(keys.DEFAULT.all_index()) == len(tags)
 
 
 @pytest.mark.scenario("12. a task that always raises")

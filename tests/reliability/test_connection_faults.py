@@ -156,7 +156,7 @@ def test_a_redis_restart_loses_no_accepted_task_and_the_worker_reconnects_by_its
     worker = start_worker("-c", "8", env={"TASK_HEARTBEAT_TIMEOUT": None})
     wait_for(lambda: done_count(client) >= 1_000, timeout=120, what="1,000 tasks")
     wait_for(
-        lambda: client.llen(keys.broker_queue(dq_name(QUEUE))) == 0,
+        lambda: client.llen(keys.DEFAULT.broker_queue(dq_name(QUEUE))) == 0,
         timeout=20,
         what="the worker to fetch the delayed tasks",
     )

@@ -36,7 +36,10 @@ def send_work(producer: TaskManager, prefix: str, count: int, seconds: float = 0
 
 def queue_is_empty(client: redis.Redis) -> bool:
     """No message waits in the queue or is held unacknowledged by a worker."""
-    return client.llen(keys.broker_queue(QUEUE)) == 0 and client.hlen(keys.broker_messages(QUEUE)) == 0
+    return (
+        client.llen(keys.DEFAULT.broker_queue(QUEUE)) == 0
+        and client.hlen(keys.DEFAULT.broker_messages(QUEUE)) == 0
+    )
 
 
 @pytest.mark.scenario("1. baseline: 10,000 tasks, no fault")
@@ -135,8 +138,8 @@ def test_sigterm_finishes_running_tasks_and_gives_prefetched_ones_back_at_once(
     assert worker.wait(60) == 0
     assert all(client.hget("rel:done", tag) == "1" for tag in running)
     # ... having given back every message it held: none waits for a heartbeat timeout
-    held = client.hlen(keys.broker_messages(QUEUE))
-    assert client.llen(keys.broker_queue(QUEUE)) == held == 50 - client.hlen("rel:done") + 2
+    held = client.hlen(keys.DEFAULT.broker_messages(QUEUE))
+    assert client.llen(keys.DEFAULT.broker_queue(QUEUE)) == held == 50 - client.hlen("rel:done") + 2
 
     # And a new worker runs the rest, each once
     start_worker("-c", "2")
@@ -177,8 +180,9 @@ def test_a_task_that_kills_its_worker_every_time_is_dead_lettered_and_the_rest_r
     except AssertionError:
         letters = [(x.args, x.status, x.error_message) for x in producer.dead_letters(QUEUE).list()]
         raise AssertionError(
-            f"done {done_count(client)}, queued {client.llen(keys.broker_queue(QUEUE))}, held "
-            f"{client.hlen(keys.broker_messages(QUEUE))}, dead letters {letters}; {last.output()[-3000:]}"
+            f"done {done_count(client)}, queued {client.llen(keys.DEFAULT.broker_queue(QUEUE))}, held "
+            f"{client.hlen(keys.DEFAULT.broker_messages(QUEUE))}, dead letters {letters}; "
+            f"{last.output()[-3000:]}"
         ) from None
     figures.recovery_s = round(time.monotonic() - (first_death or time.monotonic()), 2)
     figures.extra["worker_deaths"] = restarts

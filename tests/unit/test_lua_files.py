@@ -135,11 +135,11 @@ def test_no_python_module_holds_lua(path: Path) -> None:
 
 
 def _key_prefixes() -> list[str]:
-    """The prefixes keys.py spells: its *_PREFIX constants and the broker's namespace with its colon."""
-    prefixes = [
-        value for name, value in vars(keys).items() if name.endswith("_PREFIX") and isinstance(value, str)
-    ]
-    return [*prefixes, f"{keys.BROKER_NAMESPACE}:", "__acks__", "__heartbeats__"]
+    """The prefixes keys.py spells (those of the default prefix): each part's, and the broker's
+    namespace with its colon."""
+    space = keys.DEFAULT
+    prefixes = [space.ledger_prefix, space.scheduler_prefix, space.limits_prefix, space.alerts_prefix]
+    return [*prefixes, f"{space.prefix}:", "__acks__", "__heartbeats__"]
 
 
 def test_the_prefixes_are_the_ones_keys_py_defines() -> None:

@@ -16,6 +16,7 @@ from dramatiq.common import current_millis
 from aury_tasks.broker.redis import dramatiq_internals
 from aury_tasks.broker.redis.dramatiq_internals import WakingRedisConsumer
 from aury_tasks.broker.redis.wakeup import Waker
+from aury_tasks.core.keys import DEFAULT
 
 QUEUE = "q"
 #: The worker timeout (ms) the consumers get: how long one call waits at most.
@@ -26,6 +27,7 @@ class MemoryBroker:
     """What the consumer asks of its broker, in memory: one queue, its fetches and acks recorded."""
 
     heartbeat_timeout = 15_000
+    keys = DEFAULT
 
     def __init__(self) -> None:
         self.waiting: list[bytes] = []

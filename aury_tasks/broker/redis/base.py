@@ -28,9 +28,9 @@ import dramatiq
 import redis
 from dramatiq.common import current_millis, dq_name
 
-from ...core import keys
 from ...core.encoding import encode_message
 from ...core.ids import new_id
+from ...core.keys import KeySpace
 from ...redis.scripts import SEND_RECORD, TRANSITION, LuaScript, Write, load_script, run_calls, run_pipelined
 from .acks import AckSender
 from .dramatiq_internals import DISPATCH, RoutedRedisBroker, WakingRedisConsumer
@@ -67,8 +67,8 @@ SEND_MANY = load_script("send_many")
 WAKE = load_script("wake")
 
 
-def wake_write(queue_name: str) -> Write:
-    """The script call that wakes the idle consumers of ``queue_name``, if any."""
+def wake_write(keys: KeySpace, queue_name: str) -> Write:
+    """The script call that wakes the idle consumers of ``queue_name`` (under ``keys``), if any."""
     return Write(WAKE, [keys.idle_marker(queue_name)], [keys.wake_channel(queue_name)])
 
 
@@ -101,6 +101,8 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        #: Every key of this broker: under its ``namespace`` (Dramatiq's dispatch script uses it too).
+        self.keys = KeySpace(self.namespace)
         #: Ledger writes waiting for their enqueue/ack/nack (set when the ledger shares this Redis).
         self.riders: Riders | None = None
         #: Per queue, the delivery ids of its suspects as of this process's last fetch from it.
@@ -171,6 +173,7 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
 
     def fetch_batch(self, queue_name: str, count: int) -> list[bytes | None]:
         count = max(1, min(count, self.max_unpack_size()))
+        keys = self.keys
         keys_ = [keys.broker_heartbeats(), keys.broker_queue(queue_name), keys.broker_messages(queue_name),
                  keys.broker_fetched(self.broker_id, queue_name), keys.priority_queue(queue_name),
                  keys.suspects(queue_name), keys.idle_marker(queue_name)]  # fmt: skip
@@ -184,6 +187,7 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
 
     def enqueue_write(self, queue_name: str, redis_message_id: str, data: bytes) -> Write:
         """The script call that sends one encoded message (no priority) to ``queue_name``."""
+        keys = self.keys
         keys_ = [keys.broker_heartbeats(), keys.broker_messages(queue_name), keys.broker_queue(queue_name),
                  keys.idle_marker(queue_name)]  # fmt: skip
         args = [current_millis(), self.broker_id, redis_message_id, data, keys.wake_channel(queue_name)]
@@ -233,7 +237,7 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
     ) -> list[Write]:
         """:meth:`send_calls` with the ledger writes parked for the message already taken."""
         if priority:
-            send = priority_enqueue_write(queue_name, redis_message_id, data, priority,
+            send = priority_enqueue_write(self.keys, queue_name, redis_message_id, data, priority,
                                           broker_id=self.broker_id, now_ms=current_millis())  # fmt: skip
         else:
             send = self.enqueue_write(queue_name, redis_message_id, data)
@@ -249,13 +253,14 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
         """The script call (:data:`SEND_MANY`) that sends many encoded messages, none with a
         priority, to ``queue_name``: ``(redis message id, body, record write's arguments)`` each,
         the arguments of the message's :data:`SEND_RECORD` write without its message (or none)."""
+        keys = self.keys
         keys_ = [keys.broker_heartbeats(), keys.broker_messages(queue_name), keys.broker_queue(queue_name),
                  keys.idle_marker(queue_name)]  # fmt: skip
         args: list[Any] = [
             current_millis(),
             self.broker_id,
-            keys.wake_channel(queue_name),
-            keys.LEDGER_PREFIX,
+            self.keys.wake_channel(queue_name),
+            self.keys.ledger_prefix,
         ]
         for redis_message_id, data, record_args in sends:
             args += (redis_message_id, data, len(record_args), *record_args)
@@ -263,8 +268,8 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
 
     def ack_calls(self, queue_name: str, redis_message_id: str) -> list[Write]:
         """The script calls that acknowledge a message with the ledger writes parked for it."""
-        keys_ = [keys.broker_heartbeats(), keys.broker_fetched(self.broker_id, queue_name),
-                 keys.broker_messages(queue_name)]  # fmt: skip
+        keys_ = [self.keys.broker_heartbeats(), self.keys.broker_fetched(self.broker_id, queue_name),
+                 self.keys.broker_messages(queue_name)]  # fmt: skip
         ack = Write(ACK, keys_, [current_millis(), self.broker_id, redis_message_id])
         riders = self.riders.take(redis_message_id) if self.riders is not None else None
         if not riders:
@@ -280,7 +285,7 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
     def requeue_now(self, queue_name: str, *redis_message_ids: str) -> None:
         """Dramatiq's requeue, waking the queue's idle consumers in the same round trip."""
         requeue = self.dispatch_call("requeue", queue_name, *redis_message_ids)
-        run_calls(self.client, [requeue, wake_write(queue_name)])
+        run_calls(self.client, [requeue, wake_write(self.keys, queue_name)])
 
     def enqueue(
         self, message: dramatiq.Message[Any], *, delay: int | None = None, owned: bool = False

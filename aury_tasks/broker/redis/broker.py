@@ -18,7 +18,6 @@ from dramatiq.common import q_name
 from dramatiq.errors import DecodeError
 from loguru import logger
 
-from ...core import keys
 from ...core.encoding import encode_message
 from ...core.ids import new_ids
 from ...core.status import TaskStatus
@@ -182,7 +181,7 @@ class AuryRedisBroker(FastRedisBroker):
 
     def flush(self, queue_name: str) -> None:
         """Drop every message of ``queue_name``: its priority set, its list and its delay queue."""
-        self.client.delete(keys.priority_queue(queue_name), keys.priority_sequence(queue_name))
+        self.client.delete(self.keys.priority_queue(queue_name), self.keys.priority_sequence(queue_name))
         super().flush(queue_name)
 
     @property
@@ -219,7 +218,7 @@ class AuryRedisBroker(FastRedisBroker):
                         "(Redis stalled?)", queue_name, self.heartbeat_timeout / 1000)  # fmt: skip
             return False
         for delivery_id in buried:
-            body = self.client.hget(keys.dead_letter_messages(q_name(queue_name)), delivery_id)
+            body = self.client.hget(self.keys.dead_letter_messages(q_name(queue_name)), delivery_id)
             try:
                 message = dramatiq.Message.decode(body)
             except DecodeError:

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from ...core import keys
+from ...core.keys import DEFAULT, KeySpace
 
 #: Host names that are this machine.
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
@@ -103,38 +103,46 @@ def _config(client: redis.Redis, name: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-_KEY = keys.doctor_probe()
 _SHA = "0" * 40
-#: Every Redis command aury-tasks runs (its own calls, its Lua scripts and Dramatiq's), with the
-#: arguments ``ACL DRYRUN`` checks it with: keys under ``aury:``, the channels it uses. A script
-#: call is checked command by command inside the script, so those commands are listed too. The
-#: ACL user line of docs/deploy.md grants exactly these.
-REQUIRED_COMMANDS: dict[str, tuple[str, ...]] = {
-    # Lua scripts: every hot path is one script call, loaded when the server lacks it
-    "EVALSHA": (_SHA, "1", _KEY), "EVAL": ("return 1", "1", _KEY),
-    "SCRIPT|LOAD": ("return 1",), "SCRIPT|EXISTS": (_SHA,),
-    # strings and keys (SET NX PX claims a scheduler fire; KEYS: Dramatiq's maintenance)
-    "GET": (_KEY,), "SET": (_KEY, "1", "NX", "PX", "1000"), "DEL": (_KEY,), "EXISTS": (_KEY,),
-    "EXPIRE": (_KEY, "1"), "PEXPIRE": (_KEY, "1"), "PTTL": (_KEY,), "INCR": (_KEY,),
-    "KEYS": (keys.broker_fetched_prefix() + "*",),
-    # hashes: task records, messages, workers, scheduled jobs
-    "HSET": (_KEY, "f", "v"), "HSETNX": (_KEY, "f", "v"), "HGET": (_KEY, "f"), "HMGET": (_KEY, "f"),
-    "HGETALL": (_KEY,), "HDEL": (_KEY, "f"), "HEXISTS": (_KEY, "f"), "HKEYS": (_KEY,), "HLEN": (_KEY,),
-    "HINCRBY": (_KEY, "f", "1"),
-    # lists: the queues
-    "LPUSH": (_KEY, "v"), "RPUSH": (_KEY, "v"), "LPOP": (_KEY, "1"), "LLEN": (_KEY,),
-    # sets
-    "SADD": (_KEY, "m"), "SREM": (_KEY, "m"), "SMEMBERS": (_KEY,), "SCARD": (_KEY,),
-    # sorted sets: delays, indexes, heartbeats, priorities
-    "ZADD": (_KEY, "1", "m"), "ZREM": (_KEY, "m"), "ZCARD": (_KEY,), "ZCOUNT": (_KEY, "0", "1"),
-    "ZSCORE": (_KEY, "m"), "ZPOPMIN": (_KEY,), "ZRANGE": (_KEY, "0", "1"), "ZRANGEBYSCORE": (_KEY, "0", "1"),
-    "ZREVRANGEBYSCORE": (_KEY, "1", "0"), "ZREVRANGE": (_KEY, "0", "1"), "ZREMRANGEBYSCORE": (_KEY, "0", "1"),
-    # pub/sub: progress events, cancels, schedule changes, waking idle consumers
-    "PUBLISH": (keys.cancel_channel(), "m"), "SUBSCRIBE": (keys.cancel_channel(),),
-    "PSUBSCRIBE": (keys.wake_pattern(),), "UNSUBSCRIBE": (), "PUNSUBSCRIBE": (),
-    # transactions (the scheduler's pipelines), connection and server
-    "MULTI": (), "EXEC": (), "PING": (), "INFO": ("server",),
-}  # fmt: skip
+
+
+def required_commands(keys: KeySpace) -> dict[str, tuple[str, ...]]:
+    """Every Redis command aury-tasks runs (its own calls, its Lua scripts and Dramatiq's), with the
+    arguments ``ACL DRYRUN`` checks it with: keys under ``keys``' prefix, the channels it uses. A
+    script call is checked command by command inside the script, so those commands are listed too.
+    The ACL user line of docs/deploy.md grants exactly these (with ``~<prefix>:*``)."""
+    key = keys.doctor_probe()
+    return {
+        # Lua scripts: every hot path is one script call, loaded when the server lacks it
+        "EVALSHA": (_SHA, "1", key), "EVAL": ("return 1", "1", key),
+        "SCRIPT|LOAD": ("return 1",), "SCRIPT|EXISTS": (_SHA,),
+        # strings and keys (SET NX PX claims a scheduler fire; KEYS: Dramatiq's maintenance)
+        "GET": (key,), "SET": (key, "1", "NX", "PX", "1000"), "DEL": (key,), "EXISTS": (key,),
+        "EXPIRE": (key, "1"), "PEXPIRE": (key, "1"), "PTTL": (key,), "INCR": (key,),
+        "KEYS": (keys.broker_fetched_prefix() + "*",),
+        # hashes: task records, messages, workers, scheduled jobs
+        "HSET": (key, "f", "v"), "HSETNX": (key, "f", "v"), "HGET": (key, "f"), "HMGET": (key, "f"),
+        "HGETALL": (key,), "HDEL": (key, "f"), "HEXISTS": (key, "f"), "HKEYS": (key,), "HLEN": (key,),
+        "HINCRBY": (key, "f", "1"),
+        # lists: the queues
+        "LPUSH": (key, "v"), "RPUSH": (key, "v"), "LPOP": (key, "1"), "LLEN": (key,),
+        # sets
+        "SADD": (key, "m"), "SREM": (key, "m"), "SMEMBERS": (key,), "SCARD": (key,),
+        # sorted sets: delays, indexes, heartbeats, priorities
+        "ZADD": (key, "1", "m"), "ZREM": (key, "m"), "ZCARD": (key,), "ZCOUNT": (key, "0", "1"),
+        "ZSCORE": (key, "m"), "ZPOPMIN": (key,), "ZRANGE": (key, "0", "1"),
+        "ZRANGEBYSCORE": (key, "0", "1"), "ZREVRANGEBYSCORE": (key, "1", "0"), "ZREVRANGE": (key, "0", "1"),
+        "ZREMRANGEBYSCORE": (key, "0", "1"),
+        # pub/sub: progress events, cancels, schedule changes, waking idle consumers
+        "PUBLISH": (keys.cancel_channel(), "m"), "SUBSCRIBE": (keys.cancel_channel(),),
+        "PSUBSCRIBE": (keys.wake_pattern(),), "UNSUBSCRIBE": (), "PUNSUBSCRIBE": (),
+        # transactions (the scheduler's pipelines), connection and server
+        "MULTI": (), "EXEC": (), "PING": (), "INFO": ("server",),
+    }  # fmt: skip
+
+
+#: The names of the commands of :func:`required_commands` (the same under every prefix).
+REQUIRED_COMMAND_NAMES = frozenset(required_commands(DEFAULT))
 #: Commands used when allowed: without them a check is skipped (``CONFIG GET``: persistence and
 #: eviction; ``SELECT``: a URL's database other than 0).
 OPTIONAL_COMMANDS: dict[str, tuple[str, ...]] = {"CONFIG|GET": ("appendonly",), "SELECT": ("1",)}
@@ -154,8 +162,9 @@ class AclCheck:
     skipped: str | None = None
 
 
-def acl_check(client: redis.Redis, user: str | None = None) -> AclCheck:
-    """Ask the server (Redis 7+, Valkey) whether a user may run the commands aury-tasks runs.
+def acl_check(client: redis.Redis, keys: KeySpace, user: str | None = None) -> AclCheck:
+    """Ask the server (Redis 7+, Valkey) whether a user may run the commands aury-tasks runs on the
+    keys under ``keys``' prefix.
 
     ``user``: that user rather than the connected one (``ACL WHOAMI``). ``ACL DRYRUN`` is an
     admin command: where it is refused or unknown, ``skipped`` says so (no error is raised).
@@ -166,7 +175,7 @@ def acl_check(client: redis.Redis, user: str | None = None) -> AclCheck:
         except redis.ResponseError as exc:
             return AclCheck(None, skipped=f"ACL WHOAMI refused ({exc})")
     try:
-        refused = _dry_run(client, user, REQUIRED_COMMANDS)
+        refused = _dry_run(client, user, required_commands(keys))
     except redis.ResponseError as exc:
         return AclCheck(user, skipped=f"ACL DRYRUN refused or unknown ({exc}); needs Redis 7 or Valkey")
     return AclCheck(user, refused, _dry_run(client, user, OPTIONAL_COMMANDS))

@@ -29,7 +29,6 @@ from dramatiq.common import q_name
 from dramatiq.errors import ConnectionClosed, DecodeError
 from loguru import logger
 
-from ...core import keys
 from ...core.status import TaskStatus
 from .dramatiq_internals import WakingRedisConsumer
 
@@ -91,7 +90,9 @@ class PoisonSafeRedisConsumer(WakingRedisConsumer):
             held = set(_held.get(self._held_key, ()))
         client = self.broker.client
         try:  # (an id acked since `held` was read is no longer fetched either)
-            fetched = {item.decode() for item in client.smembers(keys.broker_fetched(*self._held_key))}
+            fetched = {
+                item.decode() for item in client.smembers(self.broker.keys.broker_fetched(*self._held_key))
+            }
             forgotten = sorted(fetched - held)
             if forgotten:
                 self.broker.do_requeue(self.queue_name, *forgotten)
@@ -119,10 +120,12 @@ class PoisonSafeRedisConsumer(WakingRedisConsumer):
     def _delivery_id(self, data: bytes) -> str | None:
         """The broker's id of the fetched message whose body is ``data`` (among this consumer's)."""
         client = self.broker.client
-        fetched = sorted(client.smembers(keys.broker_fetched(self.broker.broker_id, self.queue_name)))
+        fetched = sorted(
+            client.smembers(self.broker.keys.broker_fetched(self.broker.broker_id, self.queue_name))
+        )
         if not fetched:
             return None
-        bodies = client.hmget(keys.broker_messages(self.queue_name), fetched)
+        bodies = client.hmget(self.broker.keys.broker_messages(self.queue_name), fetched)
         for delivery_id, body in zip(fetched, bodies, strict=True):
             if body == data:
                 return delivery_id.decode() if isinstance(delivery_id, bytes) else str(delivery_id)

@@ -3,7 +3,7 @@
 Dramatiq's Redis broker keeps one list of message ids per queue and fetches from its head, first
 in, first out. A message whose ``options["priority"]`` is 1 to 9 (``send_with_options(priority=…)``
 or the task's own priority) is stored as any other (its body in the queue's ``.msgs`` hash), but
-its id goes to the queue's priority set (:func:`aury_tasks.core.keys.priority_queue`) instead of the
+its id goes to the queue's priority set (:meth:`~aury_tasks.core.keys.KeySpace.priority_queue`) instead of the
 list, scored highest priority first, then in the order sent. Every fetch first moves as many ids
 as it is about to take from that set to the head of the list, in the same script call (see
 :data:`aury_tasks.broker.redis.base.FETCH`), so the highest-priority, oldest message waiting is
@@ -29,7 +29,7 @@ from typing import Any
 
 import dramatiq
 
-from ...core import keys
+from ...core.keys import KeySpace
 from ...redis.scripts import Write, load_script
 
 #: The highest priority; 0 is the lowest and the default.
@@ -60,11 +60,19 @@ def message_priority(message: dramatiq.Message[Any]) -> int:
 
 
 def enqueue_write(
-    queue_name: str, redis_message_id: str, data: bytes, priority: int, *, broker_id: str, now_ms: int
+    keys: KeySpace,
+    queue_name: str,
+    redis_message_id: str,
+    data: bytes,
+    priority: int,
+    *,
+    broker_id: str,
+    now_ms: int,
 ) -> Write:
     """The script call that enqueues one message of ``priority`` (1 or more) on ``queue_name``.
 
     Parameters:
+      keys: the sending broker's keys.
       queue_name: the queue (never a delay queue: a delayed message goes there as usual).
       redis_message_id: the message's id in the broker (``options["redis_message_id"]``).
       data: the encoded message.

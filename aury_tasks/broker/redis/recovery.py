@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any, cast
 import dramatiq
 from dramatiq.common import current_millis, q_name
 
-from ...core import keys
 from ...redis.scripts import load_script
 
 if TYPE_CHECKING:
@@ -62,6 +61,7 @@ def recover_dead_workers_messages(broker: AuryRedisBroker, queue_name: str) -> l
     stall then.
     """
     canonical = q_name(queue_name)
+    keys = broker.keys
     keys_ = [keys.broker_heartbeats(), keys.broker_queue(queue_name),
              keys.broker_messages(queue_name), keys.dead_letters(canonical),
              keys.dead_letter_messages(canonical), keys.suspects(queue_name),
@@ -94,7 +94,7 @@ class MarkSuspectsRunning(dramatiq.Middleware):
             self._holding.lock = True
             redis_broker = cast("AuryRedisBroker", broker)  # only the Redis brokers list suspects
             redis_broker.client.hset(
-                keys.running_suspects(message.queue_name), delivery_id, redis_broker.broker_id
+                redis_broker.keys.running_suspects(message.queue_name), delivery_id, redis_broker.broker_id
             )
 
     def after_process_message(

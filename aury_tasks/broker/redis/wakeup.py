@@ -5,7 +5,7 @@ worker timeout, 1 s) and fetches again, so a message sent to an idle worker wait
 and an idle worker process makes several Redis commands a second. Here:
 
 - A fetch that drains its queue (finds fewer messages than it asked for, or none) sets the
-  queue's idle marker (:func:`aury_tasks.core.keys.idle_marker`) in the same script call. A send
+  queue's idle marker (:meth:`~aury_tasks.core.keys.KeySpace.idle_marker`) in the same script call. A send
   deletes the marker in its own script call and, if it was there, publishes on the queue's wake
   channel: one ``PUBLISH`` per drained-to-waiting change, none while messages wait in the queue.
   Requeued and recovered messages wake consumers the same way, and a delayed message or a retry
@@ -35,7 +35,6 @@ import redis
 from dramatiq.common import current_millis
 from loguru import logger
 
-from ...core import keys
 from ...core.redaction import redact_text
 from ...redis.scripts import load_script
 
@@ -78,9 +77,9 @@ class Waker(threading.Thread):
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._dead_seen: set[str] = set()
-        self._prefix = keys.wake_channel("")
+        self._prefix = broker.keys.wake_channel("")
         #: This thread's own channel: :meth:`stop` publishes on it so the read ends at once.
-        self._stop_channel = keys.wake_stop_channel(uuid.uuid4().hex)
+        self._stop_channel = broker.keys.wake_stop_channel(uuid.uuid4().hex)
         #: Set when the stop message was read (the thread ended without waiting for a timeout).
         self.stop_heard = threading.Event()
         #: Seconds between heartbeats: a third of the timeout, as a fetch every so often gave.
@@ -144,7 +143,7 @@ class Waker(threading.Thread):
                 pubsub.close()
 
     def _listen(self, pubsub: redis.client.PubSub) -> None:
-        pubsub.psubscribe(keys.wake_pattern())
+        pubsub.psubscribe(self.broker.keys.wake_pattern())
         pubsub.subscribe(self._stop_channel)
         next_beat = 0.0
         while not self._stopping.is_set():
@@ -184,10 +183,10 @@ class Waker(threading.Thread):
         self._stuck_said = set()
         with self._lock:
             queues = sorted(name for name, events in self._events.items() if events)
-        dead = _BEAT(broker.client, [keys.broker_heartbeats()],
+        dead = _BEAT(broker.client, [broker.keys.broker_heartbeats()],
                      [current_millis(), broker.broker_id, broker.heartbeat_timeout,
                       int(STALE_WINDOW_BEATS * self.beat_interval * 1000),
-                      keys.broker_fetched_prefix(), *queues])  # fmt: skip
+                      broker.keys.broker_fetched_prefix(), *queues])  # fmt: skip
         dead_ids = {item.decode() if isinstance(item, bytes) else str(item) for item in dead}
         dead_ids.discard(broker.broker_id)
         if dead_ids - self._dead_seen:

@@ -1,6 +1,6 @@
 -- Delete the records (and their index entries) of tasks that ended before a cutoff (CLEANUP).
 -- KEYS none
--- ARGV[1] ledger prefix (keys.LEDGER_PREFIX)
+-- ARGV[1] ledger prefix (KeySpace.ledger_prefix)
 -- ARGV[2] enqueue-time cutoff in ms
 -- ARGV[3] finish-time cutoff in s
 -- ARGV[4] offset

@@ -1,7 +1,7 @@
 -- Index entries for up to ARGV[2] ids of the send backlog (INDEX_BACKLOG; see
 -- include/index_backlog.lua): what a catch-up runs, a batch at a time.
 -- KEYS none
--- ARGV[1] ledger prefix (keys.LEDGER_PREFIX)
+-- ARGV[1] ledger prefix (KeySpace.ledger_prefix)
 -- ARGV[2] how many ids to index at most
 -- ARGV[3] record ttl in ms
 -- ARGV[4] now in ms

@@ -2,7 +2,7 @@
 -- of the backlog are indexed here; with more waiting, the caller catches up and asks again. One
 -- round trip for a listing.
 -- KEYS none
--- ARGV[1] ledger prefix (keys.LEDGER_PREFIX)
+-- ARGV[1] ledger prefix (KeySpace.ledger_prefix)
 -- ARGV[2] record ttl in ms
 -- ARGV[3] now in ms
 -- ARGV[4] index key

@@ -1,7 +1,7 @@
 -- A progress update (PROGRESS): stored on the record and published, unless the task has ended.
 -- KEYS[1] the task's record hash
 -- ARGV[1] task id
--- ARGV[2] ledger prefix (keys.LEDGER_PREFIX)
+-- ARGV[2] ledger prefix (KeySpace.ledger_prefix)
 -- ARGV[3] progress JSON
 -- Returns 1 (stored) or 0 (no record, or the task has ended).
 local current = redis.call('HMGET', KEYS[1], 'status', 'final')

@@ -9,7 +9,7 @@
 -- ARGV[1] now in ms
 -- ARGV[2] the sending broker's id
 -- ARGV[3] the queue's wake channel
--- ARGV[4] ledger prefix (keys.LEDGER_PREFIX)
+-- ARGV[4] ledger prefix (KeySpace.ledger_prefix)
 -- ARGV[5…] per message: its id, its encoded body, n, then its record write's n arguments
 --          (send_record.lua's ARGV without the message; n = 0: no record write)
 -- Returns how many messages it sent.

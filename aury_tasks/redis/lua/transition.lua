@@ -11,7 +11,7 @@
 -- ARGV[5] final, 0/1
 -- ARGV[6] record ttl in ms
 -- ARGV[7] now in ms
--- ARGV[8] ledger prefix (keys.LEDGER_PREFIX)
+-- ARGV[8] ledger prefix (KeySpace.ledger_prefix)
 -- ARGV[9] queue name (used when the record has none yet)
 -- ARGV[10] task name (used when the record has none yet)
 -- ARGV[11] duration in µs, or ''

@@ -1,6 +1,6 @@
 -- index_backlog(prefix, count, ttl, now): index entries of records written by a send, a batch
 -- at a time (a send leaves them to this: see send_record.lua).
--- prefix  the ledger prefix (keys.LEDGER_PREFIX); the keys are built with keys.py's suffixes
+-- prefix  the ledger prefix (KeySpace.ledger_prefix); the keys are built with keys.py's suffixes
 -- count   how many ids to pop from the backlog list (<prefix>unindexed) at most
 -- ttl     the records' lifetime (ms), given to each record that has none yet
 -- now     the time (ms), the score of a record without enqueued_at

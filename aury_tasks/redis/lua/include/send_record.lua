@@ -9,7 +9,7 @@
 --   ARGV[first + 6] now in ms
 --   ARGV[first + 7 … last] field, value, …
 -- rec      the task's record hash (keys.task_record)
--- prefix   the ledger prefix (keys.LEDGER_PREFIX)
+-- prefix   the ledger prefix (KeySpace.ledger_prefix)
 -- message  the encoded message when it is not among the fields (stored as 'message'), or nil
 -- The rest of TRANSITION's arguments are the same for every send (attempt 1, not final, indexed
 -- later) and are not sent. A new record (the common case) is written here with one HSET, its id
