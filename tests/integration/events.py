@@ -89,8 +89,8 @@ def _message_ids(client: redis.Redis, key: str, redis_ids: list[str]) -> list[st
 
 def dead_lettered_ids(client: redis.Redis, queue_name: str) -> list[str]:
     """Task ids of the messages of ``queue_name`` that failed for good (its dead-letter set)."""
-    key = f"{keys.DEFAULT.prefix}:{queue_name}.XQ"
-    return _message_ids(client, f"{key}.msgs", list(client.zrange(key, 0, -1)))
+    key = keys.DEFAULT.dead_letters(queue_name)
+    return _message_ids(client, keys.DEFAULT.dead_letter_messages(queue_name), list(client.zrange(key, 0, -1)))
 
 
 def wait_dead_lettered(client: redis.Redis, handle: TaskHandle, timeout: float = 15.0) -> None:
@@ -104,5 +104,5 @@ def wait_dead_lettered(client: redis.Redis, handle: TaskHandle, timeout: float =
 
 def queued_ids(client: redis.Redis, queue_name: str) -> list[str]:
     """Task ids of the messages waiting in ``queue_name``, not yet fetched by any worker."""
-    key = f"{keys.DEFAULT.prefix}:{queue_name}"
-    return _message_ids(client, f"{key}.msgs", list(client.lrange(key, 0, -1)))
+    key = keys.DEFAULT.broker_queue(queue_name)
+    return _message_ids(client, keys.DEFAULT.broker_messages(queue_name), list(client.lrange(key, 0, -1)))
