@@ -89,8 +89,8 @@ def _message_ids(client: redis.Redis, key: str, redis_ids: list[str]) -> list[st
 
 def dead_lettered_ids(client: redis.Redis, queue_name: str) -> list[str]:
     """Task ids of the messages of ``queue_name`` that failed for good (its dead-letter set)."""
-    key = keys.DEFAULT.dead_letters(queue_name)
-    return _message_ids(client, keys.DEFAULT.dead_letter_messages(queue_name), list(client.zrange(key, 0, -1)))
+    ids = list(client.zrange(keys.DEFAULT.dead_letters(queue_name), 0, -1))
+    return _message_ids(client, keys.DEFAULT.dead_letter_messages(queue_name), ids)
 
 
 def wait_dead_lettered(client: redis.Redis, handle: TaskHandle, timeout: float = 15.0) -> None:
