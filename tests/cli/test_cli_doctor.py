@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from aury_tasks.broker.redis.checks import OPTIONAL_COMMANDS, REQUIRED_COMMAND_NAMES, acl_check
-from aury_tasks.core.keys import DEFAULT
+from aury_tasks.broker.redis.checks import OPTIONAL_COMMANDS, REQUIRED_COMMAND_NAMES, acl_check, acl_rules
+from aury_tasks.core.keys import DEFAULT, KeySpace
 
 from .conftest import ROOT, Invoke, RunAum
 
@@ -181,6 +181,52 @@ def test_the_acl_user_of_docs_deploy_may_run_every_command(redis_client: redis.R
     assert check.refused_optional == {}
     granted = {rule[1:].upper() for rule in rules if rule.startswith("+")}
     assert granted == {*REQUIRED_COMMAND_NAMES, *OPTIONAL_COMMANDS}
+    # ... and the line is the one acl_rules() gives for the default prefix
+    assert line == f"user aury on >CHANGE-ME {acl_rules(DEFAULT)}"
+
+
+def test_an_acl_user_limited_to_one_prefix_may_run_everything_there_and_nothing_under_another(
+    redis_client: redis.Redis,
+) -> None:
+    # Given a user with the rules of the prefix "shop" only
+    shop = KeySpace("shop")
+    redis_client.execute_command("ACL", "SETUSER", "doctor-shop", "on", "nopass", *acl_rules(shop).split())
+    try:
+        # When the server is asked what that user may run under "shop" and under the default prefix
+        under_shop = acl_check(redis_client, shop, "doctor-shop")
+        under_aury = acl_check(redis_client, DEFAULT, "doctor-shop")
+    finally:
+        redis_client.acl_deluser("doctor-shop")
+
+    # Then everything under its own prefix, and none of the key commands under the other
+    assert under_shop.refused == {} and under_shop.refused_optional == {}
+    assert {"GET", "SET", "HSET", "LPOP", "ZADD", "EVALSHA", "PUBLISH", "PSUBSCRIBE"} <= set(
+        under_aury.refused
+    )
+    assert "PING" not in under_aury.refused
+
+
+@pytest.mark.parametrize(("prefix", "status"), [("shop", "ok"), ("aury", "FAIL")])
+def test_the_doctor_checks_the_acl_on_the_key_prefix(
+    invoke: Invoke, redis_url: str, redis_client: redis.Redis, prefix: str, status: str
+) -> None:
+    # Given a user limited to the prefix "shop", checked from the admin connection
+    redis_client.execute_command(
+        "ACL", "SETUSER", "doctor-prefix", "on", "nopass", *acl_rules(KeySpace("shop")).split()
+    )
+    try:
+        # When the doctor checks it under TASK_KEY_PREFIX
+        env = {"TASK_BROKER_URL": redis_url, "TASK_KEY_PREFIX": prefix}
+        result = invoke("doctor", "--modules", str(FIXTURE_MODULES), "--acl-user", "doctor-prefix", env=env)
+    finally:
+        redis_client.acl_deluser("doctor-prefix")
+
+    # Then under its own prefix it may run everything; under another one the ACL check fails
+    checks = {check: (state, detail) for state, check, detail in findings(result.stdout)}
+    assert f"keys under {prefix}:" in checks["settings"][1]
+    assert checks["broker acl"][0] == status
+    assert f"{prefix}:*" in checks["broker acl"][1]
+    assert result.exit_code == (0 if status == "ok" else 1)
 
 
 def test_acl_user_checks_another_user_from_an_admin_connection(

@@ -148,6 +148,16 @@ REQUIRED_COMMAND_NAMES = frozenset(required_commands(DEFAULT))
 OPTIONAL_COMMANDS: dict[str, tuple[str, ...]] = {"CONFIG|GET": ("appendonly",), "SELECT": ("1",)}
 
 
+def acl_rules(keys: KeySpace) -> str:
+    """The rules of an ACL user (``ACL SETUSER``, a ``user`` line of redis.conf) that may run exactly
+    what aury-tasks runs (:func:`required_commands` and the optional ones) on the keys and
+    channels under ``keys``' prefix, and nothing else: ``resetchannels ~<prefix>:* &<prefix>:*
+    &<prefix>:wake:* -@all +evalsha …``. (``PSUBSCRIBE`` needs its pattern granted literally.)"""
+    commands = [*required_commands(keys), *OPTIONAL_COMMANDS]
+    grants = [f"~{keys.pattern()}", f"&{keys.pattern()}", f"&{keys.wake_pattern()}"]
+    return " ".join(["resetchannels", *grants, "-@all", *(f"+{name.lower()}" for name in commands)])
+
+
 @dataclass(frozen=True)
 class AclCheck:
     """What ``ACL DRYRUN`` said of the connected user and the commands aury-tasks needs."""
