@@ -250,7 +250,7 @@ def test_a_fired_group_whose_worker_died_is_taken_over(
     handle = chord([flows.add.s(i, 0) for i in range(3)], flows.collect.s()).send()
     flows.tm.broker.flush("flows")
     group_id = handle.tree().root.children[0].id
-    state = WorkflowState(flows.tm.store.client, flows.tm.store.ttl_ms)
+    state = WorkflowState(flows.tm.store.client, flows.tm.store.keys, flows.tm.store.ttl_ms)
     members = [child.id for child in handle.tree().root.children[0].children]
     outcomes = [state.join(group_id, i, member, value=i) for i, member in enumerate(members)]
     assert [outcome.action for outcome in outcomes] == ["wait", "wait", "fire"]
