@@ -2,7 +2,7 @@
 
 PYTHON ?= .venv/bin/python
 
-.PHONY: test slow reliability lint
+.PHONY: test slow reliability conformance lint
 
 test:  ## the default suite, as CI runs it
 	$(PYTHON) -m pytest
@@ -12,6 +12,9 @@ slow:  ## only the long fault and soak tests
 
 reliability:  ## every fault scenario of tests/reliability, with its figures as a table
 	$(PYTHON) tests/reliability/run.py
+
+conformance:  ## Dramatiq's own test_redis.py and test_actors.py against our broker (in the default suite too)
+	$(PYTHON) -m pytest tests/conformance
 
 lint:
 	$(PYTHON) -m ruff check .
