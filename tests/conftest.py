@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from brokers import FIXTURE_QUEUES, QUEUE_SUFFIX_VARIABLE, delete_queues, require_rabbitmq, unique_suffix
 
 from aury_tasks import TaskManager
 from aury_tasks.broker.embedded import EmbeddedServer, start_server
@@ -53,6 +54,42 @@ def redis_url(redis_server: EmbeddedServer) -> Iterator[str]:
     yield redis_server.url
     client.flushall()
     client.close()
+
+
+@pytest.fixture
+def broker_url(
+    request: pytest.FixtureRequest, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """TASK_BROKER_URL of the test's producer and workers: the test Redis, unless parametrized.
+
+    Parametrized with ``rabbitmq`` (``brokers.on_both_brokers``), the RabbitMQ of this machine
+    (skipped where it does not answer), with the ledger in the test Redis
+    (``TASK_RESULT_BACKEND_URL``) and queue names of this test's own, deleted after the test.
+    """
+    if getattr(request, "param", "redis") == "redis":
+        yield redis_url
+        return
+    url = require_rabbitmq()
+    suffix = unique_suffix()
+    monkeypatch.setenv(QUEUE_SUFFIX_VARIABLE, suffix)
+    monkeypatch.setenv("TASK_RESULT_BACKEND_URL", redis_url)
+    try:
+        yield url
+    finally:  # after the workers (fixtures that use this one) are stopped: none declares them again
+        delete_queues(url, [name + suffix for name in FIXTURE_QUEUES])
+
+
+@pytest.fixture
+def queue(broker_url: str) -> Callable[[str], str]:
+    """The name a fixture module's queue (``fixture``, ``other``, ``flows``) has in this test."""
+    suffix = os.environ.get(QUEUE_SUFFIX_VARIABLE, "")
+    return lambda name: name + suffix
+
+
+@pytest.fixture
+def on_rabbitmq(broker_url: str) -> bool:
+    """Whether this test's broker is RabbitMQ."""
+    return broker_url.startswith("amqp")
 
 
 @pytest.fixture
@@ -107,16 +144,23 @@ class WorkerProcess:
 
 
 def spawn_aum(
-    redis_url: str, cwd: Path, *args: str, env: dict[str, str | None] | None = None
+    broker_url: str,
+    cwd: Path,
+    *args: str,
+    env: dict[str, str | None] | None = None,
+    ledger_url: str | None = None,
 ) -> WorkerProcess:
-    """Start ``python -m aury_tasks.cli ARGS`` on the test Redis in its own process group (session).
+    """Start ``python -m aury_tasks.cli ARGS`` on ``broker_url`` in its own process group (session).
 
+    ``ledger_url`` is its TASK_RESULT_BACKEND_URL (the test Redis, when the broker is RabbitMQ).
     Output (stdout and stderr) is collected line by line. A ``None`` in ``env`` unsets that variable.
     """
     full_env: dict[str, str | None] = {k: v for k, v in os.environ.items() if not k.startswith("TASK_")}
+    if ledger_url is not None:
+        full_env["TASK_RESULT_BACKEND_URL"] = ledger_url
     full_env.update(
         {
-            "TASK_BROKER_URL": redis_url,
+            "TASK_BROKER_URL": broker_url,
             "TASK_DATA_DIR": str(cwd / ".aum"),
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
@@ -143,6 +187,11 @@ def spawn_aum(
     return spawned
 
 
+def _ledger_url(broker_url: str, redis_url: str) -> str | None:
+    """TASK_RESULT_BACKEND_URL of a process on ``broker_url``: the test Redis, when that is not the broker."""
+    return None if broker_url == redis_url else redis_url
+
+
 def stop_all(processes: list[WorkerProcess], *, graceful: bool = True) -> None:
     """Stop every process: signal all first (each takes seconds to stop gracefully), then wait.
 
@@ -161,8 +210,8 @@ def stop_all(processes: list[WorkerProcess], *, graceful: bool = True) -> None:
 
 
 @pytest.fixture
-def start_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start ``aum worker`` in a subprocess on the test Redis; it is stopped after the test.
+def start_worker(broker_url: str, redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``aum worker`` in a subprocess on the test's broker; it is stopped after the test.
 
     ``start_worker("-q", "fixture", env={...}, modules=FIXTURE_MODULES)`` returns once the worker
     process logged that it is ready. A ``None`` in ``env`` unsets that variable. The worker leads
@@ -176,7 +225,16 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Worke
         modules: Path = FIXTURE_MODULES,
         ready: bool = True,
     ) -> WorkerProcess:
-        worker = spawn_aum(redis_url, tmp_path, "worker", "--modules", str(modules), *args, env=env)
+        worker = spawn_aum(
+            broker_url,
+            tmp_path,
+            "worker",
+            "--modules",
+            str(modules),
+            *args,
+            env=env,
+            ledger_url=_ledger_url(broker_url, redis_url),
+        )
         workers.append(worker)
         if ready:
             worker.wait_for_line("Worker process is ready for action")
@@ -187,12 +245,14 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Worke
 
 
 @pytest.fixture
-def start_aum(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start ``aum ARGS`` (any command) in a subprocess on the test Redis; it is stopped after the test."""
+def start_aum(broker_url: str, redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``aum ARGS`` (any command) in a subprocess on the test's broker; it is stopped after."""
     started: list[WorkerProcess] = []
 
     def start(*args: str, env: dict[str, str | None] | None = None) -> WorkerProcess:
-        spawned = spawn_aum(redis_url, tmp_path, *args, env=env)
+        spawned = spawn_aum(
+            broker_url, tmp_path, *args, env=env, ledger_url=_ledger_url(broker_url, redis_url)
+        )
         started.append(spawned)
         return spawned
 
@@ -201,7 +261,9 @@ def start_aum(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPr
 
 
 @pytest.fixture
-def start_scheduler(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def start_scheduler(
+    broker_url: str, redis_url: str, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
     """Start ``aum scheduler`` in a subprocess on the test Redis; it is stopped after the test.
 
     ``start_scheduler("--lease-ttl", "2", modules=FIXTURE_MODULES)`` returns once it has started.
@@ -211,7 +273,16 @@ def start_scheduler(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Wo
     def start(
         *args: str, env: dict[str, str | None] | None = None, modules: Path = FIXTURE_MODULES
     ) -> WorkerProcess:
-        scheduler = spawn_aum(redis_url, tmp_path, "scheduler", "--modules", str(modules), *args, env=env)
+        scheduler = spawn_aum(
+            broker_url,
+            tmp_path,
+            "scheduler",
+            "--modules",
+            str(modules),
+            *args,
+            env=env,
+            ledger_url=_ledger_url(broker_url, redis_url),
+        )
         schedulers.append(scheduler)
         scheduler.wait_for_line("scheduler ready")
         return scheduler
@@ -221,9 +292,9 @@ def start_scheduler(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Wo
 
 
 @pytest.fixture
-def producer(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> TaskManager:
-    """The default TaskManager in producer mode, sending to the test Redis, with fixture tasks imported."""
-    monkeypatch.setenv("TASK_BROKER_URL", redis_url)
+def producer(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> TaskManager:
+    """The default TaskManager in producer mode on the test's broker, with fixture tasks imported."""
+    monkeypatch.setenv("TASK_BROKER_URL", broker_url)
     get_settings.cache_clear()
     tm = TaskManager.get_instance()
     import_fixture_modules()

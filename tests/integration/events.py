@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from aury_tasks import TaskHandle
+from aury_tasks import TaskHandle, TaskStatus
 from aury_tasks.core import keys
 
 T = TypeVar("T")
@@ -94,11 +94,22 @@ def dead_lettered_ids(client: redis.Redis, queue_name: str) -> list[str]:
 
 
 def wait_dead_lettered(client: redis.Redis, handle: TaskHandle, timeout: float = 15.0) -> None:
-    """Wait until the task failed for good: no retry of it is pending any more."""
+    """Wait until the task failed for good: no retry of it is pending any more.
+
+    On a Redis broker, until its message is in the queue's dead-letter set; on another broker
+    (RabbitMQ, whose dead-letter queue only a consumer could read), until its record ended failed.
+    """
+    if handle.manager.broker_info.kind == "redis":
+        wait_until(
+            lambda: handle.id in dead_lettered_ids(client, handle.queue_name),
+            timeout=timeout,
+            what=f"task {handle.id} ({handle.task_name}) to be dead-lettered",
+        )
+        return
     wait_until(
-        lambda: handle.id in dead_lettered_ids(client, handle.queue_name),
+        lambda: handle.status() in (TaskStatus.FAILURE, TaskStatus.DEAD),
         timeout=timeout,
-        what=f"task {handle.id} ({handle.task_name}) to be dead-lettered",
+        what=f"task {handle.id} ({handle.task_name}) to fail for good",
     )
 
 

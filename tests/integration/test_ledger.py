@@ -6,20 +6,22 @@ import asyncio
 import time
 
 import pytest
+from brokers import on_both_brokers
 
 from aury_tasks import TaskFailed, TaskManager, TaskRecordNotFound, TaskStatus
 
 from .events import EventLog, wait_until
 
 
-def test_a_task_is_pending_then_succeeds_with_its_result(start_worker, producer: TaskManager) -> None:
+@on_both_brokers
+def test_a_task_is_pending_then_succeeds_with_its_result(start_worker, producer: TaskManager, queue) -> None:
     # Given a task sent with metadata while no worker runs
     handle = producer.get_task("echo").send_with_options(args=[{"a": [1, 2]}], metadata={"user_id": "42"})
 
     # Then its record exists at once, pending, with what was sent
     assert handle.status() is TaskStatus.PENDING
     record = handle.record()
-    assert (record.task_name, record.queue_name) == ("sample_modules.jobs.tasks.echo", "fixture")
+    assert (record.task_name, record.queue_name) == ("sample_modules.jobs.tasks.echo", queue("fixture"))
     assert record.metadata == {"user_id": "42"}
     assert record.args == [{"a": [1, 2]}]
 
@@ -34,6 +36,7 @@ def test_a_task_is_pending_then_succeeds_with_its_result(start_worker, producer:
     assert record.enqueued_at <= record.started_at <= record.finished_at
 
 
+@on_both_brokers
 def test_get_result_raises_the_remote_error(start_worker, producer: TaskManager) -> None:
     start_worker()
     handle = producer.get_task("permanent").send("x")
@@ -69,6 +72,7 @@ def test_async_result_and_status(start_worker, producer: TaskManager) -> None:
     assert asyncio.run(follow()) == (42, TaskStatus.SUCCESS)
 
 
+@on_both_brokers
 def test_retries_are_recorded_with_every_error(start_worker, producer: TaskManager) -> None:
     start_worker()
     handle = producer.get_task("always_fails").send("r")
@@ -83,6 +87,7 @@ def test_retries_are_recorded_with_every_error(start_worker, producer: TaskManag
     assert all(error["type"] == "RuntimeError" for error in record.errors)
 
 
+@on_both_brokers
 def test_progress_subscription_gets_every_update_in_order(start_worker, producer: TaskManager) -> None:
     start_worker()
     for name in ("with_progress", "async_progress"):
@@ -120,6 +125,7 @@ def test_an_unknown_id_on_the_event_loop(producer: TaskManager) -> None:
             asyncio.run(read("no-such-id"))  # type: ignore[operator]
 
 
+@on_both_brokers
 def test_cancel_a_pending_task_it_never_runs(start_worker, producer: TaskManager, events: EventLog) -> None:
     handle = producer.get_task("spins").send("pending", 0.1)
     assert handle.cancel() is True
@@ -133,6 +139,7 @@ def test_cancel_a_pending_task_it_never_runs(start_worker, producer: TaskManager
 
 @pytest.mark.parametrize(("task", "interrupted"), [("spins", "spins_interrupted"),
                                                    ("async_spins", "async_spins_cancelled")])  # fmt: skip
+@on_both_brokers
 def test_cancel_a_running_task_interrupts_it(start_worker, producer: TaskManager, events: EventLog,
                                              task: str, interrupted: str) -> None:  # fmt: skip
     start_worker()

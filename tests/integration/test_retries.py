@@ -5,6 +5,7 @@ from __future__ import annotations
 from itertools import pairwise
 
 import redis
+from brokers import on_both_brokers
 
 from aury_tasks import TaskManager
 
@@ -14,6 +15,7 @@ from .events import EventLog, wait_dead_lettered
 RETRY_DELAY = 0.2
 
 
+@on_both_brokers
 def test_a_failing_task_is_retried_with_growing_delays(
     start_worker, producer: TaskManager, events: EventLog, redis_client: redis.Redis
 ) -> None:
@@ -36,6 +38,7 @@ def test_a_failing_task_is_retried_with_growing_delays(
     assert second_gap >= 2 * RETRY_DELAY
 
 
+@on_both_brokers
 def test_retry_on_retries_only_the_listed_errors(
     start_worker, producer: TaskManager, events: EventLog, redis_client: redis.Redis
 ) -> None:
@@ -57,6 +60,7 @@ def test_retry_on_retries_only_the_listed_errors(
     assert all(b["at"] - a["at"] >= RETRY_DELAY for a, b in pairwise(attempts))
 
 
+@on_both_brokers
 def test_a_permanent_error_is_not_retried(
     start_worker, producer: TaskManager, events: EventLog, redis_client: redis.Redis
 ) -> None:

@@ -8,6 +8,7 @@ import time
 import dramatiq
 import pytest
 import redis
+from brokers import on_both_brokers
 
 from aury_tasks import (
     PayloadTooLarge,
@@ -17,6 +18,7 @@ from aury_tasks import (
     TaskHandle,
     TaskManager,
     TaskSettings,
+    TaskStatus,
 )
 from aury_tasks.broker.redis.broker import AuryRedisBroker
 from aury_tasks.core import keys
@@ -24,6 +26,7 @@ from aury_tasks.core import keys
 from .events import EventLog, queued_ids, wait_dead_lettered, wait_until
 
 
+@on_both_brokers
 def test_worker_runs_sync_and_async_tasks(start_worker, producer: TaskManager, events: EventLog) -> None:
     # Given a worker on the fixture tasks
     start_worker()
@@ -84,6 +87,7 @@ def test_a_worker_process_runs_tasks_on_the_settings_aum_worker_checked_without_
     assert facts["environment_has_snapshot"] is False
 
 
+@on_both_brokers
 def test_a_delayed_task_does_not_run_before_its_delay(
     start_worker, producer: TaskManager, events: EventLog
 ) -> None:
@@ -100,28 +104,31 @@ def test_a_delayed_task_does_not_run_before_its_delay(
     assert added["at"] - sent_at >= 0.99
 
 
+@on_both_brokers
 def test_workers_consume_only_their_queues(
-    start_worker, producer: TaskManager, events: EventLog, redis_client: redis.Redis
+    start_worker, producer: TaskManager, events: EventLog, redis_client: redis.Redis, queue, on_rabbitmq
 ) -> None:
     # Given a worker on queue "fixture" only
-    fixture_worker = start_worker("-q", "fixture")
+    fixture_worker = start_worker("-q", queue("fixture"))
     add = producer.get_task("add")
 
     # When tasks go to queue "other" (its own queue, and one redirected with send_with_options)
     on_other = producer.get_task("on_other_queue").send("declared")
-    redirected = add.send_with_options(args=(2, 3), queue_name="other")
+    redirected = add.send_with_options(args=(2, 3), queue_name=queue("other"))
     # ... and a marker task to the worker's own queue, sent last
     add.send(1, 1)
 
     # Then the worker runs the marker but leaves both "other" tasks waiting in their queue
     (marker,) = events.wait_for(1, "add")
     assert marker["result"] == 2
-    assert redirected.queue_name == "other"
-    assert sorted(queued_ids(redis_client, "other")) == sorted([on_other.id, redirected.id])
+    assert redirected.queue_name == queue("other")
+    assert (on_other.status(), redirected.status()) == (TaskStatus.PENDING, TaskStatus.PENDING)
+    if not on_rabbitmq:
+        assert sorted(queued_ids(redis_client, "other")) == sorted([on_other.id, redirected.id])
     assert events.all("other") == []
 
     # When a worker on queue "other" starts
-    start_worker("-q", "other")
+    start_worker("-q", queue("other"))
 
     # Then it runs both, the redirected task included
     (other,) = events.wait_for(1, "other")
@@ -129,22 +136,24 @@ def test_workers_consume_only_their_queues(
     added = events.wait_for(2, "add")
     assert added[1]["result"] == 5
     assert other["pid"] == added[1]["pid"] != marker["pid"]
-    assert queued_ids(redis_client, "other") == []
+    if not on_rabbitmq:
+        assert queued_ids(redis_client, "other") == []
     assert fixture_worker.process.poll() is None
 
 
+@on_both_brokers
 def test_a_message_for_an_unknown_task_is_dead_lettered_with_one_log_line(
-    start_worker, producer: TaskManager, redis_client: redis.Redis
+    start_worker, producer: TaskManager, redis_client: redis.Redis, queue
 ) -> None:
     # Given a worker, and a message for a task no module declares (an older or newer producer)
     worker = start_worker()
-    broker = producer.broker_for_queue("fixture")
+    broker = producer.broker_for_queue(queue("fixture"))
     message = broker.enqueue(
         dramatiq.Message(
-            queue_name="fixture", actor_name="gone.tasks.removed", args=(), kwargs={}, options={}
+            queue_name=queue("fixture"), actor_name="gone.tasks.removed", args=(), kwargs={}, options={}
         )
     )
-    handle = TaskHandle(id=message.message_id, task_name="gone.tasks.removed", queue_name="fixture")
+    handle = TaskHandle(id=message.message_id, task_name="gone.tasks.removed", queue_name=queue("fixture"))
 
     # When the worker receives it
     wait_dead_lettered(redis_client, handle)
@@ -155,6 +164,7 @@ def test_a_message_for_an_unknown_task_is_dead_lettered_with_one_log_line(
     assert "Traceback" not in worker.output()
 
 
+@on_both_brokers
 def test_a_worker_with_two_processes_runs_tasks_in_both(
     start_worker, producer: TaskManager, events: EventLog
 ) -> None:
