@@ -5,6 +5,7 @@ from __future__ import annotations
 import dramatiq
 import pytest
 import redis
+from brokers import on_both_brokers
 
 from aury_tasks import TaskManager, TaskOptionError, TaskStatus
 from aury_tasks.core import keys
@@ -45,11 +46,12 @@ def test_a_redelivered_message_of_an_idempotent_task_is_not_run_again(
     assert producer.task_record(handle.id).status is TaskStatus.SUCCESS
 
 
+@on_both_brokers
 def test_a_second_send_with_the_same_idempotency_key_is_not_run(
-    start_worker, producer: TaskManager, redis_client: redis.Redis
+    start_worker, producer: TaskManager, redis_client: redis.Redis, queue
 ) -> None:
     # Given a task sent with an idempotency key, done
-    start_worker("-q", "fixture")
+    start_worker("-q", queue("fixture"))
     charge = producer.get_task("charge")
     first = charge.send_with_options(args=("o2",), idempotency_key="order-o2")
     first.get_result(timeout=20)
@@ -68,9 +70,12 @@ def test_a_second_send_with_the_same_idempotency_key_is_not_run(
     assert charges(redis_client, "o2") == 2
 
 
-def test_only_a_success_marks_the_work_done(start_worker, producer: TaskManager, events: EventLog) -> None:
+@on_both_brokers
+def test_only_a_success_marks_the_work_done(
+    start_worker, producer: TaskManager, events: EventLog, queue
+) -> None:
     # Given a task that fails its first attempt, sent with an idempotency key
-    start_worker("-q", "fixture")
+    start_worker("-q", queue("fixture"))
     handle = producer.get_task("fails_once").send_with_options(args=("k",), idempotency_key="fails-once-k")
 
     # Then its retry runs (the failed attempt did not count as done), and succeeds

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import dramatiq
 import pytest
 import redis
+from brokers import on_both_brokers
 
 from aury_tasks import TaskExpired, TaskFailed, TaskHandle, TaskManager, TaskStatus
 from aury_tasks.core import keys
@@ -59,6 +60,7 @@ def _without_started(statuses: list[str]) -> list[str]:
     return [status for status in statuses if status != "started"]
 
 
+@on_both_brokers
 def test_a_delayed_task_is_scheduled_then_pending_then_started_then_succeeds(
     start_worker, producer: TaskManager, changes: StatusChanges
 ) -> None:
@@ -99,6 +101,7 @@ def test_a_late_write_never_moves_an_ended_record_back(start_worker, producer: T
     assert after.status is TaskStatus.SUCCESS
 
 
+@on_both_brokers
 def test_a_task_that_fails_once_is_retrying_between_attempts(
     start_worker, producer: TaskManager, changes: StatusChanges, events: EventLog
 ) -> None:
@@ -238,6 +241,7 @@ def test_a_cancelled_scheduled_task_never_runs(
         assert record.reason == "cancelled by request"
 
 
+@on_both_brokers
 def test_a_killed_workers_task_stays_started_until_it_is_redelivered(
     start_worker, producer: TaskManager, events: EventLog
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import redis
+from brokers import on_both_brokers
 from prometheus_client.parser import text_string_to_metric_families
 
 from aury_tasks import SchedulerManager, TaskManager
@@ -20,6 +21,7 @@ TASK_SECONDS = 10
 LIMIT_WAIT = 6
 
 
+@on_both_brokers
 def test_a_sync_task_over_its_time_limit_is_interrupted(
     start_worker, producer: TaskManager, events: EventLog, redis_client: redis.Redis
 ) -> None:
@@ -38,6 +40,7 @@ def test_a_sync_task_over_its_time_limit_is_interrupted(
     assert events.all("sleeps_sync_end") == []
 
 
+@on_both_brokers
 def test_an_async_task_over_its_time_limit_is_cancelled(
     start_worker, producer: TaskManager, events: EventLog, redis_client: redis.Redis
 ) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import dramatiq
 import pytest
+from brokers import on_both_brokers
 from click.testing import CliRunner
 from conftest import ROOT, WorkerProcess, import_fixture_modules
 
@@ -46,10 +47,11 @@ def flows(producer: TaskManager) -> object:
 
 
 @pytest.fixture
-def worker(start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
-    return start_worker("-q", "flows", "-p", "1", "-c", "8", modules=MODULES)
+def worker(start_worker: Callable[..., WorkerProcess], queue: Callable[[str], str]) -> WorkerProcess:
+    return start_worker("-q", queue("flows"), "-p", "1", "-c", "8", modules=MODULES)
 
 
+@on_both_brokers
 def test_chain_passes_each_result_on(flows, worker, events: EventLog) -> None:
     # (1 + 2) * 10, then + 5: each step gets the previous result as its last argument.
     handle = chain(flows.add.s(1, 2), flows.mul.s(10), flows.add.s(5)).send()
@@ -60,6 +62,7 @@ def test_chain_passes_each_result_on(flows, worker, events: EventLog) -> None:
     assert [child.status for child in tree.root.children] == ["success"] * 3
 
 
+@on_both_brokers
 def test_group_returns_results_in_order(flows, worker) -> None:
     handle = group(flows.mul.s(i, i) for i in range(20)).send()
     assert handle.get_results(timeout=30) == [i * i for i in range(20)]
@@ -67,6 +70,7 @@ def test_group_returns_results_in_order(flows, worker) -> None:
     assert handle.completed() == 20
 
 
+@on_both_brokers
 def test_chord_callback_gets_every_result(flows, worker, events: EventLog) -> None:
     handle = chord([flows.add.s(i, 1) for i in range(10)], flows.total.s()).send()
     assert handle.get_result(timeout=30) == sum(range(1, 11))
@@ -96,6 +100,7 @@ def test_chain_inside_group(flows, worker) -> None:
     assert handle.get_results(timeout=30) == [6, 20]
 
 
+@on_both_brokers
 def test_failing_step_stops_the_chain(flows, worker, events: EventLog) -> None:
     handle = chain(flows.add.s(1, 1), flows.broken.si("x"), flows.add.s(1), flows.mul.s(2)).send()
     with pytest.raises(TaskFailed) as failed:
@@ -106,6 +111,7 @@ def test_failing_step_stops_the_chain(flows, worker, events: EventLog) -> None:
     assert events.all("mul") == []
 
 
+@on_both_brokers
 def test_chord_fails_with_a_members_error_and_runs_no_callback(flows, worker, events: EventLog) -> None:
     handle = chord([flows.add.s(1, 1), flows.broken.si("m"), flows.add.s(2, 2)], flows.total.s()).send()
     with pytest.raises(TaskFailed) as failed:
@@ -121,6 +127,7 @@ def test_group_inside_a_chain_hands_the_list_on(flows, worker) -> None:
     assert handle.get_result(timeout=30) == 220
 
 
+@on_both_brokers
 def test_a_retried_step_carries_on_after_its_retry(flows, worker, events: EventLog) -> None:
     handle = chain(flows.flaky.si("r1"), flows.collect.s()).send()
     assert handle.get_result(timeout=30) == "r1"
@@ -156,6 +163,7 @@ def test_task_chain_execute(flows, worker, events: EventLog) -> None:
     assert [e["kind"] for e in events.all()] == ["add", "mul"]
 
 
+@on_both_brokers
 def test_cancel_a_workflow(flows, worker, events: EventLog) -> None:
     # Given a chain whose first step runs for a while, with a group after it
     handle = chain(flows.slow.s(20, 1), flows.add.s(1), group(flows.mul.s(2), flows.mul.s(3))).send()
@@ -177,6 +185,7 @@ def test_cancel_a_workflow(flows, worker, events: EventLog) -> None:
     assert handle.cancel() is False  # it has ended
 
 
+@on_both_brokers
 def test_a_redelivered_member_does_not_run_the_callback_twice(flows, worker, events: EventLog) -> None:
     # Given a chord that has completed
     handle = chord([flows.add.s(i, i) for i in range(5)], flows.collect.s()).send()
