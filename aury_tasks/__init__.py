@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .config.snapshot import SettingsSnapshot
     from .core.errors import (
         AuryTasksError,
+        BrokerFeatureUnsupported,
         BrokerUnavailable,
         ConfigError,
         DiscoveryError,
@@ -80,6 +81,7 @@ _LOCATIONS: dict[str, str] = {
     "DeadLetter": "ledger.dead_letters",
     "DeadLetterQueue": "ledger.dead_letters",
     "AuryTasksError": "core.errors",
+    "BrokerFeatureUnsupported": "core.errors",
     "BrokerUnavailable": "core.errors",
     "ConfigError": "core.errors",
     "DiscoveryError": "core.errors",
@@ -208,6 +210,7 @@ __all__ = [  # noqa: RUF022 - grouped by topic
     "get_settings",
     # Errors
     "AuryTasksError",
+    "BrokerFeatureUnsupported",
     "BrokerUnavailable",
     "ConfigError",
     "DiscoveryError",

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 
 from ..core.errors import (
     AuryTasksError,
+    BrokerFeatureUnsupported,
     BrokerUnavailable,
     LedgerUnavailable,
     PayloadTooLarge,
@@ -39,6 +40,7 @@ CODES = {
     415: "unsupported_media_type",
     422: "invalid",
     500: "internal",
+    501: "unsupported",
     503: "unavailable",
 }
 
@@ -57,6 +59,8 @@ def status_of(error: AuryTasksError) -> int:
         return 409
     if isinstance(error, PayloadTooLarge):
         return 413
+    if isinstance(error, BrokerFeatureUnsupported):
+        return 501
     if isinstance(error, (BrokerUnavailable, LedgerUnavailable)):
         return 503
     return 422

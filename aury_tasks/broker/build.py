@@ -1,8 +1,8 @@
 """Open the Dramatiq broker of a URL, and send through any of them.
 
 ``redis://``, ``rediss://`` (TLS), ``unix://`` and ``redis+sentinel://`` (``rediss+sentinel://``)
-give a Redis broker, ``amqp://`` and ``amqps://``
-a RabbitMQ broker (extra ``rabbitmq``), ``memory://`` Dramatiq's stub broker for tests, and no URL
+give a Redis broker, ``amqp://`` and ``amqps://`` a RabbitMQ broker (extra ``rabbitmq``,
+:mod:`aury_tasks.broker.rabbitmq`), ``memory://`` Dramatiq's stub broker for tests, and no URL
 at all the embedded Redis (:mod:`aury_tasks.broker.embedded`). The middleware a broker runs is
 given by the caller: the stack is composed above the broker (:mod:`aury_tasks.tasks.stack`).
 """
@@ -152,14 +152,7 @@ def open_broker(settings: Settings, url: str | None, middleware: list[Middleware
         )
         kind = "redis"
     elif scheme in ("amqp", "amqps"):
-        try:
-            from dramatiq.brokers.rabbitmq import RabbitmqBroker
-        except ImportError:
-            raise ConfigError(
-                "TASK_BROKER_URL is a RabbitMQ URL but pika is not installed: "
-                "pip install 'aury-tasks[rabbitmq]'"
-            ) from None
-        broker = RabbitmqBroker(url=url, middleware=middleware, confirm_delivery=True)
+        broker = _rabbitmq_broker(settings, url, middleware)
         kind = "rabbitmq"
     elif scheme == "memory":
         broker = StubBroker(middleware=middleware)
@@ -168,3 +161,25 @@ def open_broker(settings: Settings, url: str | None, middleware: list[Middleware
     else:
         raise ConfigError(f"invalid setting TASK_BROKER_URL: unsupported scheme {scheme!r}")
     return OpenedBroker(broker=broker, url=url, kind=kind, server=server)
+
+
+def _rabbitmq_broker(settings: Settings, url: str, middleware: list[Middleware]) -> dramatiq.Broker:
+    """The RabbitMQ broker of ``url`` (:mod:`aury_tasks.broker.rabbitmq`), its queue type from
+    ``?queue_type=`` else ``TASK_RABBITMQ_QUEUE_TYPE``.
+
+    Raises:
+      ConfigError: pika is not installed; a bad queue type; a maximum priority on quorum queues.
+    """
+    try:
+        from .rabbitmq import AuryRabbitmqBroker, split_queue_type
+    except ImportError:
+        raise ConfigError(
+            "TASK_BROKER_URL is a RabbitMQ URL but pika is not installed: pip install 'aury-tasks[rabbitmq]'"
+        ) from None
+    plain_url, queue_type = split_queue_type(url, settings.rabbitmq_queue_type)
+    return AuryRabbitmqBroker(
+        url=plain_url,
+        middleware=middleware,
+        queue_type=queue_type,
+        max_priority=settings.rabbitmq_max_priority,
+    )

@@ -3,7 +3,8 @@
 ``aum worker``, ``aum run``, ``aum scheduler``, ``aum serve`` and ``aum doctor`` reach the broker
 (:func:`reach_broker`) so that a wrong password or an old server is one line at start, not a
 worker that restarts its consumers for ever; the worker also says what is risky about them
-(:func:`warn_about_redis`).
+(:func:`warn_about_redis`); on RabbitMQ it declares its queues and checks their consumer timeout
+(:func:`check_rabbitmq`).
 """
 
 from __future__ import annotations
@@ -74,3 +75,38 @@ def warn_about_redis(tm: TaskManager) -> None:
             continue
         for warning in warnings:
             logger.warning(warning)
+
+
+def check_rabbitmq(tm: TaskManager, queues: list[str]) -> None:
+    """On a RabbitMQ broker: declare the queues the worker consumes, and warn about its timeout.
+
+    A queue RabbitMQ refuses to declare (another type, another ``x-max-priority``) is one line at
+    start rather than consumers restarting for ever. The warning names the tasks of ``queues``
+    whose time limit is over the server's ``consumer_timeout`` (``TASK_RABBITMQ_CONSUMER_TIMEOUT_MS``:
+    a client cannot read the server's), which RabbitMQ would deliver again while they run.
+
+    Raises:
+      ConfigError: RabbitMQ refused to declare a queue.
+      BrokerUnavailable: RabbitMQ could not be reached.
+    """
+    if tm.broker_info.kind != "rabbitmq":
+        return
+    from dramatiq.errors import ConnectionClosed
+
+    from ..broker.rabbitmq import AuryRabbitmqBroker, consumer_timeout_warning  # pika: only here
+
+    broker = tm.broker
+    if not isinstance(broker, AuryRabbitmqBroker):
+        return
+    try:
+        for queue in queues:
+            broker.declare_queue(queue, ensure=True)
+    except ConnectionClosed as exc:
+        raise BrokerUnavailable(
+            f"broker {tm.broker_info.display_url} unreachable ({redact_text(str(exc))})"
+        ) from None
+    limits = {task.name: int(task.options.get("time_limit", 0))
+              for task in tm.tasks.values() if task.queue_name in queues}  # fmt: skip
+    warning = consumer_timeout_warning(limits, tm.settings.rabbitmq_consumer_timeout_ms)
+    if warning is not None:
+        logger.warning(warning)

@@ -23,7 +23,7 @@ from ..worker.discovery import TaskModule, import_task_modules
 from ..worker.lanes import QueueSpec, parse_queues
 from ..worker.setup import WorkerSetup
 from .context import AumContext, modules_option, pass_context
-from .server_checks import reach_broker, warn_about_redis
+from .server_checks import check_rabbitmq, reach_broker, warn_about_redis
 
 #: Messages of a queue a worker process holds per thread by default (Celery's prefetch
 #: multiplier; Dramatiq's is 2). Fetching in batches of half of it keeps the threads fed while
@@ -225,7 +225,7 @@ def run_worker(
     plan = _plan_work(tm, specs, options)
     setup = WorkerSetup(settings=settings.snapshot(), queues=tuple(given), queue_limits=plan.limits,
                         scheduler_lease_ttl=scheduler_lease_ttl)  # fmt: skip
-    _check_servers(tm, check)
+    _check_servers(tm, check, plan.queues)
     metrics_dir = _prepare_metrics(settings)
     _log_start(tm, modules, plan, role=role, processes=options.processes, metrics=metrics_dir is not None)
     arguments = _supervisor_arguments(tm, options, plan, forks=forks, metrics=metrics_dir)
@@ -287,9 +287,13 @@ def _plan_work(tm: TaskManager, specs: list[QueueSpec], options: WorkerOptions) 
     return _Plan(queues=given or declared, threads=threads, prefetch=prefetch, limits=limits)
 
 
-def _check_servers(tm: TaskManager, check: Callable[[TaskManager], None] | None) -> None:
-    """Reach the broker, run the command's own ``check``, then warn about the Redis servers."""
+def _check_servers(tm: TaskManager, check: Callable[[TaskManager], None] | None, queues: list[str]) -> None:
+    """Reach the broker, run the command's own ``check``, then warn about the servers.
+
+    On RabbitMQ, the worker's ``queues`` are declared first (one line if RabbitMQ refuses one).
+    """
     reach_broker(tm)
+    check_rabbitmq(tm, queues)
     if check is not None:
         check(tm)
     warn_about_redis(tm)

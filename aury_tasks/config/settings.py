@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -160,6 +160,27 @@ class TaskSettings(BaseSettings):
         description="Deliveries of a message that may end with their worker dead (killed, out of "
         "memory) before the message is dead-lettered with the reason redelivery_limit.",
         json_schema_extra=_expected("a whole number, 1 or more, e.g. 5"),
+    )
+    rabbitmq_queue_type: Literal["classic", "quorum"] = Field(
+        default="classic",
+        description="Type of the queues a RabbitMQ broker declares (also ?queue_type= in "
+        "TASK_BROKER_URL): quorum queues are replicated across a RabbitMQ cluster.",
+        json_schema_extra=_expected("classic or quorum"),
+    )
+    rabbitmq_max_priority: int = Field(
+        default=0,
+        ge=0,
+        le=255,
+        description="x-max-priority of the classic queues a RabbitMQ broker declares, so that task "
+        "priorities are honoured; 0: none (a send with a priority then fails).",
+        json_schema_extra=_expected("a whole number from 0 to 255, e.g. 9"),
+    )
+    rabbitmq_consumer_timeout_ms: int = Field(
+        default=1_800_000,
+        ge=0,
+        description="The RabbitMQ server's consumer_timeout (ms), which a client cannot read: a "
+        "worker warns at start about tasks whose time limit is longer; 0: none on the server.",
+        json_schema_extra=_expected("a number of milliseconds, 0 or more, e.g. 1800000"),
     )
     track_state: bool = _flag(True, "Keep a record of every task (status, result, progress) in Redis.")
     result_ttl: float = _seconds(

@@ -51,6 +51,9 @@ class SettingsSnapshot:
     heartbeat_timeout: float
     max_message_bytes: int
     max_deliveries: int
+    rabbitmq_queue_type: str
+    rabbitmq_max_priority: int
+    rabbitmq_consumer_timeout_ms: int
     track_state: bool
     result_ttl: float
     scheduler_timezone: str

@@ -130,6 +130,18 @@ class ScheduledJobNotFound(SchedulerError, LookupError):
     """No scheduled job has that id (exit code 2)."""
 
 
+class BrokerFeatureUnsupported(ConfigError):
+    """The broker cannot do this (docs/operating.md, Brokers, lists what each broker can do)."""
+
+    def __init__(self, feature: str, broker: str, instead: str = "") -> None:
+        """``feature`` (what was asked) is not supported on ``broker``; ``instead``: what to do."""
+        self.feature, self.broker = feature, broker
+        tail = f"; {instead}" if instead else ""
+        super().__init__(
+            f"{feature} is not supported on a {broker} broker{tail} (docs/operating.md, Brokers)"
+        )
+
+
 class LedgerUnavailable(ConfigError):
     """Task state is not kept: it needs a Redis (``TASK_RESULT_BACKEND_URL``) and ``TASK_TRACK_STATE``."""
 

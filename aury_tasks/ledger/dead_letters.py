@@ -18,7 +18,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.errors import DecodeError
 
 from ..broker.redis.consumer import UNDECODABLE
-from ..core.errors import LedgerUnavailable, TaskRecordNotFound
+from ..core.errors import BrokerFeatureUnsupported, LedgerUnavailable, TaskRecordNotFound
 from ..core.keys import KeySpace
 from ..core.status import TaskStatus
 
@@ -50,8 +50,14 @@ class DeadLetter:
     delivery_id: str = ""
 
 
+def _kind_of(broker: dramatiq.Broker) -> str:
+    """What a broker is called in an error: RabbitMQ, or its class (the stub broker)."""
+    name = type(broker).__name__
+    return "RabbitMQ" if "rabbitmq" in name.lower() else name
+
+
 class DeadLetterQueue:
-    """The dead letters of one queue (Redis brokers).
+    """The dead letters of one queue (Redis brokers; on another, :class:`BrokerFeatureUnsupported`).
 
     >>> dlq = tm.dead_letters("emails")
     >>> [letter.task_id for letter in dlq.list()]
@@ -61,7 +67,12 @@ class DeadLetterQueue:
     def __init__(self, manager: TaskManager, queue_name: str) -> None:
         broker = manager.broker
         if not isinstance(broker, RedisBroker):
-            raise LedgerUnavailable("dead letters can be listed on a Redis broker only")
+            raise BrokerFeatureUnsupported(
+                "dead-letter listing, requeue and purge (tm.dead_letters, aum dlq)",
+                _kind_of(broker),
+                "RabbitMQ keeps a queue's dead messages in its own queue <name>.XQ; "
+                "tm.retry(task_id) sends a failed task again",
+            )
         self.manager = manager
         self.queue_name = queue_name
         self.client = broker.client

@@ -22,6 +22,9 @@ below its public API in the places gathered here, each behind a name of ours:
 - **A message**: :func:`stuffed_exception`, the error Dramatiq stuffed into a message proxy.
 - **The window rate limiter**: :class:`WindowRateLimiterBase`, whose private ``_acquire`` is
   :meth:`~WindowRateLimiterBase.try_acquire`.
+- **The RabbitMQ broker**: :class:`RabbitmqQueueArguments` turns the private
+  ``_build_queue_arguments`` and ``_declare_xq_queue`` into methods a subclass overrides
+  (:mod:`aury_tasks.broker.rabbitmq`: quorum queues).
 
 ``tests/unit/test_dramatiq_internals.py`` pins each Dramatiq part relied on by a digest of its
 source, naming what here depends on it, and fails when a private name of Dramatiq is used in
@@ -369,3 +372,37 @@ class WindowRateLimiterBase(WindowRateLimiter):  # type: ignore[misc]  # Dramati
     def try_acquire(self, now: float | None = None) -> bool:
         """Count one run if the window has room; return whether it had (Dramatiq's count)."""
         return bool(super()._acquire())
+
+
+# The RabbitMQ broker (pika is imported only where a RabbitMQ broker is built)
+
+
+class RabbitmqQueueArguments:
+    """A mixin for Dramatiq's ``RabbitmqBroker``: the arguments of the queues it declares, public.
+
+    Dramatiq builds the arguments of a queue and of its delay queue in its private
+    ``_build_queue_arguments``, and declares the dead-letter queue (``.XQ``, with only its
+    ``x-message-ttl``) in ``_declare_xq_queue``; here they go through :meth:`queue_arguments`
+    and :meth:`dead_letter_queue_arguments`, which a subclass overrides.
+    """
+
+    channel: Any
+
+    def queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The arguments of ``queue_name`` and of its delay queue, from Dramatiq's ``arguments``."""
+        return arguments
+
+    def dead_letter_queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The arguments of the dead-letter queue of ``queue_name``, from Dramatiq's ``arguments``."""
+        return arguments
+
+    def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
+        arguments = super()._build_queue_arguments(queue_name)  # type: ignore[misc]
+        return self.queue_arguments(queue_name, dict(arguments))
+
+    def _declare_xq_queue(self, queue_name: str) -> Any:
+        from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
+        from dramatiq.common import xq_name
+
+        arguments = self.dead_letter_queue_arguments(queue_name, {"x-message-ttl": DEAD_MESSAGE_TTL})
+        return self.channel.queue_declare(queue=xq_name(queue_name), durable=True, arguments=arguments)
