@@ -21,6 +21,7 @@ import pytest
 from dramatiq import asyncio as dramatiq_asyncio
 from dramatiq import cli as dramatiq_cli
 from dramatiq import worker
+from dramatiq.brokers import rabbitmq as rabbitmq_broker  # pika: a dev dependency
 from dramatiq.brokers import redis as redis_broker
 from dramatiq.middleware import retries
 from dramatiq.rate_limits import rate_limiter, window
@@ -116,6 +117,16 @@ RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
     ("Broker.emit_after", dramatiq.Broker.emit_after, "5cdc14acc687e8c7",
      "aury_tasks/broker/redis/signals.py HandledSignals.emit_after does what it does for the middleware "
      "with the hook"),
+    ("RabbitmqBroker._build_queue_arguments", rabbitmq_broker.RabbitmqBroker._build_queue_arguments,
+     "7551172b30346a65",
+     f"{INTERNALS} RabbitmqQueueArguments: the queue's arguments, as a dict, go through queue_arguments"),
+    ("RabbitmqBroker._declare_queue", rabbitmq_broker.RabbitmqBroker._declare_queue, "9ebebb7082f01042",
+     f"{INTERNALS} RabbitmqQueueArguments: a queue is declared with _build_queue_arguments"),
+    ("RabbitmqBroker._declare_dq_queue", rabbitmq_broker.RabbitmqBroker._declare_dq_queue, "8771e365f249ab5d",
+     f"{INTERNALS} RabbitmqQueueArguments: the delay queue is declared with _build_queue_arguments"),
+    ("RabbitmqBroker._declare_xq_queue", rabbitmq_broker.RabbitmqBroker._declare_xq_queue, "435cb6fafa76ca3d",
+     f"{INTERNALS} RabbitmqQueueArguments._declare_xq_queue replaces it (the same declare, its "
+     "arguments through dead_letter_queue_arguments)"),
     ("EventLoopThread.run_coroutine", dramatiq_asyncio.EventLoopThread.run_coroutine, "a34785a24449bbc8",
      "aury_tasks/middleware/upkeep.py: an Interrupt cancels the running coroutine"),
 ]  # fmt: skip
