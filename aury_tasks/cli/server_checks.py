@@ -81,8 +81,8 @@ def check_rabbitmq(tm: TaskManager, queues: list[str]) -> None:
     """On a RabbitMQ broker: declare the queues the worker consumes, and warn about its timeout.
 
     A queue RabbitMQ refuses to declare (another type, another ``x-max-priority``) is one line at
-    start rather than consumers restarting for ever. The warning names the tasks of ``queues``
-    whose time limit is over the server's ``consumer_timeout`` (``TASK_RABBITMQ_CONSUMER_TIMEOUT_MS``:
+    start rather than consumers restarting for ever. The warning names the tasks (any of them may
+    be sent to the worker's queues) whose time limit is over the server's ``consumer_timeout`` (``TASK_RABBITMQ_CONSUMER_TIMEOUT_MS``:
     a client cannot read the server's), which RabbitMQ would deliver again while they run.
 
     Raises:
@@ -105,8 +105,7 @@ def check_rabbitmq(tm: TaskManager, queues: list[str]) -> None:
         raise BrokerUnavailable(
             f"broker {tm.broker_info.display_url} unreachable ({redact_text(str(exc))})"
         ) from None
-    limits = {task.name: int(task.options.get("time_limit", 0))
-              for task in tm.tasks.values() if task.queue_name in queues}  # fmt: skip
+    limits = {task.name: int(task.options.get("time_limit", 0)) for task in tm.tasks.values()}
     warning = consumer_timeout_warning(limits, tm.settings.rabbitmq_consumer_timeout_ms)
     if warning is not None:
         logger.warning(warning)

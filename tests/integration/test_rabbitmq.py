@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 import uuid
@@ -17,61 +16,53 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from brokers import delete_queues, require_rabbitmq
+from click.testing import CliRunner
 
-from aury_tasks import RunMode, TaskFailed, TaskManager, TaskStatus
+from aury_tasks import BrokerFeatureUnsupported, RunMode, TaskFailed, TaskManager, TaskStatus
+from aury_tasks.cli.main import main
 from aury_tasks.config.settings import get_settings
 from aury_tasks.worker.discovery import import_task_modules
 
 pytestmark = pytest.mark.rabbitmq
 
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672"
 RABBIT_MODULES = Path(__file__).resolve().parents[1] / "fixtures" / "rabbit_modules"
-
-
-def _rabbitmq_answers(host: str = "127.0.0.1", port: int = 5672) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
 def amqp_url() -> str:
-    """The RabbitMQ URL, or a skip saying why the server cannot be used."""
-    pytest.importorskip("pika", reason="pika is not installed (pip install 'aury-tasks[rabbitmq]')")
-    if not _rabbitmq_answers():
-        pytest.skip("no RabbitMQ server answers at 127.0.0.1:5672")
-    return AMQP_URL
+    """The RabbitMQ URL, or a skip saying why the server cannot be used (a failure in CI)."""
+    return require_rabbitmq()
 
 
 @pytest.fixture
 def queue_name(amqp_url: str) -> Iterator[str]:
     """A queue of this test only; it and Dramatiq's delay and dead-letter queues are deleted after."""
-    import pika
-
     name = f"aury-test-{uuid.uuid4().hex[:12]}"
     yield name
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    try:
-        channel = connection.channel()
-        for queue in (name, f"{name}.DQ", f"{name}.XQ"):
-            channel.queue_delete(queue)
-    finally:
-        connection.close()
+    delete_queues(amqp_url, [name])
 
 
 @pytest.fixture
 def rabbit_producer(amqp_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TaskManager]:
     """The default TaskManager in producer mode on RabbitMQ, with the rabbit fixture tasks."""
-    monkeypatch.setenv("TASK_BROKER_URL", amqp_url)
+    yield producer_on(amqp_url, monkeypatch)
+    _forget_rabbit_modules()
+
+
+def producer_on(url: str, monkeypatch: pytest.MonkeyPatch) -> TaskManager:
+    """The default TaskManager in producer mode on ``url``, with the rabbit fixture tasks imported."""
+    monkeypatch.setenv("TASK_BROKER_URL", url)
     get_settings.cache_clear()
+    TaskManager.reset_instance()
     tm = TaskManager.get_instance()
-    for name in [m for m in sys.modules if m.split(".")[0] == RABBIT_MODULES.name]:
-        del sys.modules[name]
+    _forget_rabbit_modules()
     monkeypatch.syspath_prepend(str(RABBIT_MODULES.parent))
     import_task_modules(RABBIT_MODULES)
-    yield tm
+    return tm
+
+
+def _forget_rabbit_modules() -> None:
     for name in [m for m in sys.modules if m.split(".")[0] == RABBIT_MODULES.name]:
         del sys.modules[name]
 
@@ -158,3 +149,113 @@ def test_tasks_on_rabbitmq_are_followed_in_a_redis_ledger(
     assert (caught.value.error_type, caught.value.error_message) == ("ValueError", "no way")
     assert refused.status() is TaskStatus.FAILURE
     assert {r.id for r in rabbit_producer.list_tasks(queue=queue_name).items} == {added.id, refused.id}
+
+
+def declared_type_mismatch(url: str, queue: str) -> str:
+    """What RabbitMQ answers to a declare of ``queue`` as a plain classic queue (Dramatiq's arguments)."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue}.XQ"}
+        if queue.endswith(".XQ"):
+            arguments = {"x-message-ttl": 86400000 * 7}
+        connection.channel().queue_declare(queue, durable=True, arguments=arguments)
+        return "declared: a classic queue"
+    except pika.exceptions.ChannelClosedByBroker as refused:
+        return str(refused.reply_text)
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def test_quorum_queues_are_declared_as_quorum_and_run_tasks(
+    start_worker: Callable[..., Any],
+    ledger_on_redis: str,
+    amqp_url: str,
+    queue_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a worker and a producer on RabbitMQ asking for quorum queues in the URL
+    quorum_url = f"{amqp_url}/?queue_type=quorum"
+    env = {"TASK_BROKER_URL": quorum_url, "TASK_RESULT_BACKEND_URL": ledger_on_redis}
+    start_worker("-q", queue_name, env=env, modules=RABBIT_MODULES)
+    producer = producer_on(quorum_url, monkeypatch)
+
+    # When a task is sent to the queue, and one with a delay (through the delay queue)
+    now = producer.get_task("add").send_with_options(args=(1, 2), queue_name=queue_name)
+    later = producer.get_task("add").send_with_options(args=(3, 4), queue_name=queue_name, delay=200)
+
+    # Then both run
+    assert now.get_result(timeout=30) == 3
+    assert later.get_result(timeout=30) == 7
+    # ... and the queue, its delay queue and its dead-letter queue are quorum queues: RabbitMQ
+    # refuses to declare them as classic ones, saying what they are
+    for queue in (queue_name, f"{queue_name}.DQ", f"{queue_name}.XQ"):
+        answer = declared_type_mismatch(amqp_url, queue)
+        assert "inequivalent arg 'x-queue-type'" in answer and "quorum" in answer, (queue, answer)
+
+
+def test_a_worker_refuses_a_queue_of_another_type_in_one_line(
+    start_worker: Callable[..., Any], ledger_on_redis: str, amqp_url: str, queue_name: str
+) -> None:
+    # Given a classic queue (Dramatiq's arguments) already on the server
+    assert declared_type_mismatch(amqp_url, queue_name) == "declared: a classic queue"
+
+    # When a worker of quorum queues starts on it
+    worker = start_worker(
+        "-q", queue_name,
+        env={"TASK_BROKER_URL": amqp_url, "TASK_RABBITMQ_QUEUE_TYPE": "quorum"},
+        modules=RABBIT_MODULES, ready=False,
+    )  # fmt: skip
+
+    # Then it stops at once with exit code 2 and one line naming the queue and the settings
+    assert worker.wait(30) == 2
+    line = worker.wait_for_line("RabbitMQ refused queue")
+    assert queue_name in line and "TASK_RABBITMQ_QUEUE_TYPE" in line
+    assert "Traceback" not in worker.output()
+
+
+def test_a_worker_warns_of_tasks_that_may_outlast_the_consumer_timeout(
+    start_worker: Callable[..., Any],
+    ledger_on_redis: str,
+    rabbit_producer: TaskManager,
+    amqp_url: str,
+    queue_name: str,
+    tmp_path: Path,
+) -> None:
+    # Given a worker on RabbitMQ, its server's consumer_timeout not stated (RabbitMQ's 30 minutes)
+    worker = start_worker("-q", queue_name, env={"TASK_BROKER_URL": amqp_url}, modules=RABBIT_MODULES)
+
+    # Then at start it warned once, naming the one task allowed an hour, and only that one
+    line = worker.wait_for_line("consumer_timeout (1800 s")
+    assert "rabbit_modules.rabbit.tasks.long_report (3600 s)" in line
+    assert "tasks.add" not in line
+    assert worker.output().count("consumer_timeout (1800 s") == 1
+    # ... and it still runs that task
+    out = tmp_path / "report.json"
+    rabbit_producer.get_task("long_report").send_with_options(args=(str(out),), queue_name=queue_name)
+    assert wait_for_file(out)["text"] == "report"
+
+
+def test_what_rabbitmq_cannot_do_fails_naming_the_feature(
+    ledger_on_redis: str, rabbit_producer: TaskManager, queue_name: str
+) -> None:
+    # Given a producer on RabbitMQ (classic queues, no maximum priority)
+    add = rabbit_producer.get_task("add")
+
+    # When a task is sent with a priority, then the dead letters of a queue are asked for
+    with pytest.raises(
+        BrokerFeatureUnsupported, match=r"^task priority \(.*add\) is not supported on a RabbitMQ"
+    ):
+        add.send_with_options(args=(1, 2), queue_name=queue_name, priority=5)
+    with pytest.raises(BrokerFeatureUnsupported, match=r"^dead-letter listing, requeue and purge") as caught:
+        rabbit_producer.dead_letters(queue_name)
+
+    # Then each says what to do instead, and aum says the same in one line, exit code 2
+    assert "<name>.XQ" in caught.value.message
+    result = CliRunner().invoke(main, ["dlq", "list", "-q", queue_name])
+    assert result.exit_code == 2, result.output
+    assert "dead-letter listing, requeue and purge" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
