@@ -82,8 +82,9 @@ def check_rabbitmq(tm: TaskManager, queues: list[str]) -> None:
 
     A queue RabbitMQ refuses to declare (another type, another ``x-max-priority``) is one line at
     start rather than consumers restarting for ever. The warning names the tasks (any of them may
-    be sent to the worker's queues) whose time limit is over the server's ``consumer_timeout`` (``TASK_RABBITMQ_CONSUMER_TIMEOUT_MS``:
-    a client cannot read the server's), which RabbitMQ would deliver again while they run.
+    be sent to the worker's queues) whose time limit is over the server's ``consumer_timeout``
+    (``TASK_RABBITMQ_CONSUMER_TIMEOUT_MS``: a client cannot read the server's), which RabbitMQ
+    would deliver again while they run.
 
     Raises:
       ConfigError: RabbitMQ refused to declare a queue.

@@ -157,7 +157,8 @@ def declared_type_mismatch(url: str, queue: str) -> str:
 
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
-        arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue}.XQ"}
+        base = queue.removesuffix(".DQ")  # a delay queue dead-letters to its queue's .XQ
+        arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{base}.XQ"}
         if queue.endswith(".XQ"):
             arguments = {"x-message-ttl": 86400000 * 7}
         connection.channel().queue_declare(queue, durable=True, arguments=arguments)
