@@ -79,7 +79,7 @@ def start_sentinel_deployment(directory: Path) -> SentinelDeployment:
 
 
 def _start(deployment: SentinelDeployment, binary: str, directory: Path) -> None:
-    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"]
     for name, port, extra in (
         ("master", deployment.master_port, []),
         ("replica", deployment.replica_port, ["--replicaof", "127.0.0.1", str(deployment.master_port)]),
@@ -107,11 +107,13 @@ def _spawn(command: list[str], home: Path) -> subprocess.Popen[bytes]:
 
 
 def _wait_until_settled(deployment: SentinelDeployment, timeout: float = 20.0) -> None:
-    """Until every sentinel knows the replica and the two other sentinels."""
+    """Until the replica is in sync and every sentinel knows it and the two other sentinels."""
     deadline = time.monotonic() + timeout
+    replica = redis.Redis(port=deployment.replica_port, decode_responses=True, socket_timeout=2)
     while True:
         try:
-            if all(_settled(deployment.sentinel(number)) for number in range(3)):
+            in_sync = replica.info("replication").get("master_link_status") == "up"
+            if in_sync and all(_settled(deployment.sentinel(number)) for number in range(3)):
                 return
         except redis.RedisError:
             pass

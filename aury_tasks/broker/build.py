@@ -26,6 +26,7 @@ from ..core.encoding import install_strict_encoder
 from ..core.errors import ConfigError
 from ..core.sentinel_url import SENTINEL_SCHEMES
 from ..redis.connect import sync_client, use_sentinel_password
+from ..redis.scripts import ReplicaWait
 from .embedded import EmbeddedServer, ensure_embedded_server
 from .redis.broker import MAINTENANCE_INTERVAL, AuryRedisBroker
 
@@ -150,6 +151,10 @@ def open_broker(settings: Settings, url: str | None, middleware: list[Middleware
             maintenance_interval=MAINTENANCE_INTERVAL,
             max_deliveries=settings.max_deliveries,
         )
+        if settings.broker_min_replicas:
+            broker.replica_wait = ReplicaWait(
+                settings.broker_min_replicas, settings.broker_replica_timeout_ms
+            )
         kind = "redis"
     elif scheme in ("amqp", "amqps"):
         broker = _rabbitmq_broker(settings, url, middleware)

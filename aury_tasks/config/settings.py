@@ -99,6 +99,22 @@ class TaskSettings(BaseSettings):
             "colon, e.g. aury or shop-staging"
         ),
     )
+    broker_min_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="Replicas a send, a retry's re-enqueue and an acknowledgement wait for (Redis WAIT) "
+        "before they return, so that a failover loses none acknowledged (0: no wait).",
+        json_schema_extra=_expected("a whole number from 0 to 16"),
+    )
+    broker_replica_timeout_ms: int = Field(
+        default=1000,
+        ge=1,
+        le=60_000,
+        description="Milliseconds a write waits for TASK_BROKER_MIN_REPLICAS replicas; then the send "
+        "raises BrokerUnavailable (it may or may not be kept).",
+        json_schema_extra=_expected("a whole number of milliseconds from 1 to 60000"),
+    )
     queue_name: str = Field(
         default="default",
         description="Queue of tasks that name none.",

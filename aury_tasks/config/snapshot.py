@@ -40,6 +40,8 @@ class SettingsSnapshot:
     result_backend_url_value: str | None = field(repr=False)
     sentinel_password_value: str | None = field(repr=False)
     key_prefix: str
+    broker_min_replicas: int
+    broker_replica_timeout_ms: int
     queue_name: str
     max_workers: int
     max_tasks_per_child: int

@@ -48,6 +48,13 @@ class BrokerUnavailable(AuryTasksError, ConnectionError):
     exit_code = 4
 
 
+class ReplicationTimeout(BrokerUnavailable):
+    """A write was not copied to ``TASK_BROKER_MIN_REPLICAS`` replicas in time: it may or may not be kept.
+
+    Send again with the same ``idempotency_key=`` to have the task run once either way.
+    """
+
+
 class EmbeddedServerError(BrokerUnavailable):
     """The embedded Redis server could not be started."""
 

@@ -13,7 +13,7 @@ from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Retries
 from loguru import logger
 
-from ..core.errors import TaskInterrupted
+from ..core.errors import ReplicationTimeout, TaskInterrupted
 from ..core.redaction import redact_text
 from .delivery import DeliveryMiddleware, Outcome
 
@@ -38,7 +38,9 @@ class _PatientBroker:
 
     Dramatiq logs an error raised by a middleware and carries on, so a retry that could not be
     enqueued (Redis restarting) was lost: its message was acknowledged all the same. Waiting, as
-    Dramatiq's own acknowledgement does, keeps the message until its retry is stored.
+    Dramatiq's own acknowledgement does, keeps the message until its retry is stored (and, with
+    ``TASK_BROKER_MIN_REPLICAS``, copied to the replicas: a retry they did not have in time is
+    sent again, so it may be stored twice).
     """
 
     def __init__(self, broker: dramatiq.Broker) -> None:
@@ -51,7 +53,12 @@ class _PatientBroker:
         while True:
             try:
                 return self._broker.enqueue(message, delay=delay)
-            except (redis.ConnectionError, redis.TimeoutError, BrokerConnectionError) as exc:
+            except (
+                redis.ConnectionError,
+                redis.TimeoutError,
+                BrokerConnectionError,
+                ReplicationTimeout,
+            ) as exc:
                 logger.warning("could not enqueue the retry of task {}, trying again in {:g} s: {}",
                                message.message_id, RETRY_ENQUEUE_PAUSE, redact_text(str(exc)))  # fmt: skip
                 time.sleep(RETRY_ENQUEUE_PAUSE)

@@ -25,6 +25,8 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
+from ..core.errors import ReplicationTimeout
+
 
 class LuaScript:
     """A Lua script known by its SHA1, run with ``EVALSHA`` and loaded when missing."""
@@ -130,13 +132,27 @@ class Write:
         return reply
 
 
-def run_pipelined(client: redis.Redis, writes: Sequence[Write], extra: Write | None = None) -> Any:
+@dataclass(frozen=True, slots=True)
+class ReplicaWait:
+    """Writes to wait for: ``replicas`` replicas must have them within ``timeout_ms`` (Redis ``WAIT``)."""
+
+    replicas: int
+    timeout_ms: int
+
+
+def run_pipelined(
+    client: redis.Redis,
+    writes: Sequence[Write],
+    extra: Write | None = None,
+    *,
+    wait: ReplicaWait | None = None,
+) -> Any:
     """Send ``writes`` (and ``extra``, last) in one round trip; return ``extra``'s reply.
 
     See :func:`run_calls`.
     """
     calls = [*writes, extra] if extra is not None else list(writes)
-    replies = run_calls(client, calls)
+    replies = run_calls(client, calls, wait=wait)
     for call, reply in zip(calls, replies, strict=True):
         if call.on_reply is not None:
             call.on_reply(reply)
@@ -144,26 +160,40 @@ def run_pipelined(client: redis.Redis, writes: Sequence[Write], extra: Write | N
 
 
 def run_calls(
-    client: redis.Redis, calls: Sequence[Write], *, chunk_size: int = 0, raise_errors: bool = True
+    client: redis.Redis,
+    calls: Sequence[Write],
+    *,
+    chunk_size: int = 0,
+    raise_errors: bool = True,
+    wait: ReplicaWait | None = None,
 ) -> list[Any]:
     """Send ``calls`` in one round trip, in order; return their replies.
 
     The calls are packed and written on one pooled connection and their replies read back, with
     none of the bookkeeping of redis-py's ``Pipeline`` (this is on every task's hot path). A call
-    answered ``NOSCRIPT`` did not run: it is sent again with its source. Any other error reply is
-    raised once every reply has been read (with ``raise_errors=False``, left in its place among
-    the replies). A pooled connection found closed while sending (the server restarted) is
-    replaced once; nothing had reached the server then.
+    answered ``NOSCRIPT`` did not run: it is sent again with its source, on the same connection.
+    Any other error reply is raised once every reply has been read (with ``raise_errors=False``,
+    left in its place among the replies). A pooled connection found closed while sending (the
+    server restarted) is replaced once; nothing had reached the server then.
+
+    With ``wait``, a ``WAIT`` follows the calls on the same connection (not in a transaction, where
+    it would not block): :class:`~aury_tasks.core.errors.ReplicationTimeout` is raised when fewer
+    replicas than asked had the writes in time (they are on the master, which may lose them).
+    Without it, nothing is sent but the calls.
 
     With ``chunk_size``, the calls are packed and written that many at a time (see :func:`run_chunks`).
     """
     size = chunk_size or len(calls) or 1
     chunks = (calls[start : start + size] for start in range(0, len(calls), size))
-    return run_chunks(client, chunks, raise_errors=raise_errors)
+    return run_chunks(client, chunks, raise_errors=raise_errors, wait=wait)
 
 
 def run_chunks(
-    client: redis.Redis, chunks: Iterable[Sequence[Write]], *, raise_errors: bool = True
+    client: redis.Redis,
+    chunks: Iterable[Sequence[Write]],
+    *,
+    raise_errors: bool = True,
+    wait: ReplicaWait | None = None,
 ) -> list[Any]:
     """Send the calls of ``chunks`` on one connection, a chunk at a time; return their replies.
 
@@ -176,14 +206,7 @@ def run_chunks(
     connection = pool.get_connection()
     calls: list[Write] = []
     replies: list[Any] = []
-
-    def read_replies(count: int) -> None:
-        for _ in range(count):
-            try:
-                replies.append(connection.read_response())
-            except redis.ResponseError as error:
-                replies.append(error)
-
+    copies = -1  # the replicas WAIT counted (-1: none asked)
     try:
         unread = 0  # calls of the previous chunk, whose replies are read once this one is written
         for number, chunk in enumerate(chunks):
@@ -197,23 +220,48 @@ def run_chunks(
                 except (redis.ConnectionError, redis.TimeoutError):
                     connection.disconnect()
                     connection.send_packed_command(packed)
-            read_replies(unread)
+            _read_replies(connection, unread, replies)
             unread = len(chunk)
-        read_replies(unread)
+        _read_replies(connection, unread, replies)
+        _run_missing_scripts(connection, calls, replies)
+        if wait is not None:
+            connection.send_command("WAIT", wait.replicas, wait.timeout_ms)
+            copies = int(connection.read_response())
     except BaseException:
         connection.disconnect()
         raise
     finally:
         pool.release(connection)
+    if raise_errors:
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+    if wait is not None and copies < wait.replicas:
+        raise ReplicationTimeout(
+            f"{copies} of {wait.replicas} replica(s) had the write within {wait.timeout_ms} ms"
+            " (TASK_BROKER_MIN_REPLICAS); the master has it and may lose it"
+        )
+    return replies
+
+
+def _read_replies(connection: Any, count: int, replies: list[Any]) -> None:
+    for _ in range(count):
+        try:
+            replies.append(connection.read_response())
+        except redis.ResponseError as error:
+            replies.append(error)
+
+
+def _run_missing_scripts(connection: Any, calls: list[Write], replies: list[Any]) -> None:
+    """Send again with its source, on ``connection``, each call answered NOSCRIPT (it did not run)."""
     for index, (call, reply) in enumerate(zip(calls, replies, strict=True)):
         if isinstance(reply, NoScriptError):
+            script = call.script
+            connection.send_command("EVAL", script.source, len(call.keys), *call.keys, *call.args)
             try:
-                replies[index] = reply = call.script(client, call.keys, call.args)
+                replies[index] = connection.read_response()
             except redis.ResponseError as error:
-                replies[index] = reply = error
-        if raise_errors and isinstance(reply, Exception):
-            raise reply
-    return replies
+                replies[index] = error
 
 
 def _pack_call(call: Write) -> bytes:

@@ -25,7 +25,14 @@ from ..core.encoding import (
     payload_limit,
     unserializable_argument,
 )
-from ..core.errors import BrokerUnavailable, ConfigError, LedgerUnavailable, PayloadTooLarge, TaskOptionError
+from ..core.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    LedgerUnavailable,
+    PayloadTooLarge,
+    ReplicationTimeout,
+    TaskOptionError,
+)
 from ..core.ids import new_id, new_ids
 from ..core.redaction import redact_text
 from ..core.run_mode import RunMode
@@ -367,6 +374,11 @@ def _sending(manager: TaskManager, messages: list[dramatiq.Message[Any]]) -> Ite
             yield
     except PayloadTooLarge:
         raise
+    except ReplicationTimeout as exc:
+        raise ReplicationTimeout(
+            f"cannot confirm the send of {first.actor_name}: {exc}; it may or may not be kept"
+            " (send again with the same idempotency_key= to have it run once)"
+        ) from None
     except NOT_JSON as exc:
         # A message is encoded (strict JSON) before anything is written: name the bad argument.
         for message in messages:

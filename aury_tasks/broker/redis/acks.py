@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import redis
 from loguru import logger
 
+from ...core.errors import ReplicationTimeout
 from ...core.redaction import redact_text
-from ...redis.scripts import Write, run_calls
+from ...redis.scripts import ReplicaWait, Write, run_calls
 
 #: Seconds between attempts to send a batch while Redis cannot be reached.
 RETRY_DELAY = 1.0
@@ -48,11 +49,14 @@ class AckSender(threading.Thread):
 
     Parameters:
       client: the broker's Redis client.
+      wait: the replicas each batch waits for (one ``WAIT`` a batch); a batch they did not all
+        have in time is sent again, as after a lost connection.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, wait: ReplicaWait | None = None) -> None:
         super().__init__(name="aury-acks", daemon=True)
         self._client = client
+        self._wait = wait
         self._queue: queue.SimpleQueue[PendingAck | threading.Event | None] = queue.SimpleQueue()
         self._stopping = False
         #: False while a batch waits for Redis to answer again.
@@ -113,10 +117,10 @@ class AckSender(threading.Thread):
         calls = [call for ack in batch for call in ack.calls]
         while True:
             try:
-                replies = run_calls(self._client, calls, raise_errors=False)
+                replies = run_calls(self._client, calls, raise_errors=False, wait=self._wait)
                 self.connected = True
                 break
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except (redis.ConnectionError, redis.TimeoutError, ReplicationTimeout) as exc:
                 self.connected = False
                 if self._stopping:
                     return

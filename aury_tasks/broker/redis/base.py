@@ -31,7 +31,16 @@ from dramatiq.common import current_millis, dq_name
 from ...core.encoding import encode_message
 from ...core.ids import new_id
 from ...core.keys import KeySpace
-from ...redis.scripts import SEND_RECORD, TRANSITION, LuaScript, Write, load_script, run_calls, run_pipelined
+from ...redis.scripts import (
+    SEND_RECORD,
+    TRANSITION,
+    LuaScript,
+    ReplicaWait,
+    Write,
+    load_script,
+    run_calls,
+    run_pipelined,
+)
 from .acks import AckSender
 from .dramatiq_internals import DISPATCH, RoutedRedisBroker, WakingRedisConsumer
 from .priority import enqueue_write as priority_enqueue_write
@@ -107,6 +116,8 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
         self.riders: Riders | None = None
         #: Per queue, the delivery ids of its suspects as of this process's last fetch from it.
         self.suspects: dict[str, frozenset[str]] = {}
+        #: The replicas a send, an ack or a nack waits for (``TASK_BROKER_MIN_REPLICAS``; ``None``: none).
+        self.replica_wait: ReplicaWait | None = None
         self._waker: Waker | None = None
         self._waker_lock = threading.Lock()
         self._acks: AckSender | None = None
@@ -129,7 +140,7 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
             with self._waker_lock:
                 sender = self._acks
                 if sender is None or not sender.is_alive():
-                    sender = self._acks = AckSender(self.client)
+                    sender = self._acks = AckSender(self.client, wait=self.replica_wait)
                     sender.start()
         return sender
 
@@ -198,9 +209,9 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
         maintenance = self._maintenance_writes("enqueue", queue_name)
         calls = self.send_calls(queue_name, redis_message_id, data, priority, before=maintenance)
         if len(calls) == 1:
-            run_calls(self.client, calls)
+            run_calls(self.client, calls, wait=self.replica_wait)
         else:
-            run_pipelined(self.client, calls)
+            run_pipelined(self.client, calls, wait=self.replica_wait)
 
     def send_calls(
         self,
@@ -280,7 +291,7 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
 
     def ack_now(self, queue_name: str, redis_message_id: str) -> None:
         """Acknowledge a message with the ledger writes parked for it, in one round trip, now."""
-        run_pipelined(self.client, self.ack_calls(queue_name, redis_message_id))
+        run_pipelined(self.client, self.ack_calls(queue_name, redis_message_id), wait=self.replica_wait)
 
     def requeue_now(self, queue_name: str, *redis_message_ids: str) -> None:
         """Dramatiq's requeue, waking the queue's idle consumers in the same round trip."""

@@ -116,9 +116,8 @@ class AuryRedisBroker(FastRedisBroker):
             batches = (
                 (index, min(index + BULK_BATCH_SIZE, stop)) for index in range(start, stop, BULK_BATCH_SIZE)
             )
-            run_chunks(
-                self.client, (self._bulk_calls(prepared, encoded, first, last) for first, last in batches)
-            )
+            calls = (self._bulk_calls(prepared, encoded, first, last) for first, last in batches)
+            run_chunks(self.client, calls, wait=self.replica_wait)
             for message, delay in prepared[start:stop]:
                 self.emit_after("enqueue", message, delay)
         return [message for message, _ in prepared]
