@@ -34,7 +34,10 @@ class SentinelDeployment:
     master_port: int
     replica_port: int
     sentinel_ports: list[int]
+    #: The master's, the replica's, then the sentinels' processes.
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    binary: str = ""
+    directory: Path = Path()
 
     @property
     def url(self) -> str:
@@ -54,6 +57,29 @@ class SentinelDeployment:
             return None
         return int(address[1]) if address else None
 
+    def kill_master(self) -> None:
+        """SIGKILL the first master: no chance to send its replica what it has not sent yet."""
+        master = self.processes[0]
+        master.kill()
+        master.wait(10)
+
+    def wait_for_failover(self, timeout: float = 30.0) -> float:
+        """Until every sentinel names the replica as the master; return when that was seen (monotonic)."""
+        deadline = time.monotonic() + timeout
+        while {self.master_port_named_by(number) for number in range(3)} != {self.replica_port}:
+            if time.monotonic() > deadline:
+                raise AssertionError("the sentinels did not promote the replica")
+            time.sleep(0.05)
+        return time.monotonic()
+
+    def restart_old_master_as_replica(self) -> None:
+        """Start the killed master again as a replica of the promoted one (never as a master:
+        no split brain), as a supervisor restarting it would once the sentinels reconfigured it."""
+        home = self.directory / "master"
+        command = [self.binary, "--port", str(self.master_port), "--dir", str(home), *_COMMON,
+                   "--replicaof", "127.0.0.1", str(self.replica_port)]  # fmt: skip
+        self.processes[0] = _spawn(command, home)
+
     def stop(self) -> None:
         for process in self.processes:
             process.terminate()
@@ -68,7 +94,8 @@ class SentinelDeployment:
 def start_sentinel_deployment(directory: Path) -> SentinelDeployment:
     """Start the master, its replica and three sentinels; return once all agree on them."""
     binary = find_server_binary()
-    deployment = SentinelDeployment(_free_port(), _free_port(), [_free_port() for _ in range(3)])
+    ports = _free_port(), _free_port(), [_free_port() for _ in range(3)]
+    deployment = SentinelDeployment(*ports, [], binary, directory)
     try:
         _start(deployment, binary, directory)
         _wait_until_settled(deployment)
@@ -78,8 +105,12 @@ def start_sentinel_deployment(directory: Path) -> SentinelDeployment:
     return deployment
 
 
+#: The options of the master and the replica: loopback, no persistence, a full sync at once.
+_COMMON = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"]
+
+
 def _start(deployment: SentinelDeployment, binary: str, directory: Path) -> None:
-    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"]
+    common = _COMMON
     for name, port, extra in (
         ("master", deployment.master_port, []),
         ("replica", deployment.replica_port, ["--replicaof", "127.0.0.1", str(deployment.master_port)]),
@@ -102,7 +133,7 @@ def _start(deployment: SentinelDeployment, binary: str, directory: Path) -> None
 
 
 def _spawn(command: list[str], home: Path) -> subprocess.Popen[bytes]:
-    log = (home / "server.log").open("wb")
+    log = (home / "server.log").open("ab")
     return subprocess.Popen(command, cwd=home, stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -41,6 +41,7 @@ from ..core.errors import TaskInterrupted
 from ..core.keys import TIME_LIMIT_COUNTS_TTL
 from ..core.status import TaskStatus
 from ..ledger.redis_ledger import RedisLedger
+from ..redis.outage import patiently
 from ..redis.scripts import Write, run_pipelined
 from .context import context_of
 from .delivery import DeliveryMiddleware, Outcome
@@ -205,7 +206,8 @@ class LedgerWriter(DeliveryMiddleware):
             raise SkipMessage(f"task {task_id} expired")
         key = _idempotency_key(broker, message)
         if key is not None:
-            done_by = cast("str | None", store.client.get(store.keys.idempotency_done(key)))
+            done_key = store.keys.idempotency_done(key)
+            done_by = cast("str | None", patiently("idempotency check", lambda: store.client.get(done_key)))
             if done_by is not None:  # its effect is done: a redelivery, or a second send of the same work
                 run.final = store.transition_write(
                     task_id, TaskStatus.SUCCESS, attempt=run.attempt, finished_at=now,
@@ -320,11 +322,12 @@ def _idempotency_key(broker: dramatiq.Broker, message: MessageProxy) -> str | No
 def _success_write(store: RedisLedger, run: TaskRun, result: Any, common: dict[str, Any]) -> Write:
     """The final write of a run that returned ``result`` (a failure if it is not JSON).
 
-    An idempotency key is marked done first, in a round trip of its own before the ack: a
-    redelivery from now on is not run again.
+    An idempotency key is marked done first, in a round trip of its own before the ack (waiting
+    out a failover): a redelivery from now on is not run again.
     """
     if run.idempotency_key is not None:
-        store.client.set(store.keys.idempotency_done(run.idempotency_key), run.task_id, ex=int(store.ttl))
+        done_key, ttl = store.keys.idempotency_done(run.idempotency_key), int(store.ttl)
+        patiently("idempotency mark", lambda: store.client.set(done_key, run.task_id, ex=ttl))
     try:
         return store.transition_write(run.task_id, TaskStatus.SUCCESS, result=result, **common)
     except (TypeError, ValueError) as exc:

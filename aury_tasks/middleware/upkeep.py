@@ -19,6 +19,7 @@ from ..core.status import TaskStatus
 from ..ledger.records import WorkerInfo
 from ..ledger.redis_ledger import RedisLedger
 from ..redis.channels import follow_channel
+from ..redis.outage import redis_back, redis_lost
 from ..redis.scripts import Write, run_pipelined
 
 #: Seconds between a worker's heartbeats in the ledger.
@@ -200,8 +201,9 @@ class Upkeep(_LoopThread):
                         removed = self.store.trim_indexes()
                         if removed:
                             logger.debug("trimmed {} expired entries from the ledger's indexes", removed)
+                redis_back("ledger upkeep")
             except redis.RedisError as exc:
-                logger.warning("ledger upkeep failed, retrying: {}", redact_text(str(exc)))
+                redis_lost("ledger upkeep", exc)
             self._stopping.wait(HEARTBEAT_INTERVAL)
         with contextlib.suppress(redis.RedisError):
             self.store.forget_worker(self.info.id)

@@ -2,8 +2,8 @@
 
 A watcher (the worker's cancel watcher, the scheduler's change feed) subscribes to one channel,
 then catches up on what it may have missed while it was not subscribed, then hands each message
-on. When Redis goes away it logs one line, waits a second and starts over, catch-up included, so
-no message published while it was away is missed for long.
+on. When Redis goes away it says so (:mod:`aury_tasks.redis.outage`), waits a second and starts
+over, catch-up included, so no message published while it was away is missed for long.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import threading
 from collections.abc import Callable
 
 import redis
-from loguru import logger
 
-from ..core.redaction import redact_text
+from .outage import redis_back, redis_lost
 
 
 def follow_channel(
@@ -36,19 +35,20 @@ def follow_channel(
       caught_up: called after each (re)subscription, to load what a message may have been missed for.
       received: called with each message's data.
       poll_seconds: how long one wait for a message lasts.
-      lost: what the warning says when Redis is lost (the error follows it, redacted).
+      lost: the watcher's name in the lines that say Redis was lost (the error follows, redacted).
     """
     while not stopping.is_set():
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(channel)
             caught_up()
+            redis_back(lost)
             while not stopping.is_set():
                 message = pubsub.get_message(timeout=poll_seconds)
                 if message is not None and message.get("type") == "message":
                     received(str(message["data"]))
         except redis.RedisError as exc:
-            logger.warning("{}, retrying: {}", lost, redact_text(str(exc)))
+            redis_lost(lost, exc)
             stopping.wait(1.0)
         finally:
             pubsub.close()

@@ -33,8 +33,8 @@ from apscheduler.triggers.base import BaseTrigger
 from loguru import logger
 
 from ..core.errors import AuryTasksError, SchedulerError
-from ..core.redaction import redact_text
 from ..redis.channels import follow_channel
+from ..redis.outage import patiently, redis_back, redis_lost
 from .jobs import JobDefinition
 from .manager import SchedulerManager
 from .store import LastRun
@@ -194,8 +194,9 @@ class SchedulerRunner:
         while not self._stopping.is_set():
             try:
                 held = self.store.acquire_lease(self.holder, self.lease_ttl)
+                redis_back("scheduler")
             except redis.RedisError as exc:
-                logger.warning("scheduler lost Redis: {}", redact_text(str(exc)))
+                redis_lost("scheduler", exc)
                 held = False
             with self._lock:
                 if held and not self.is_leader:
@@ -312,17 +313,37 @@ class SchedulerRunner:
         if not self.is_leader or planned is None or job is None:
             return
         ttl = max(MIN_CLAIM_TTL, 2 * job.options.misfire_grace_time)
-        if not self.store.claim_fire(job_id, planned.timestamp(), ttl):
+        if not patiently("scheduler", lambda: self.store.claim_fire(job_id, planned.timestamp(), ttl)):
             logger.debug("tick {} of {} was sent already", planned.isoformat(), job_id)
             return
-        try:
-            handle = self.manager.send(job)
-        except AuryTasksError as exc:
-            logger.error("scheduled job {} could not send {}: {}", job_id, job.task_name, exc)
+        handle = self._send(job, planned.timestamp() + job.options.misfire_grace_time)
+        if handle is None:
             return
-        self.store.record_run(job_id, LastRun(planned_at=planned.timestamp(), fired_at=time.time(),
-                                              task_id=handle.id))  # fmt: skip
+        run = LastRun(planned_at=planned.timestamp(), fired_at=time.time(), task_id=handle.id)
+        patiently("scheduler", lambda: self.store.record_run(job_id, run))
         logger.info("scheduled job {} sent {} as task {}", job_id, job.task_name, handle.id)
+
+    def _send(self, job: JobDefinition, give_up_at: float) -> TaskHandle | None:
+        """Send the tick's task, trying again while the broker cannot be reached (a failover), until
+        ``give_up_at`` (its misfire grace time); ``None`` when it was not sent (logged)."""
+        while True:
+            try:
+                handle = self.manager.send(job)
+            except ReplicationTimeout as exc:  # kept or not: sending again could send it twice
+                logger.error("scheduled job {} may not have sent {}: {}", job.id, job.task_name, exc)
+                return None
+            except BrokerUnavailable as exc:
+                if time.time() >= give_up_at or self._stopping.is_set():
+                    logger.error("scheduled job {} could not send {}: {}", job.id, job.task_name, exc)
+                    return None
+                redis_lost("scheduler", exc)
+                time.sleep(SEND_RETRY_PAUSE)
+                continue
+            except AuryTasksError as exc:
+                logger.error("scheduled job {} could not send {}: {}", job.id, job.task_name, exc)
+                return None
+            redis_back("scheduler")
+            return handle
 
 
 def first_due(trigger: BaseTrigger, job: JobDefinition, last_run: LastRun | None) -> datetime | None:

@@ -28,6 +28,7 @@ from loguru import logger
 
 from ...core.errors import ReplicationTimeout
 from ...core.redaction import redact_text
+from ...redis.outage import redis_back, redis_lost
 from ...redis.scripts import ReplicaWait, Write, run_calls
 
 #: Seconds between attempts to send a batch while Redis cannot be reached.
@@ -119,13 +120,13 @@ class AckSender(threading.Thread):
             try:
                 replies = run_calls(self._client, calls, raise_errors=False, wait=self._wait)
                 self.connected = True
+                redis_back("acknowledgements")
                 break
             except (redis.ConnectionError, redis.TimeoutError, ReplicationTimeout) as exc:
                 self.connected = False
                 if self._stopping:
                     return
-                logger.warning("could not send {} acknowledgement(s), trying again in {:g} s: {}",
-                               len(batch), RETRY_DELAY, redact_text(str(exc)))  # fmt: skip
+                redis_lost("acknowledgements", exc)
                 time.sleep(RETRY_DELAY)
         self.batches_sent += 1
         replies_of = iter(replies)

@@ -36,6 +36,7 @@ from dramatiq.common import current_millis
 from loguru import logger
 
 from ...core.redaction import redact_text
+from ...redis.outage import redis_back, redis_lost
 from ...redis.scripts import load_script
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ class Waker(threading.Thread):
                 self._listen(pubsub)
             except (redis.RedisError, OSError) as exc:
                 self.ready.clear()
-                logger.warning("wake-up subscription lost Redis, retrying: {}", redact_text(str(exc)))
+                redis_lost("wake-up subscription", exc)
                 self._stopping.wait(RECONNECT_DELAY)
             finally:
                 pubsub.close()
@@ -145,6 +146,7 @@ class Waker(threading.Thread):
     def _listen(self, pubsub: redis.client.PubSub) -> None:
         pubsub.psubscribe(self.broker.keys.wake_pattern())
         pubsub.subscribe(self._stop_channel)
+        redis_back("wake-up subscription")
         next_beat = 0.0
         while not self._stopping.is_set():
             now = time.monotonic()
