@@ -249,3 +249,24 @@ def test_with_a_heartbeat_timeout_of_0_every_workers_messages_are_given_back(
     finally:
         holder.close()
         recovering.close()
+
+
+def test_a_dead_workers_messages_come_back_ahead_of_those_waiting_in_the_queue(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    # Given a worker that fetched a message and died, and two messages sent after it, waiting
+    holder = _broker(redis_url)
+    first = holder.enqueue(_noop())
+    assert holder.do_fetch("first", 1)
+    holder.close()
+    waiting = [_broker(redis_url).enqueue(_noop()) for _ in range(2)]
+    _wait_for_stale_heartbeat(redis_client, holder)
+
+    # When another process recovers the queue
+    recovering = _broker(redis_url)
+    assert recovering._recover("first") is True
+
+    # Then the dead worker's message is at the head of the queue: it is fetched next, not last
+    ids = [message.options["redis_message_id"] for message in (first, *waiting)]
+    assert redis_client.lrange(keys.broker_queue("first"), 0, -1) == ids
+    recovering.close()

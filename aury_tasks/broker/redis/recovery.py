@@ -51,7 +51,8 @@ _RECOVER = load_script("recover_dead_workers")
 
 
 def recover_dead_workers_messages(broker: AuryRedisBroker, queue_name: str) -> list[str] | None:
-    """Give ``queue_name``'s messages fetched by dead workers back; return those dead-lettered.
+    """Give ``queue_name``'s messages fetched by dead workers back, at the head of the queue (they
+    were fetched before anything waiting there now); return those dead-lettered.
 
     A worker is dead when its heartbeat is older than the broker's ``heartbeat_timeout``. When
     the caller's own heartbeat is that old too, nobody could beat (Redis stalled, or this process

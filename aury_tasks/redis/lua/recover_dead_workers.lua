@@ -1,4 +1,5 @@
--- Give a queue's messages fetched by dead workers back, counting the deliveries that died with
+-- Give a queue's messages fetched by dead workers back (at the head of the queue: they were
+-- fetched before anything waiting there now), counting the deliveries that died with
 -- their worker; a delivery that reaches the limit is dead-lettered instead (see
 -- aury_tasks.broker.redis.recovery).
 -- KEYS[1] broker heartbeats (sorted set: broker id -> last call, ms)
@@ -29,7 +30,7 @@ if own and timeout > 0 and now - tonumber(own) > timeout then
     return {1}
 end
 local buried = {0}
-local requeued = 0
+local back = {}
 for _, worker in ipairs(redis.call("zrangebyscore", heartbeats, 0, now - timeout)) do
     local fetched = fetched_prefix .. worker .. "." .. queue_name
     for _, id in ipairs(redis.call("smembers", fetched)) do
@@ -48,13 +49,17 @@ for _, worker in ipairs(redis.call("zrangebyscore", heartbeats, 0, now - timeout
                 buried[#buried + 1] = id
             else
                 redis.call("hset", suspects, id, deaths)
-                redis.call("rpush", queue, id)
-                requeued = requeued + 1
+                back[#back + 1] = id
             end
         end
     end
     redis.call("del", fetched)
 end
+-- Pushed to the head last first, so that they keep the order they were fetched in.
+for i = #back, 1, -1 do
+    redis.call("lpush", queue, back[i])
+end
+local requeued = #back
 for _, id in ipairs(redis.call("hkeys", suspects)) do
     if redis.call("hexists", messages, id) == 0 then
         redis.call("hdel", suspects, id)

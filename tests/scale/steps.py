@@ -1,0 +1,77 @@
+"""Steps the scenarios share: waiting, sending tagged work, reading what Redis and the ledger hold."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from aury_tasks import TaskManager
+from aury_tasks.core import keys
+
+from .cluster import QUEUE
+from .evidence import Run
+
+
+def wait_for(check: Any, *, timeout: float, what: str, every: float = 0.1) -> Any:
+    """``check()``'s first truthy value within ``timeout`` seconds, or an AssertionError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def send_work(producer: TaskManager, prefix: str, count: int, seconds: float = 0.0,
+              *, per_second: float = 0.0, delay: float | None = None) -> list[str]:  # fmt: skip
+    """Send ``count`` ``work`` tasks tagged ``prefix-N`` (``per_second``: paced); return the tags."""
+    work = producer.get_task("work")
+    tags = [f"{prefix}-{n}" for n in range(count)]
+    started = time.monotonic()
+    for number, tag in enumerate(tags):
+        if delay is None:
+            work.send(tag, seconds)
+        else:
+            work.send_with_options(args=(tag, seconds), delay=delay)
+        if per_second:
+            time.sleep(max(0.0, started + (number + 1) / per_second - time.monotonic()))
+    return tags
+
+
+def completed(runs: Iterable[Run], tags: Iterable[str]) -> set[str]:
+    """The tags among ``tags`` that some run finished."""
+    wanted = set(tags)
+    return {run.tag for run in runs if run.end is not None and run.tag in wanted}
+
+
+def held_by(client: redis.Redis, broker_ids: Iterable[str]) -> set[str]:
+    """The tags of the messages the workers ``broker_ids`` hold (fetched, not acknowledged)."""
+    tags: set[str] = set()
+    for broker_id in broker_ids:
+        ids = client.smembers(keys.broker_fetched(broker_id, QUEUE))
+        if not ids:
+            continue
+        for body in client.hmget(keys.broker_messages(QUEUE), list(ids)):
+            if body is not None:
+                tags.add(str(json.loads(body)["args"][0]))
+    return tags
+
+
+def ledger_counts_by_pid(producer: TaskManager) -> Counter[int]:
+    """Successful task records of the ``scale`` queue, counted by the worker process that ran them."""
+    counts: Counter[int] = Counter()
+    page = 1
+    while True:
+        listing = producer.list_tasks(status="success", queue=QUEUE, page=page, page_size=500)
+        for record in listing.items:
+            counts[int(record.worker.rsplit(":", 1)[1])] += 1
+        if page * 500 >= listing.total or not listing.items:
+            return counts
+        page += 1
