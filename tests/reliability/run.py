@@ -50,16 +50,16 @@ def cell(row: dict, key: str) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def table(rows: list[dict]) -> str:
-    """The rows as an aligned text table."""
-    cells = [[title for _, title, _ in COLUMNS]]
-    cells += [[cell(row, key) for key, _, _ in COLUMNS] for row in sorted(rows, key=scenario_number)]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+def table(rows: list[dict], columns: tuple[tuple[str, str, str], ...] = COLUMNS) -> str:
+    """The rows as an aligned text table (``columns``: key, title, alignment ``<`` or ``>``)."""
+    cells = [[title for _, title, _ in columns]]
+    cells += [[cell(row, key) for key, _, _ in columns] for row in sorted(rows, key=scenario_number)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     lines = []
     for number, line in enumerate(cells):
         parts = [
             text.ljust(width) if align == "<" else text.rjust(width)
-            for text, width, (_, _, align) in zip(line, widths, COLUMNS, strict=True)
+            for text, width, (_, _, align) in zip(line, widths, columns, strict=True)
         ]
         lines.append("  ".join(parts).rstrip())
         if number == 0:
