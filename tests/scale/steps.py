@@ -13,7 +13,7 @@ import redis
 from aury_tasks import TaskManager
 from aury_tasks.core import keys
 
-from .cluster import QUEUE
+from .cluster import QUEUE, Cluster
 from .evidence import Run
 
 
@@ -75,3 +75,13 @@ def ledger_counts_by_pid(producer: TaskManager) -> Counter[int]:
         if page * 500 >= listing.total or not listing.items:
             return counts
         page += 1
+
+
+def wait_all_done(cluster: Cluster, tags: list[str], *, timeout: float) -> None:
+    """Wait until some run finished every tag; on a timeout, say which did not and what the hosts said."""
+    try:
+        wait_for(lambda: len(completed(cluster.runs(), tags)) == len(tags), timeout=timeout, what="every task")
+    except AssertionError:
+        missing = sorted(set(tags) - completed(cluster.runs(), tags))
+        outputs = "\n---\n".join("\n".join(p.lines[-25:]) for p in cluster.processes)
+        raise AssertionError(f"{len(missing)} task(s) never done: {missing[:20]}\n{outputs}") from None
