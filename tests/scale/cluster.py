@@ -91,9 +91,9 @@ class Cluster:
 
     def spawn(self, host: Host, *args: str, env: dict[str, str] | None = None) -> WorkerProcess:
         """``aum ARGS`` on ``host``, on the rig's Redis; its output collected line by line."""
-        full_env = self.rig.environment(host, {"TASK_BROKER_URL": self.url,
-                                               "TASK_HEARTBEAT_TIMEOUT": f"{HEARTBEAT_TIMEOUT:g}",
-                                               "SCALE_EVIDENCE_DIR": str(self.evidence), **(env or {})})  # fmt: skip
+        extra = {"TASK_BROKER_URL": self.url, "TASK_HEARTBEAT_TIMEOUT": f"{HEARTBEAT_TIMEOUT:g}",
+                 "SCALE_EVIDENCE_DIR": str(self.evidence), **(env or {})}  # fmt: skip
+        full_env = self.rig.environment(host, extra)
         process = subprocess.Popen(
             self.rig.python(host, "-m", "aury_tasks.cli", *args), cwd=host.directory, env=full_env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,

@@ -69,6 +69,19 @@ def faketime_unavailable() -> str | None:
     """Why a host cannot have a skewed wall clock here (``None``: libfaketime is installed)."""
     if not os.path.exists(FAKETIME_LIBRARY):
         return f"libfaketime is not installed ({FAKETIME_LIBRARY}; apt-get install faketime)"
+    env = {
+        **os.environ,
+        "LD_PRELOAD": FAKETIME_LIBRARY,
+        "FAKETIME": "+30s",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    try:
+        probe = subprocess.run([sys.executable, "-c", "import time; time.sleep(0.01)"], env=env,
+                               capture_output=True, text=True, timeout=10)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return "libfaketime hangs Python's time.sleep here"
+    if probe.returncode != 0:
+        return f"libfaketime breaks Python's time.sleep here: {probe.stderr.strip().splitlines()[-1:]}"
     return None
 
 
@@ -155,7 +168,7 @@ class Rig:
     @contextlib.contextmanager
     def inside(self, host: Host) -> Iterator[None]:
         """Run the calling thread in ``host``'s network namespace until the block ends."""
-        own = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         target = os.open(f"/run/netns/{host.namespace}", os.O_RDONLY)
         try:
             _setns(target)

@@ -80,7 +80,9 @@ def ledger_counts_by_pid(producer: TaskManager) -> Counter[int]:
 def wait_all_done(cluster: Cluster, tags: list[str], *, timeout: float) -> None:
     """Wait until some run finished every tag; on a timeout, say which did not and what the hosts said."""
     try:
-        wait_for(lambda: len(completed(cluster.runs(), tags)) == len(tags), timeout=timeout, what="every task")
+        wait_for(
+            lambda: len(completed(cluster.runs(), tags)) == len(tags), timeout=timeout, what="every task"
+        )
     except AssertionError:
         missing = sorted(set(tags) - completed(cluster.runs(), tags))
         outputs = "\n---\n".join("\n".join(p.lines[-25:]) for p in cluster.processes)

@@ -68,7 +68,9 @@ def test_with_one_host_30_s_ahead_heartbeats_delays_and_leases_still_hold(
     assert "worker3" in hosts_used
     # ... no delayed task started before its time, on any host
     starts = {tag: runs_[0] for tag, runs_ in by_tag(runs).items() if tag in set(delayed_tags)}
-    early = sorted(round(run.start - sent_at, 2) for run in starts.values() if run.start < sent_at + DELAY - 0.05)
+    early = sorted(
+        round(run.start - sent_at, 2) for run in starts.values() if run.start < sent_at + DELAY - 0.05
+    )
     figures.extra["delayed: started early"] = len(early)
     figures.extra["delayed: on the skewed host"] = sum(1 for run in starts.values() if run.host == "worker3")
     latest = max(run.start - sent_at for run in starts.values())

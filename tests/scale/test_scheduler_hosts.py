@@ -81,7 +81,9 @@ def test_the_other_scheduler_takes_over_within_the_lease_and_no_tick_is_lost_or_
     fired = int(client.hget(keys.scheduler_fire_counts(), TICK_JOB) or 0)
     assert len(tasks) == len(set(tasks)) == fired == len(planned_ticks(client)), outputs
     # ... and each tick task ran once, on the worker host
-    wait_for(lambda: {r.tag for r in cluster.runs() if r.end} >= set(tasks), timeout=30, what="every tick to run")
+    wait_for(
+        lambda: {r.tag for r in cluster.runs() if r.end} >= set(tasks), timeout=30, what="every tick to run"
+    )
     tally = Tally.of(tasks, cluster.runs())
     figures.add(tally)
     figures.extra["ticks"] = len(ticks)

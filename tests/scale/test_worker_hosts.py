@@ -87,7 +87,9 @@ def test_a_cut_host_s_tasks_are_done_elsewhere_and_it_rejoins_without_a_restart(
     bound = HEARTBEAT_TIMEOUT + BEAT + 0.5 + SLACK
 
     def done_elsewhere() -> list[float] | None:
-        ends = {r.tag: r.end for r in cluster.runs() if r.host != cut_host.name and r.end and r.start > cut_at}
+        ends = {
+            r.tag: r.end for r in cluster.runs() if r.host != cut_host.name and r.end and r.start > cut_at
+        }
         return [ends[tag] for tag in held] if held <= set(ends) else None
 
     ends = wait_for(done_elsewhere, timeout=60, what="the cut host's tasks to be done elsewhere")
@@ -110,7 +112,9 @@ def test_a_cut_host_s_tasks_are_done_elsewhere_and_it_rejoins_without_a_restart(
     # ... and nothing it held is done twice unless it had started it before it could be taken for
     # dead (its last beat, at most a beat before the cut, plus the heartbeat timeout)
     runs = cluster.runs()
-    started_in_time = {r.tag for r in runs if r.host == cut_host.name and r.start < cut_at + HEARTBEAT_TIMEOUT - BEAT}
+    started_in_time = {
+        r.tag for r in runs if r.host == cut_host.name and r.start < cut_at + HEARTBEAT_TIMEOUT - BEAT
+    }
     tally = Tally.of([*tags, *after], runs, allowed=started_in_time & held)
     figures.add(tally)
     late = sorted(r.tag for r in runs if r.host == cut_host.name and r.tag in held and r.start > cut_at)
