@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
@@ -32,7 +32,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from loguru import logger
 
-from ..core.errors import AuryTasksError, SchedulerError
+from ..core.errors import AuryTasksError, BrokerUnavailable, ReplicationTimeout, SchedulerError
 from ..redis.channels import follow_channel
 from ..redis.outage import patiently, redis_back, redis_lost
 from .jobs import JobDefinition
@@ -40,8 +40,13 @@ from .manager import SchedulerManager
 from .store import LastRun
 from .triggers import build_trigger
 
+if TYPE_CHECKING:
+    from ..tasks.handle import TaskHandle
+
 #: Seconds a fire claim is kept at least (longer than any process could still try that fire).
 MIN_CLAIM_TTL = 3600.0
+#: Seconds between two tries of a tick's send while the broker cannot be reached (a failover).
+SEND_RETRY_PAUSE = 0.5
 
 #: Work only the leader does: called with ``is_leader()`` and the event set when the runner stops.
 LeaderWork = Callable[[Callable[[], bool], threading.Event], None]

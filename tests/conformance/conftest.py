@@ -25,10 +25,9 @@ from .differences import NAMESPACE_REASON, NAMESPACE_XFAILS, SKIPS
 
 #: Dramatiq's default namespace, whose keys (``dramatiq:...``) some of its tests read themselves.
 DRAMATIQ_NAMESPACE = "dramatiq"
-#: The broker's namespace here. Until every script of the broker honours ``namespace=`` (the
-#: key-prefix change), the broker runs on its own and the tests that read Dramatiq's keys are xfail
-#: (``differences.NAMESPACE_XFAILS``); then set it to :data:`DRAMATIQ_NAMESPACE`.
-NAMESPACE = keys.BROKER_NAMESPACE
+#: The broker's namespace here: Dramatiq's, as its tests read its keys themselves (every script of
+#: the broker honours ``namespace=``, the key prefix).
+NAMESPACE = DRAMATIQ_NAMESPACE
 
 
 def aury_broker(url: str) -> AuryRedisBroker:

@@ -82,7 +82,7 @@ def test_a_send_its_replicas_do_not_confirm_raises_broker_unavailable(
         assert "0 of 1 replica(s) had the write within 50 ms" in message
         assert "may or may not be kept" in message
         assert "idempotency_key=" in message
-    assert redis_client.llen(keys.broker_queue("fixture")) == 3
+    assert redis_client.llen(keys.DEFAULT.broker_queue("fixture")) == 3
     assert _waits_run(redis_client) == 2
 
 
@@ -102,7 +102,7 @@ def test_a_confirmed_send_and_its_result_are_on_the_replica(
     handle = producer.get_task("add").send(20, 22)
 
     # Then the replica has its message's record already, and the task runs through
-    assert replica.exists(keys.task_record(handle.id))
+    assert replica.exists(keys.DEFAULT.task_record(handle.id))
     assert handle.get_result(timeout=20) == 42
     assert handle.status() is TaskStatus.SUCCESS
     # (the acknowledgement's batch, which wrote the result, waits for the replica after it)

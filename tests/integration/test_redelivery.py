@@ -268,5 +268,5 @@ def test_a_dead_workers_messages_come_back_ahead_of_those_waiting_in_the_queue(
 
     # Then the dead worker's message is at the head of the queue: it is fetched next, not last
     ids = [message.options["redis_message_id"] for message in (first, *waiting)]
-    assert redis_client.lrange(keys.broker_queue("first"), 0, -1) == ids
+    assert redis_client.lrange(keys.DEFAULT.broker_queue("first"), 0, -1) == ids
     recovering.close()

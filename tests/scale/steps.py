@@ -55,10 +55,10 @@ def held_by(client: redis.Redis, broker_ids: Iterable[str]) -> set[str]:
     """The tags of the messages the workers ``broker_ids`` hold (fetched, not acknowledged)."""
     tags: set[str] = set()
     for broker_id in broker_ids:
-        ids = client.smembers(keys.broker_fetched(broker_id, QUEUE))
+        ids = client.smembers(keys.DEFAULT.broker_fetched(broker_id, QUEUE))
         if not ids:
             continue
-        for body in client.hmget(keys.broker_messages(QUEUE), list(ids)):
+        for body in client.hmget(keys.DEFAULT.broker_messages(QUEUE), list(ids)):
             if body is not None:
                 tags.add(str(json.loads(body)["args"][0]))
     return tags

@@ -27,7 +27,7 @@ TAKEOVER_SLACK = 2.0
 
 def planned_ticks(client: redis.Redis) -> list[int]:
     """The planned times (ms) of the claimed fires of the tick job, in order."""
-    prefix = keys.scheduler_fire(TICK_JOB, 0)[:-1]
+    prefix = keys.DEFAULT.scheduler_fire(TICK_JOB, 0)[:-1]
     return sorted(int(key[len(prefix) :]) for key in client.scan_iter(match=prefix + "*"))
 
 
@@ -52,7 +52,7 @@ def test_the_other_scheduler_takes_over_within_the_lease_and_no_tick_is_lost_or_
     worker.wait_for_line("Worker process is ready for action", timeout=60)
     client = producer.broker.client
     wait_for(lambda: len(planned_ticks(client)) >= 3, timeout=30, what="three ticks")
-    leader = wait_for(lambda: client.get(keys.scheduler_leader()), timeout=10, what="a leader").decode()
+    leader = wait_for(lambda: client.get(keys.DEFAULT.scheduler_leader()), timeout=10, what="a leader").decode()
     leading = next(n for n, s in enumerate(schedulers) if f":{s.process.pid}:" in leader)
 
     # When the leader's host is cut off for 20 s
@@ -61,7 +61,7 @@ def test_the_other_scheduler_takes_over_within_the_lease_and_no_tick_is_lost_or_
 
     # Then the other leads within the lease TTL plus 2 s
     other = f":{schedulers[1 - leading].process.pid}:"
-    wait_for(lambda: other in (client.get(keys.scheduler_leader()) or b"").decode(),
+    wait_for(lambda: other in (client.get(keys.DEFAULT.scheduler_leader()) or b"").decode(),
              timeout=LEASE_TTL + 30, what="the other scheduler to lead", every=0.05)  # fmt: skip
     figures.recovery_s = round(time.time() - cut_at, 2)
     time.sleep(max(0.0, cut_at + 20 - time.time()))
@@ -78,7 +78,7 @@ def test_the_other_scheduler_takes_over_within_the_lease_and_no_tick_is_lost_or_
     outputs = "\n---\n".join(s.output()[-3000:] for s in schedulers)
     assert set(gaps) == {1000}, f"ticks skipped or off the grid: {gaps}\n{outputs}"
     tasks = sent_ticks(producer)
-    fired = int(client.hget(keys.scheduler_fire_counts(), TICK_JOB) or 0)
+    fired = int(client.hget(keys.DEFAULT.scheduler_fire_counts(), TICK_JOB) or 0)
     assert len(tasks) == len(set(tasks)) == fired == len(planned_ticks(client)), outputs
     # ... and each tick task ran once, on the worker host
     wait_for(

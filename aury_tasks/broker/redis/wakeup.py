@@ -35,7 +35,6 @@ import redis
 from dramatiq.common import current_millis
 from loguru import logger
 
-from ...core.redaction import redact_text
 from ...redis.outage import redis_back, redis_lost
 from ...redis.scripts import load_script
 
