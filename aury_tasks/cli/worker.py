@@ -290,12 +290,13 @@ def _plan_work(tm: TaskManager, specs: list[QueueSpec], options: WorkerOptions) 
 def _check_servers(tm: TaskManager, check: Callable[[TaskManager], None] | None, queues: list[str]) -> None:
     """Reach the broker, run the command's own ``check``, then warn about the servers.
 
-    On RabbitMQ, the worker's ``queues`` are declared first (one line if RabbitMQ refuses one).
+    On RabbitMQ, the worker's ``queues`` are declared after the command's check (whose errors are
+    settings' errors, exit 2, before RabbitMQ is reached): one line if RabbitMQ refuses one.
     """
     reach_broker(tm)
-    check_rabbitmq(tm, queues)
     if check is not None:
         check(tm)
+    check_rabbitmq(tm, queues)
     warn_about_redis(tm)
 
 
