@@ -23,8 +23,10 @@ below its public API in the places gathered here, each behind a name of ours:
 - **The window rate limiter**: :class:`WindowRateLimiterBase`, whose private ``_acquire`` is
   :meth:`~WindowRateLimiterBase.try_acquire`.
 - **The RabbitMQ broker**: :class:`RabbitmqQueueArguments` turns the private
-  ``_build_queue_arguments`` and ``_declare_xq_queue`` into methods a subclass overrides
-  (:mod:`aury_tasks.broker.rabbitmq`: quorum queues).
+  ``_build_queue_arguments``, ``_declare_dq_queue`` and ``_declare_xq_queue`` into methods a
+  subclass overrides (:mod:`aury_tasks.broker.rabbitmq`: quorum queues, their delivery limit);
+  :func:`counting_rabbitmq_consumer` is Dramatiq's private ``_RabbitmqConsumer`` whose messages
+  carry the delivery count RabbitMQ gave them (:func:`delivery_count_of`).
 
 ``tests/unit/test_dramatiq_internals.py`` pins each Dramatiq part relied on by a digest of its
 source, naming what here depends on it, and fails when a private name of Dramatiq is used in
@@ -33,6 +35,7 @@ any other module of ``aury_tasks``.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -389,7 +392,12 @@ class RabbitmqQueueArguments:
     channel: Any
 
     def queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The arguments of ``queue_name`` and of its delay queue, from Dramatiq's ``arguments``."""
+        """The arguments of ``queue_name``, from Dramatiq's ``arguments``."""
+        return arguments
+
+    def delay_queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The arguments of the delay queue (``.DQ``) of ``queue_name``, from Dramatiq's ``arguments``
+        (the same as the queue's, in Dramatiq)."""
         return arguments
 
     def dead_letter_queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -400,9 +408,58 @@ class RabbitmqQueueArguments:
         arguments = super()._build_queue_arguments(queue_name)  # type: ignore[misc]
         return self.queue_arguments(queue_name, dict(arguments))
 
+    def _declare_dq_queue(self, queue_name: str) -> Any:
+        from dramatiq.common import dq_name
+
+        dramatiqs = super()._build_queue_arguments(queue_name)  # type: ignore[misc]
+        arguments = self.delay_queue_arguments(queue_name, dict(dramatiqs))
+        return self.channel.queue_declare(queue=dq_name(queue_name), durable=True, arguments=arguments)
+
     def _declare_xq_queue(self, queue_name: str) -> Any:
         from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
         from dramatiq.common import xq_name
 
         arguments = self.dead_letter_queue_arguments(queue_name, {"x-message-ttl": DEAD_MESSAGE_TTL})
         return self.channel.queue_declare(queue=xq_name(queue_name), durable=True, arguments=arguments)
+
+
+#: The attribute of a RabbitMQ delivery (its message proxy) holding its delivery count.
+_DELIVERY_COUNT = "aury_delivery_count"
+
+
+def delivery_count_of(message: MessageProxy) -> int:
+    """How many earlier deliveries of ``message`` ended unacknowledged, as RabbitMQ counted them
+    (its ``x-delivery-count``: quorum queues only; 0 elsewhere, and on other brokers)."""
+    return int(vars(message).get(_DELIVERY_COUNT, 0))
+
+
+@functools.cache
+def counting_rabbitmq_consumer() -> type[dramatiq.Consumer]:
+    """Dramatiq's RabbitMQ consumer, each of whose messages carries its delivery count.
+
+    Dramatiq's private ``_RabbitmqConsumer`` reads ``(method, properties, body)`` from its pika
+    iterator and keeps only the body; here the iterator is wrapped so that the count in the
+    delivery's headers (``x-delivery-count``, set by quorum queues) is put on the message proxy
+    ``__next__`` returns (read with :func:`delivery_count_of`). pika is imported on first call.
+    """
+    from dramatiq.brokers.rabbitmq import _RabbitmqConsumer
+
+    class CountingRabbitmqConsumer(_RabbitmqConsumer):  # type: ignore[misc]  # untyped base
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.last_delivery_count = 0
+            self.iterator = self._counting(self.iterator)
+
+        def _counting(self, deliveries: Any) -> Any:
+            for method, properties, body in deliveries:
+                headers = getattr(properties, "headers", None) or {}
+                self.last_delivery_count = int(headers.get("x-delivery-count", 0))
+                yield method, properties, body
+
+        def __next__(self) -> MessageProxy | None:
+            message = super().__next__()
+            if message is not None:
+                vars(message)[_DELIVERY_COUNT] = self.last_delivery_count
+            return message  # type: ignore[no-any-return]
+
+    return CountingRabbitmqConsumer
