@@ -26,7 +26,7 @@ QUEUE_SUFFIX_VARIABLE = "AURY_TEST_QUEUE_SUFFIX"
 #: Set to 1 where a RabbitMQ must answer (CI): its tests fail rather than skip.
 REQUIRE_VARIABLE = "AURY_TESTS_REQUIRE_RABBITMQ"
 #: The queues the fixture modules declare (before their suffix).
-FIXTURE_QUEUES = ("fixture", "other", "flows")
+FIXTURE_QUEUES = ("fixture", "other", "flows", "flow")
 
 #: Runs a test on the test Redis and on RabbitMQ (ids ``redis`` and ``rabbitmq``).
 on_both_brokers = pytest.mark.parametrize("broker_url", ["redis", "rabbitmq"], indirect=True)

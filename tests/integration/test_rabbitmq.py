@@ -183,8 +183,7 @@ def test_quorum_queues_are_declared_as_quorum_and_run_tasks(
     start_worker("-q", queue_name, env=env, modules=RABBIT_MODULES)
     producer = producer_on(quorum_url, monkeypatch)
 
-    # When a task is sent to the queue (a delayed one is not yet tested here: see the branch's
-    # report, issue 23, a delayed message on quorum queues did not come back in 30 s)
+    # When a task is sent to the queue (a delayed one: test_a_delayed_task_runs_on_quorum_queues)
     now = producer.get_task("add").send_with_options(args=(1, 2), queue_name=queue_name)
 
     # Then it runs
