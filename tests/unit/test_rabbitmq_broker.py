@@ -54,10 +54,16 @@ def test_quorum_queues_declare_their_type_on_the_queue_its_delay_and_dead_letter
     quorum_queue = quorum._build_queue_arguments("emails")
     classic_queue = classic._build_queue_arguments("emails")
 
-    # Then the quorum queue (and its delay queue, declared with the same) is typed, still
-    # dead-lettering to its .XQ queue, whose own arguments are typed as well
+    # Then the quorum queue is typed, still dead-lettering to its .XQ queue, with a delivery limit
+    # of TASK_MAX_DELIVERIES (5); its delay queue is typed, with no delivery limit (a worker gives
+    # its held delayed messages back whenever it stops); its .XQ queue is typed as well
     assert quorum_queue == {
         "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": "emails.XQ",
+        "x-queue-type": "quorum",
+        "x-delivery-limit": 5,
+    }
+    assert quorum.delay_queue_arguments("emails", {"x-dead-letter-routing-key": "emails.XQ"}) == {
         "x-dead-letter-routing-key": "emails.XQ",
         "x-queue-type": "quorum",
     }
