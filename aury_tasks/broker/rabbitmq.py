@@ -11,8 +11,9 @@ Built by :func:`aury_tasks.broker.build.open_broker` for an ``amqp://`` or ``amq
   or stopped while holding it) is dead-lettered to ``.XQ`` by the worker that gets it next, its
   record ``dead`` with the reason ``redelivery_limit`` (:class:`DeliveryLimit`), without running
   it again. RabbitMQ counts the deliveries (``x-delivery-count``); the queue is declared with
-  ``x-delivery-limit`` one above, so that RabbitMQ dead-letters the message itself should that
-  last delivery end unacknowledged too. The delay queue has no limit: a worker holds its delayed
+  ``x-delivery-limit: TASK_MAX_DELIVERIES`` (RabbitMQ delivers a message at most once more than
+  its limit), so that RabbitMQ dead-letters the message itself should that last delivery, the
+  worker's check, end unacknowledged too. The delay queue has no limit: a worker holds its delayed
   messages unacknowledged until they are due, and gives them back whenever it stops. Classic
   queues count no deliveries: there, a task that kills its worker comes back until it is removed
   by hand (as in Dramatiq).
@@ -126,7 +127,8 @@ class AuryRabbitmqBroker(RabbitmqQueueArguments, RabbitmqBroker):  # type: ignor
     def queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """Dramatiq's arguments (dead-lettering to ``.XQ``, ``x-max-priority``), the queue type, and
         on quorum queues ``x-delivery-limit`` (``max_deliveries``: RabbitMQ dead-letters a message
-        returned more often than that; the worker does so one delivery earlier)."""
+        returned more often than that, so after ``max_deliveries + 1`` deliveries; the worker
+        dead-letters it unrun at that last delivery, :class:`DeliveryLimit`)."""
         if self.queue_type == "quorum":
             return {**self._typed(arguments), "x-delivery-limit": self.max_deliveries}
         return arguments
