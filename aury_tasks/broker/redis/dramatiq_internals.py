@@ -22,11 +22,10 @@ below its public API in the places gathered here, each behind a name of ours:
 - **A message**: :func:`stuffed_exception`, the error Dramatiq stuffed into a message proxy.
 - **The window rate limiter**: :class:`WindowRateLimiterBase`, whose private ``_acquire`` is
   :meth:`~WindowRateLimiterBase.try_acquire`.
-- **The RabbitMQ broker**: :class:`RabbitmqQueueArguments` turns the private
-  ``_build_queue_arguments``, ``_declare_dq_queue`` and ``_declare_xq_queue`` into methods a
-  subclass overrides (:mod:`aury_tasks.broker.rabbitmq`: quorum queues, their delivery limit);
-  :func:`counting_rabbitmq_consumer` is Dramatiq's private ``_RabbitmqConsumer`` whose messages
-  carry the delivery count RabbitMQ gave them (:func:`delivery_count_of`).
+- **The RabbitMQ broker**: :class:`RabbitmqQueueArguments` makes the arguments of its queues
+  overridable (:mod:`aury_tasks.broker.rabbitmq`: quorum queues, their delivery limit);
+  :func:`counting_rabbitmq_consumer`, its private ``_RabbitmqConsumer`` whose messages carry the
+  delivery count RabbitMQ gave them (:func:`delivery_count_of`).
 
 ``tests/unit/test_dramatiq_internals.py`` pins each Dramatiq part relied on by a digest of its
 source, naming what here depends on it, and fails when a private name of Dramatiq is used in
@@ -47,7 +46,7 @@ import dramatiq
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer, _scripts
-from dramatiq.common import current_millis
+from dramatiq.common import current_millis, dq_name, xq_name
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.rate_limits import WindowRateLimiter
 from dramatiq.worker import ConsumerThread, Worker, WorkerThread
@@ -383,10 +382,8 @@ class WindowRateLimiterBase(WindowRateLimiter):  # type: ignore[misc]  # Dramati
 class RabbitmqQueueArguments:
     """A mixin for Dramatiq's ``RabbitmqBroker``: the arguments of the queues it declares, public.
 
-    Dramatiq builds the arguments of a queue and of its delay queue in its private
-    ``_build_queue_arguments``, and declares the dead-letter queue (``.XQ``, with only its
-    ``x-message-ttl``) in ``_declare_xq_queue``; here they go through :meth:`queue_arguments`
-    and :meth:`dead_letter_queue_arguments`, which a subclass overrides.
+    Dramatiq's private ``_build_queue_arguments`` (a queue's and its delay queue's) and
+    ``_declare_xq_queue`` (``x-message-ttl`` only) go through the three methods below.
     """
 
     channel: Any
@@ -396,8 +393,7 @@ class RabbitmqQueueArguments:
         return arguments
 
     def delay_queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The arguments of the delay queue (``.DQ``) of ``queue_name``, from Dramatiq's ``arguments``
-        (the same as the queue's, in Dramatiq)."""
+        """The arguments of the delay queue (``.DQ``) of ``queue_name``, from Dramatiq's ``arguments``."""
         return arguments
 
     def dead_letter_queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -409,52 +405,41 @@ class RabbitmqQueueArguments:
         return self.queue_arguments(queue_name, dict(arguments))
 
     def _declare_dq_queue(self, queue_name: str) -> Any:
-        from dramatiq.common import dq_name
-
         dramatiqs = super()._build_queue_arguments(queue_name)  # type: ignore[misc]
         arguments = self.delay_queue_arguments(queue_name, dict(dramatiqs))
         return self.channel.queue_declare(queue=dq_name(queue_name), durable=True, arguments=arguments)
 
     def _declare_xq_queue(self, queue_name: str) -> Any:
         from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
-        from dramatiq.common import xq_name
 
         arguments = self.dead_letter_queue_arguments(queue_name, {"x-message-ttl": DEAD_MESSAGE_TTL})
         return self.channel.queue_declare(queue=xq_name(queue_name), durable=True, arguments=arguments)
 
 
-#: The attribute of a RabbitMQ delivery (its message proxy) holding its delivery count.
-_DELIVERY_COUNT = "aury_delivery_count"
+_DELIVERY_COUNT = "aury_delivery_count"  # the attribute of a delivery's proxy holding its count
 
 
 def delivery_count_of(message: MessageProxy) -> int:
-    """How many earlier deliveries of ``message`` ended unacknowledged, as RabbitMQ counted them
-    (its ``x-delivery-count``: quorum queues only; 0 elsewhere, and on other brokers)."""
+    """RabbitMQ's ``x-delivery-count`` of ``message`` (quorum queues: its deliveries before, unacked)."""
     return int(vars(message).get(_DELIVERY_COUNT, 0))
 
 
 @functools.cache
 def counting_rabbitmq_consumer() -> type[dramatiq.Consumer]:
-    """Dramatiq's RabbitMQ consumer, each of whose messages carries its delivery count.
-
-    Dramatiq's private ``_RabbitmqConsumer`` reads ``(method, properties, body)`` from its pika
-    iterator and keeps only the body; here the iterator is wrapped so that the count in the
-    delivery's headers (``x-delivery-count``, set by quorum queues) is put on the message proxy
-    ``__next__`` returns (read with :func:`delivery_count_of`). pika is imported on first call.
-    """
+    """Dramatiq's RabbitMQ consumer whose pika iterator is wrapped to note the ``x-delivery-count``
+    header Dramatiq drops; put on the proxy ``__next__`` returns (pika is imported on first call)."""
     from dramatiq.brokers.rabbitmq import _RabbitmqConsumer
 
     class CountingRabbitmqConsumer(_RabbitmqConsumer):  # type: ignore[misc]  # untyped base
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.last_delivery_count = 0
-            self.iterator = self._counting(self.iterator)
+            self.iterator = map(self._note_count, self.iterator)  # (method, properties, body)
 
-        def _counting(self, deliveries: Any) -> Any:
-            for method, properties, body in deliveries:
-                headers = getattr(properties, "headers", None) or {}
-                self.last_delivery_count = int(headers.get("x-delivery-count", 0))
-                yield method, properties, body
+        def _note_count(self, delivery: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+            headers = getattr(delivery[1], "headers", None) or {}  # properties: None when idle
+            self.last_delivery_count = int(headers.get("x-delivery-count", 0))
+            return delivery
 
         def __next__(self) -> MessageProxy | None:
             message = super().__next__()
