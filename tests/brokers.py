@@ -8,7 +8,9 @@ shared and persistent: each RabbitMQ test gets queue names of its own (the fixtu
 after its workers are stopped.
 
 Where no RabbitMQ answers, the ``rabbitmq`` runs skip, saying why; with
-``AURY_TESTS_REQUIRE_RABBITMQ=1`` (CI: ``.ci/run``) they fail instead.
+``AURY_TESTS_REQUIRE_RABBITMQ=1`` (CI: ``.ci/run``) they fail instead. With
+``AURY_TESTS_RABBITMQ_QUEUE_TYPE=quorum`` the ``rabbitmq`` runs use quorum queues
+(``?queue_type=quorum``) instead of classic ones.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ AMQP_URL = "amqp://guest:guest@127.0.0.1:5672"
 QUEUE_SUFFIX_VARIABLE = "AURY_TEST_QUEUE_SUFFIX"
 #: Set to 1 where a RabbitMQ must answer (CI): its tests fail rather than skip.
 REQUIRE_VARIABLE = "AURY_TESTS_REQUIRE_RABBITMQ"
+#: Set to ``quorum`` to run the ``rabbitmq`` runs of ``on_both_brokers`` on quorum queues.
+QUEUE_TYPE_VARIABLE = "AURY_TESTS_RABBITMQ_QUEUE_TYPE"
 #: The queues the fixture modules declare (before their suffix).
-FIXTURE_QUEUES = ("fixture", "other", "flows")
+FIXTURE_QUEUES = ("fixture", "other", "flows", "flow")
 
 #: Runs a test on the test Redis and on RabbitMQ (ids ``redis`` and ``rabbitmq``).
 on_both_brokers = pytest.mark.parametrize("broker_url", ["redis", "rabbitmq"], indirect=True)
@@ -55,6 +59,15 @@ def require_rabbitmq() -> str:
     return AMQP_URL
 
 
+def broker_url_of_tests(url: str) -> str:
+    """``url`` for the ``rabbitmq`` runs: with ``?queue_type=quorum`` when
+    ``AURY_TESTS_RABBITMQ_QUEUE_TYPE=quorum``."""
+    queue_type = os.environ.get(QUEUE_TYPE_VARIABLE, "classic")
+    if queue_type not in ("classic", "quorum"):
+        pytest.fail(f"{QUEUE_TYPE_VARIABLE} is classic or quorum, got {queue_type!r}")
+    return f"{url}/?queue_type=quorum" if queue_type == "quorum" else url
+
+
 def unique_suffix() -> str:
     """A suffix that makes a test's queue names its own."""
     return f"-t{uuid.uuid4().hex[:10]}"
@@ -64,7 +77,8 @@ def delete_queues(url: str, names: Iterable[str]) -> None:
     """Delete these queues and their delay (``.DQ``) and dead-letter (``.XQ``) queues, if they exist."""
     import pika
 
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    plain_url = url.split("?")[0]  # pika knows no queue_type
+    connection = pika.BlockingConnection(pika.URLParameters(plain_url))
     try:
         channel = connection.channel()
         for name in names:

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from brokers import FIXTURE_QUEUES, QUEUE_SUFFIX_VARIABLE, delete_queues, require_rabbitmq, unique_suffix
+from brokers import (
+    FIXTURE_QUEUES,
+    QUEUE_SUFFIX_VARIABLE,
+    broker_url_of_tests,
+    delete_queues,
+    require_rabbitmq,
+    unique_suffix,
+)
 
 from aury_tasks import TaskManager
 from aury_tasks.broker.embedded import EmbeddedServer, start_server
@@ -69,7 +76,7 @@ def broker_url(
     if getattr(request, "param", "redis") == "redis":
         yield redis_url
         return
-    url = require_rabbitmq()
+    url = broker_url_of_tests(require_rabbitmq())
     suffix = unique_suffix()
     monkeypatch.setenv(QUEUE_SUFFIX_VARIABLE, suffix)
     monkeypatch.setenv("TASK_RESULT_BACKEND_URL", redis_url)

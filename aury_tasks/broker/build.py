@@ -187,4 +187,5 @@ def _rabbitmq_broker(settings: Settings, url: str, middleware: list[Middleware])
         middleware=middleware,
         queue_type=queue_type,
         max_priority=settings.rabbitmq_max_priority,
+        max_deliveries=settings.max_deliveries,
     )

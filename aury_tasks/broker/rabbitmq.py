@@ -6,6 +6,17 @@ Built by :func:`aury_tasks.broker.build.open_broker` for an ``amqp://`` or ``amq
 - **Quorum queues** (``TASK_RABBITMQ_QUEUE_TYPE=quorum`` or ``?queue_type=quorum`` in the URL):
   every queue it declares (the queue, its delay queue ``.DQ`` and dead-letter queue ``.XQ``) is
   declared with ``x-queue-type: quorum``, replicated across the RabbitMQ cluster.
+- **A delivery limit on quorum queues** (``TASK_MAX_DELIVERIES``, as on Redis): a message whose
+  ``TASK_MAX_DELIVERIES`` deliveries all ended unacknowledged (its worker killed, out of memory,
+  or stopped while holding it) is dead-lettered to ``.XQ`` by the worker that gets it next, its
+  record ``dead`` with the reason ``redelivery_limit`` (:class:`DeliveryLimit`), without running
+  it again. RabbitMQ counts the deliveries (``x-delivery-count``); the queue is declared with
+  ``x-delivery-limit: TASK_MAX_DELIVERIES`` (RabbitMQ delivers a message at most once more than
+  its limit), so that RabbitMQ dead-letters the message itself should that last delivery, the
+  worker's check, end unacknowledged too. The delay queue has no limit: a worker holds its delayed
+  messages unacknowledged until they are due, and gives them back whenever it stops. Classic
+  queues count no deliveries: there, a task that kills its worker comes back until it is removed
+  by hand (as in Dramatiq).
 - **Priorities**: ``TASK_RABBITMQ_MAX_PRIORITY`` is Dramatiq's ``max_priority`` (``x-max-priority``
   on classic queues). Without it, or on quorum queues, a message with a priority is refused with
   :class:`~aury_tasks.core.errors.BrokerFeatureUnsupported` rather than sent without one.
@@ -26,12 +37,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
 import pika.exceptions
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import ConnectionClosed
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, SkipMessage
+from loguru import logger
 
 from ..core.errors import BrokerFeatureUnsupported, ConfigError
-from .redis.dramatiq_internals import RabbitmqQueueArguments
+from .redis.dramatiq_internals import RabbitmqQueueArguments, counting_rabbitmq_consumer, delivery_count_of
+from .redis.recovery import REDELIVERY_LIMIT
 
 #: The queue types a RabbitMQ broker declares.
 QUEUE_TYPES = ("classic", "quorum")
@@ -70,6 +84,8 @@ class AuryRabbitmqBroker(RabbitmqQueueArguments, RabbitmqBroker):  # type: ignor
       middleware: the middleware it runs.
       queue_type: ``classic`` or ``quorum``.
       max_priority: ``x-max-priority`` of its classic queues; 0: none.
+      max_deliveries: on quorum queues, the deliveries of a message that may end unacknowledged
+        before it is dead-lettered (``TASK_MAX_DELIVERIES``): see :class:`DeliveryLimit`.
 
     Raises:
       ConfigError: for a maximum priority on quorum queues (RabbitMQ refuses ``x-max-priority`` there).
@@ -82,6 +98,7 @@ class AuryRabbitmqBroker(RabbitmqQueueArguments, RabbitmqBroker):  # type: ignor
         middleware: list[Middleware] | None = None,
         queue_type: str = "classic",
         max_priority: int = 0,
+        max_deliveries: int = 5,
     ) -> None:
         if queue_type == "quorum" and max_priority:
             raise ConfigError(
@@ -93,9 +110,32 @@ class AuryRabbitmqBroker(RabbitmqQueueArguments, RabbitmqBroker):  # type: ignor
         )
         #: ``classic`` or ``quorum``: the type of every queue it declares.
         self.queue_type = queue_type
+        #: Deliveries of a message that may end unacknowledged (quorum queues; classic ones count none).
+        self.max_deliveries = max_deliveries
+        if queue_type == "quorum":
+            limit = DeliveryLimit(max_deliveries)
+            first = type(self.middleware[0]) if self.middleware else None
+            self.add_middleware(limit, before=first)  # before any other takes a slot or a lock
+
+    @property
+    def consumer_class(self) -> type[dramatiq.Consumer]:
+        """Dramatiq's consumer; on quorum queues, one whose messages carry their delivery count."""
+        if self.queue_type == "quorum":
+            return counting_rabbitmq_consumer()
+        return super().consumer_class  # type: ignore[no-any-return]
 
     def queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """Dramatiq's arguments (dead-lettering to ``.XQ``, ``x-max-priority``), and the queue type."""
+        """Dramatiq's arguments (dead-lettering to ``.XQ``, ``x-max-priority``), the queue type, and
+        on quorum queues ``x-delivery-limit`` (``max_deliveries``: RabbitMQ dead-letters a message
+        returned more often than that, so after ``max_deliveries + 1`` deliveries; the worker
+        dead-letters it unrun at that last delivery, :class:`DeliveryLimit`)."""
+        if self.queue_type == "quorum":
+            return {**self._typed(arguments), "x-delivery-limit": self.max_deliveries}
+        return arguments
+
+    def delay_queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Dramatiq's (those of the queue), and the queue type: no delivery limit (a worker gives
+        its delayed messages back, unacknowledged, each time it stops)."""
         return self._typed(arguments)
 
     def dead_letter_queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -121,8 +161,9 @@ class AuryRabbitmqBroker(RabbitmqQueueArguments, RabbitmqBroker):  # type: ignor
             ):
                 raise ConfigError(
                     f"RabbitMQ refused queue {queue_name!r}: {cause.reply_text}; RabbitMQ cannot change "
-                    "an existing queue's type or x-max-priority (TASK_RABBITMQ_QUEUE_TYPE, "
-                    "TASK_RABBITMQ_MAX_PRIORITY): keep its settings, or move its messages and delete it"
+                    "an existing queue's type, x-max-priority or x-delivery-limit (TASK_RABBITMQ_QUEUE_TYPE, "
+                    "TASK_RABBITMQ_MAX_PRIORITY, TASK_MAX_DELIVERIES on quorum queues): keep its settings, "
+                    "or move its messages and delete it"
                 ) from None
             raise
 
@@ -141,6 +182,33 @@ class AuryRabbitmqBroker(RabbitmqQueueArguments, RabbitmqBroker):  # type: ignor
             )
             raise BrokerFeatureUnsupported(f"task priority ({message.actor_name})", "RabbitMQ", instead)
         return super().enqueue(message, delay=delay)  # type: ignore[no-any-return]
+
+
+class DeliveryLimit(Middleware):
+    """Dead-letter, unrun, a message whose ``max_deliveries`` deliveries all ended unacknowledged.
+
+    On quorum queues RabbitMQ counts the deliveries of a message that ended without an ack or a
+    nack: its worker was killed (out of memory, a crash), lost its connection, or stopped while
+    holding it (a prefetched message counts too: RabbitMQ cannot tell it from a running one). The
+    delivery that comes after ``max_deliveries`` of those is failed here before any other
+    middleware sees it: the worker nacks it to ``.XQ``, and the ledger records it ``dead`` with
+    the reason ``redelivery_limit: …``. Messages without a count (classic queues) pass.
+    """
+
+    def __init__(self, max_deliveries: int) -> None:
+        self.max_deliveries = max_deliveries
+
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        deliveries = delivery_count_of(message)
+        if deliveries < self.max_deliveries:
+            return
+        logger.error("task {} ({}) dead-lettered: {} of its deliveries ended unacknowledged",
+                     message.message_id, message.actor_name, deliveries)  # fmt: skip
+        message.fail()
+        raise SkipMessage(
+            f"{REDELIVERY_LIMIT}: {deliveries} deliveries ended unacknowledged (their worker killed, "
+            "or stopped holding it)"
+        )
 
 
 @dataclass(frozen=True)

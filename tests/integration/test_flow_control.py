@@ -6,6 +6,7 @@ reads those times back and checks the limit against them.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+from brokers import QUEUE_SUFFIX_VARIABLE, on_both_brokers
 from conftest import ROOT, WorkerProcess, import_fixture_modules
 
 from aury_tasks import LedgerUnavailable, SerializationError, TaskManager, TaskStatus
@@ -42,7 +44,12 @@ def limits(producer: TaskManager) -> Any:
 
 
 def start_flow_worker(start_worker: Callable[..., WorkerProcess], *args: str, **kwargs: Any) -> WorkerProcess:
-    return start_worker("-q", "flow", "-c", "8", *args, modules=MODULES, **kwargs)
+    return start_worker("-q", flow_queue(), "-c", "8", *args, modules=MODULES, **kwargs)
+
+
+def flow_queue() -> str:
+    """The fixture tasks' queue in this test (its own on RabbitMQ: ``brokers.py``)."""
+    return "flow" + os.environ.get(QUEUE_SUFFIX_VARIABLE, "")
 
 
 def most_at_once(runs: list[dict[str, Any]]) -> int:
@@ -116,6 +123,7 @@ def test_the_window_limiter_counts_whole_seconds_of_one_instant(
 
 
 @pytest.mark.parametrize(("task", "limit", "processes"), [("exclusive", 1, "1"), ("paired", 2, "2")])
+@on_both_brokers
 def test_a_concurrency_limit_holds_across_threads_and_processes(
     limits: Any,
     start_worker: Callable[..., WorkerProcess],
@@ -330,6 +338,7 @@ def test_what_makes_sends_identical(limits: Any, redis_client: redis.Redis) -> N
     assert len(queued_ids(redis_client, "flow")) == 5
 
 
+@on_both_brokers
 def test_a_delayed_task_is_pending_work_too(limits: Any) -> None:
     # Given a unique task sent to run in a minute
     later = limits.unique_report.send_with_options(args=("acme",), delay=60)
@@ -339,6 +348,7 @@ def test_a_delayed_task_is_pending_work_too(limits: Any) -> None:
     assert limits.unique_report.send("acme").id == later.id
 
 
+@on_both_brokers
 def test_once_the_task_has_ended_an_identical_send_is_new_work(
     limits: Any, start_worker: Callable[..., WorkerProcess], events: EventLog
 ) -> None:

@@ -19,7 +19,7 @@ import pytest
 from brokers import delete_queues, require_rabbitmq
 from click.testing import CliRunner
 
-from aury_tasks import BrokerFeatureUnsupported, RunMode, TaskFailed, TaskManager, TaskStatus
+from aury_tasks import BrokerFeatureUnsupported, ConfigError, RunMode, TaskFailed, TaskManager, TaskStatus
 from aury_tasks.cli.main import main
 from aury_tasks.config.settings import get_settings
 from aury_tasks.worker.discovery import import_task_modules
@@ -183,8 +183,7 @@ def test_quorum_queues_are_declared_as_quorum_and_run_tasks(
     start_worker("-q", queue_name, env=env, modules=RABBIT_MODULES)
     producer = producer_on(quorum_url, monkeypatch)
 
-    # When a task is sent to the queue (a delayed one is not yet tested here: see the branch's
-    # report, issue 23, a delayed message on quorum queues did not come back in 30 s)
+    # When a task is sent to the queue (a delayed one: test_a_delayed_task_runs_on_quorum_queues)
     now = producer.get_task("add").send_with_options(args=(1, 2), queue_name=queue_name)
 
     # Then it runs
@@ -194,6 +193,115 @@ def test_quorum_queues_are_declared_as_quorum_and_run_tasks(
     for queue in (queue_name, f"{queue_name}.DQ", f"{queue_name}.XQ"):
         answer = declared_type_mismatch(amqp_url, queue)
         assert "inequivalent arg 'x-queue-type'" in answer and "quorum" in answer, (queue, answer)
+
+
+def test_a_delayed_task_runs_on_quorum_queues(
+    start_worker: Callable[..., Any],
+    ledger_on_redis: str,
+    amqp_url: str,
+    queue_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a worker and a producer on quorum queues
+    quorum_url = f"{amqp_url}/?queue_type=quorum"
+    env = {"TASK_BROKER_URL": quorum_url, "TASK_RESULT_BACKEND_URL": ledger_on_redis}
+    start_worker("-q", queue_name, env=env, modules=RABBIT_MODULES)
+    producer = producer_on(quorum_url, monkeypatch)
+
+    # When a task is sent with a delay of 0.2 s (through the delay queue, .DQ). (The delay of a
+    # task's send_with_options is in seconds, Dramatiq's in milliseconds: the delay=200 of issue 23's
+    # first quorum test asked for 200 s, hence "never finished" within its 30 s.)
+    sent_at = time.time()
+    later = producer.get_task("add").send_with_options(args=(2, 3), queue_name=queue_name, delay=0.2)
+
+    # Then it runs, not before its delay
+    assert later.get_result(timeout=30) == 5
+    record = later.record()
+    assert record.status is TaskStatus.SUCCESS
+    assert record.eta is not None and abs(record.eta - (sent_at + 0.2)) < 0.5
+    assert record.started_at is not None and record.started_at >= sent_at + 0.2
+
+
+def queue_message_count(url: str, queue: str) -> int:
+    """The messages ready in ``queue`` (which exists)."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+def test_on_quorum_queues_a_task_that_kills_its_worker_is_dead_lettered_after_max_deliveries(
+    start_worker: Callable[..., Any],
+    ledger_on_redis: str,
+    amqp_url: str,
+    queue_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Given quorum queues with a limit of 3 deliveries, and a task that kills its worker each time
+    quorum_url = f"{amqp_url}/?queue_type=quorum"
+    monkeypatch.setenv("TASK_MAX_DELIVERIES", "3")
+    env = {
+        "TASK_BROKER_URL": quorum_url,
+        "TASK_RESULT_BACKEND_URL": ledger_on_redis,
+        "TASK_MAX_DELIVERIES": "3",
+    }
+    producer = producer_on(quorum_url, monkeypatch)
+    runs = tmp_path / "runs.txt"
+    handle = producer.get_task("kills_its_worker").send_with_options(args=(str(runs),), queue_name=queue_name)
+
+    # When workers keep being started (as a supervisor would restart them)
+    def dead() -> bool:
+        return handle.status() is TaskStatus.DEAD
+
+    deaths, worker, deadline = 0, None, time.monotonic() + 60
+    while not dead() and deaths < 6 and time.monotonic() < deadline:
+        worker = start_worker("-q", queue_name, env=env, modules=RABBIT_MODULES, ready=False)
+        while worker.process.poll() is None and not dead() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        deaths += worker.process.poll() is not None
+
+    # Then it ran 3 times, each time in a worker that died, and not a 4th time: the 4th worker
+    # dead-lettered it, says why in its record, and lives on
+    assert dead()
+    assert len(set(runs.read_text().split())) == 3 == deaths
+    record = handle.record()
+    assert record.reason is not None
+    assert record.reason.startswith("redelivery_limit: 3 deliveries ended unacknowledged"), record.reason
+    assert worker is not None and worker.process.poll() is None
+    # ... and the message is in the queue's dead-letter queue, not in the queue
+    deadline = time.monotonic() + 10
+    while queue_message_count(amqp_url, f"{queue_name}.XQ") == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert queue_message_count(amqp_url, f"{queue_name}.XQ") == 1
+    assert queue_message_count(amqp_url, queue_name) == 0
+
+
+def test_a_quorum_queue_of_another_delivery_limit_is_refused_in_one_line(
+    amqp_url: str, queue_name: str
+) -> None:
+    from aury_tasks.broker.rabbitmq import AuryRabbitmqBroker
+
+    # Given a quorum queue declared with TASK_MAX_DELIVERIES=5
+    first = AuryRabbitmqBroker(url=amqp_url, queue_type="quorum", max_deliveries=5)
+    first.declare_queue(queue_name, ensure=True)
+    first.close()
+
+    # When a broker with TASK_MAX_DELIVERIES=3 declares it
+    second = AuryRabbitmqBroker(url=amqp_url, queue_type="quorum", max_deliveries=3)
+    try:
+        with pytest.raises(ConfigError) as refused:
+            second.declare_queue(queue_name, ensure=True)
+    finally:
+        second.close()
+
+    # Then the error names the argument and the setting, in one line
+    assert "inequivalent arg 'x-delivery-limit'" in refused.value.message
+    assert "TASK_MAX_DELIVERIES" in refused.value.message
+    assert "\n" not in refused.value.message
 
 
 def test_a_worker_refuses_a_queue_of_another_type_in_one_line(

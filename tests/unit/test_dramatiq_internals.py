@@ -123,7 +123,15 @@ RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
     ("RabbitmqBroker._declare_queue", rabbitmq_broker.RabbitmqBroker._declare_queue, "9ebebb7082f01042",
      f"{INTERNALS} RabbitmqQueueArguments: a queue is declared with _build_queue_arguments"),
     ("RabbitmqBroker._declare_dq_queue", rabbitmq_broker.RabbitmqBroker._declare_dq_queue, "8771e365f249ab5d",
-     f"{INTERNALS} RabbitmqQueueArguments: the delay queue is declared with _build_queue_arguments"),
+     f"{INTERNALS} RabbitmqQueueArguments._declare_dq_queue replaces it (the same declare, Dramatiq's "
+     "_build_queue_arguments through delay_queue_arguments)"),
+    ("RabbitmqBroker.consumer_class", rabbitmq_broker.RabbitmqBroker.consumer_class.fget, "28a72bd330e935f6",
+     "aury_tasks/broker/rabbitmq.py AuryRabbitmqBroker.consumer_class (Dramatiq's on classic queues)"),
+    ("_RabbitmqConsumer.__init__", rabbitmq_broker._RabbitmqConsumer.__init__, "df5dd7aa8bf4dcd6",
+     f"{INTERNALS} counting_rabbitmq_consumer: self.iterator is the pika consume() iterator"),
+    ("_RabbitmqConsumer.__next__", rabbitmq_broker._RabbitmqConsumer.__next__, "75ac0236fc2754b8",
+     f"{INTERNALS} counting_rabbitmq_consumer: one next(self.iterator) per call, (method, properties, "
+     "body) triples, and the message proxy it returns"),
     ("RabbitmqBroker._declare_xq_queue", rabbitmq_broker.RabbitmqBroker._declare_xq_queue, "435cb6fafa76ca3d",
      f"{INTERNALS} RabbitmqQueueArguments._declare_xq_queue replaces it (the same declare, its "
      "arguments through dead_letter_queue_arguments)"),

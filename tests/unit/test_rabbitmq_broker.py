@@ -15,6 +15,7 @@ from aury_tasks.broker.build import open_broker
 from aury_tasks.broker.rabbitmq import (
     DEFAULT_CONSUMER_TIMEOUT_MS,
     AuryRabbitmqBroker,
+    DeliveryLimit,
     consumer_timeout_warning,
     split_queue_type,
 )
@@ -54,10 +55,16 @@ def test_quorum_queues_declare_their_type_on_the_queue_its_delay_and_dead_letter
     quorum_queue = quorum._build_queue_arguments("emails")
     classic_queue = classic._build_queue_arguments("emails")
 
-    # Then the quorum queue (and its delay queue, declared with the same) is typed, still
-    # dead-lettering to its .XQ queue, whose own arguments are typed as well
+    # Then the quorum queue is typed, still dead-lettering to its .XQ queue, with a delivery limit
+    # of TASK_MAX_DELIVERIES (5); its delay queue is typed, with no delivery limit (a worker gives
+    # its held delayed messages back whenever it stops); its .XQ queue is typed as well
     assert quorum_queue == {
         "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": "emails.XQ",
+        "x-queue-type": "quorum",
+        "x-delivery-limit": 5,
+    }
+    assert quorum.delay_queue_arguments("emails", {"x-dead-letter-routing-key": "emails.XQ"}) == {
         "x-dead-letter-routing-key": "emails.XQ",
         "x-queue-type": "quorum",
     }
@@ -138,3 +145,43 @@ def test_no_consumer_timeout_warning_when_every_task_fits_or_the_server_has_none
     assert consumer_timeout_warning({"a.short": 600_000}, DEFAULT_CONSUMER_TIMEOUT_MS) is None
     assert consumer_timeout_warning({"a.long": 3_600_000}, 0) is None
     assert TaskSettings.load(_env_file=None).rabbitmq_consumer_timeout_ms == DEFAULT_CONSUMER_TIMEOUT_MS
+
+
+def test_quorum_queues_put_the_delivery_limit_first_and_classic_ones_have_none() -> None:
+    from dramatiq.middleware import AgeLimit
+
+    # Given brokers of quorum and classic queues over the same middleware
+    quorum = AuryRabbitmqBroker(url=URL, queue_type="quorum", middleware=[AgeLimit()], max_deliveries=3)
+    classic = AuryRabbitmqBroker(url=URL, middleware=[AgeLimit()], max_deliveries=3)
+
+    # Then the quorum one checks the delivery limit before any other middleware, the classic one not
+    first = quorum.middleware[0]
+    assert isinstance(first, DeliveryLimit) and first.max_deliveries == 3
+    assert not any(isinstance(m, DeliveryLimit) for m in classic.middleware)
+    # ... and only the quorum one reads delivery counts off its deliveries
+    assert quorum.consumer_class is not classic.consumer_class
+
+
+def test_a_delivery_under_the_limit_passes_and_one_at_it_is_failed_and_skipped() -> None:
+    from dramatiq.broker import MessageProxy
+    from dramatiq.middleware import SkipMessage
+
+    limit = DeliveryLimit(3)
+    broker = AuryRabbitmqBroker(url=URL, queue_type="quorum")
+
+    def delivery(count: int | None) -> MessageProxy:
+        proxy = MessageProxy(dramatiq.Message("q", "a", (), {}, {}))
+        if count is not None:
+            vars(proxy)["aury_delivery_count"] = count
+        return proxy
+
+    # When deliveries with no count (a classic queue), 2 and 3 earlier deliveries come
+    for passing in (delivery(None), delivery(2)):
+        limit.before_process_message(broker, passing)
+        assert not passing.failed
+    at_limit = delivery(3)
+    with pytest.raises(SkipMessage, match=r"^redelivery_limit: 3 deliveries ended unacknowledged"):
+        limit.before_process_message(broker, at_limit)
+
+    # Then only the last is failed (its worker nacks it to .XQ)
+    assert at_limit.failed
