@@ -25,8 +25,10 @@ import redis
 
 #: Seconds between two measurements of the offset (clocks drift slowly; NTP may step one).
 REMEASURE_SECONDS = 30.0
-#: Seconds before a measurement that failed (the server could not be reached) is tried again.
-RETRY_SECONDS = 1.0
+#: Seconds before a first measurement that failed (the server could not be reached) is tried
+#: again; once one succeeded, a failed one waits the whole :data:`REMEASURE_SECONDS`, so that an
+#: outage does not add the client's retries to a call more than that often.
+RETRY_SECONDS = 5.0
 
 
 class _TimeSource(Protocol):
@@ -78,7 +80,8 @@ class ServerClock:
         """Measure the offset now (one ``TIME``); ``False`` when the server could not be asked.
 
         One thread measures at a time; the others keep the offset they have meanwhile. A failed
-        measurement is tried again after :data:`RETRY_SECONDS`.
+        measurement is tried again after :data:`RETRY_SECONDS` while none ever succeeded, else at
+        the next due time.
         """
         if not self._lock.acquire(blocking=False):
             return False
@@ -89,7 +92,8 @@ class ServerClock:
                 seconds, micros = self._client.time()
                 after = self._local()
             except (redis.RedisError, OSError):
-                self._due = time.monotonic() + min(self._every, RETRY_SECONDS)
+                if not self._measured:
+                    self._due = time.monotonic() + min(self._every, RETRY_SECONDS)
                 return False
             self._offset = int(seconds) + int(micros) / 1e6 - (before + after) / 2
             self._measured = True
