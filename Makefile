@@ -2,7 +2,7 @@
 
 PYTHON ?= .venv/bin/python
 
-.PHONY: test slow reliability conformance lint
+.PHONY: test slow reliability scale conformance lint
 
 test:  ## the default suite, as CI runs it
 	$(PYTHON) -m pytest
@@ -12,6 +12,9 @@ slow:  ## only the long fault and soak tests
 
 reliability:  ## every fault scenario of tests/reliability, with its figures as a table
 	$(PYTHON) tests/reliability/run.py
+
+scale:  ## the many-hosts scenarios of tests/scale (network namespaces: root), with their figures as a table
+	$(PYTHON) tests/scale/run.py
 
 conformance:  ## Dramatiq's own test_redis.py and test_actors.py against our broker (in the default suite too)
 	$(PYTHON) -m pytest tests/conformance

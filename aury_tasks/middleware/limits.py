@@ -215,9 +215,10 @@ class ConcurrencyLeases:
     """At most ``limit`` runs of a task at once, across all workers: one lease per run.
 
     The leases are a sorted set (:meth:`~aury_tasks.core.keys.KeySpace.concurrency_leases`): member the run,
-    score the moment its lease ends (ms). A worker renews the leases of its runs every few
-    seconds (:meth:`renew`); a killed worker's lease ends ``lease_seconds`` after its last
-    renewal, and the next run to ask takes the slot.
+    score the moment its lease ends (ms, on the Redis server's clock: the hosts' clocks may
+    disagree). A worker renews the leases of its runs every few seconds (:meth:`renew`); a killed
+    worker's lease ends ``lease_seconds`` after its last renewal, and the next run to ask takes
+    the slot.
 
     Parameters:
       client: the Redis holding the leases.
@@ -231,12 +232,8 @@ class ConcurrencyLeases:
 
     def acquire(self, task_name: str, run: str, limit: int) -> bool:
         """Lease ``run`` a slot of ``task_name`` if fewer than ``limit`` are held; return whether it was."""
-        now = int(time.time() * 1000)
-        return bool(
-            _ACQUIRE_LEASE(
-                self.client, [self.keys.concurrency_leases(task_name)], [run, limit, now, self.lease_ms]
-            )
-        )
+        leases = [self.keys.concurrency_leases(task_name)]
+        return bool(_ACQUIRE_LEASE(self.client, leases, [run, limit, self.lease_ms]))
 
     def release(self, task_name: str, run: str) -> None:
         """Give back the slot of ``run``."""
@@ -251,11 +248,10 @@ class ConcurrencyLeases:
         pairs = list(runs)
         if not pairs:
             return []
-        expiry = int(time.time() * 1000) + self.lease_ms
         lost = _RENEW_LEASES(
             self.client,
             [self.keys.concurrency_leases(task_name) for task_name, _ in pairs],
-            [expiry, self.lease_ms, *(run for _, run in pairs)],
+            [self.lease_ms, *(run for _, run in pairs)],
         )
         return [item.decode() if isinstance(item, bytes) else str(item) for item in lost]
 

@@ -143,9 +143,8 @@ def test_sigkill_of_the_master_under_a_stream_of_10000_tasks(
     with contextlib.suppress(AssertionError):  # the lost ones never complete: counted below
         wait_for(lambda: done_count(client) >= len(sent), timeout=60, what="every sent task", every=0.2)
     new_master = redis.Redis(port=sentinels.replica_port)
-    wait_for(
-        lambda: new_master.llen(keys.DEFAULT.broker_queue(QUEUE)) == 0, timeout=30, what="the queue drained"
-    )
+    queue = keys.DEFAULT.broker_queue(QUEUE)
+    wait_for(lambda: new_master.llen(queue) == 0, timeout=30, what="the queue drained")
     tally = Tally.read(client, sent)
     figures.add(tally)
     pause = longest_gap([float(stamp) for stamp in client.lrange("rel:done_at", 0, -1)])

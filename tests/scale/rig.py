@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,23 +66,42 @@ def namespaces_unavailable() -> str | None:
     return None
 
 
-def faketime_unavailable() -> str | None:
-    """Why a host cannot have a skewed wall clock here (``None``: libfaketime is installed)."""
+#: Put first on a skewed host's ``PYTHONPATH``: its ``sitecustomize`` makes ``time.sleep`` work
+#: under libfaketime (see ``skewed_site/sitecustomize.py``).
+SKEWED_SITE = Path(__file__).resolve().parent / "skewed_site"
+#: What the faketime probe runs: a sleep, a timed lock wait, and the skewed wall clock (printed).
+_PROBE = (
+    "import threading, time; m = time.monotonic(); time.sleep(0.01); threading.Event().wait(0.05); "
+    "print(time.time(), time.monotonic() - m)"
+)
+
+
+def skew_environment(skew: float) -> dict[str, str]:
+    """The variables that put a process's wall clock ``skew`` seconds ahead (libfaketime), its
+    monotonic clock left alone, ``time.sleep`` made to work (:data:`SKEWED_SITE`)."""
+    return {"LD_PRELOAD": FAKETIME_LIBRARY, "FAKETIME": f"{skew:+g}s", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "PYTHONPATH": os.pathsep.join([str(SKEWED_SITE), str(ROOT)])}  # fmt: skip
+
+
+def faketime_unavailable(skew: float = 30.0) -> str | None:
+    """Why a host cannot have a wall clock ``skew`` s ahead here (``None``: it can): a probe process
+    under :func:`skew_environment` must sleep, wait on a lock in time and see the skewed clock."""
     if not os.path.exists(FAKETIME_LIBRARY):
         return f"libfaketime is not installed ({FAKETIME_LIBRARY}; apt-get install faketime)"
-    env = {
-        **os.environ,
-        "LD_PRELOAD": FAKETIME_LIBRARY,
-        "FAKETIME": "+30s",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    env = {**os.environ, **skew_environment(skew)}
     try:
-        probe = subprocess.run([sys.executable, "-c", "import time; time.sleep(0.01)"], env=env,
-                               capture_output=True, text=True, timeout=10)  # fmt: skip
+        before = time.time()
+        probe = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True,
+                               timeout=20)  # fmt: skip
     except subprocess.TimeoutExpired:
-        return "libfaketime hangs Python's time.sleep here"
+        return "libfaketime hangs Python's time.sleep or its lock waits here"
     if probe.returncode != 0:
-        return f"libfaketime breaks Python's time.sleep here: {probe.stderr.strip().splitlines()[-1:]}"
+        return f"libfaketime breaks Python here: {probe.stderr.strip().splitlines()[-1:]}"
+    seen, waited = (float(value) for value in probe.stdout.split())
+    if waited > 5:
+        return f"a lock wait of 0.05 s took {waited:.1f} s under libfaketime"
+    if not before + skew - 5 < seen < time.time() + skew + 5:
+        return f"libfaketime did not put the clock {skew:g} s ahead (it read {seen - before:+.1f} s)"
     return None
 
 
@@ -156,8 +176,7 @@ class Rig:
         env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", SCALE_HOST=host.name,
                    SCALE_SKEW=str(host.skew), TASK_DATA_DIR=str(host.directory / ".aum"))  # fmt: skip
         if host.skew:
-            env.update(LD_PRELOAD=FAKETIME_LIBRARY, FAKETIME=f"{host.skew:+g}s",
-                       FAKETIME_DONT_FAKE_MONOTONIC="1", FAKETIME_NO_CACHE="1")  # fmt: skip
+            env.update(skew_environment(host.skew))
         env.update(extra)
         return env
 

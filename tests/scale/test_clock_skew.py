@@ -2,8 +2,14 @@
 
 A time namespace (``unshare --time``) offsets only the monotonic and boot-time clocks, not the
 wall clock every timestamp of the toolkit and Dramatiq is taken from, so the skewed host runs
-under libfaketime (``FAKETIME=+30s``, its monotonic clock left alone). Its evidence lines carry
-the skew, so every time below is on the real clock.
+under libfaketime (``FAKETIME=+30s``, its monotonic clock left alone, ``time.sleep`` made to
+work: see ``rig.skew_environment``). Its evidence lines carry the skew, so every time below is
+on the real clock. Where libfaketime is missing or does not work, the scenario skips, saying why.
+
+What it checks is what the toolkit puts on the Redis server's clock (``aury_tasks.redis.clock``):
+the skewed host's heartbeats are the server's time, so nobody is taken for dead; delayed tasks
+start at their time wherever they are held; the concurrency lease of a task limited to one run
+at a time is not dropped early by the host ahead.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import time
 import pytest
 
 from aury_tasks import TaskManager
+from aury_tasks.core import keys
 
 from .cluster import HEARTBEAT_TIMEOUT, Cluster
 from .evidence import Figures, Tally, by_tag
@@ -58,7 +65,15 @@ def test_with_one_host_30_s_ahead_heartbeats_delays_and_leases_still_hold(
     time.sleep(2 * HEARTBEAT_TIMEOUT)  # a worker wrongly taken for dead: its tasks would run again by now
     runs = cluster.runs()
 
-    # Then no host was taken for dead: every task ran once, the skewed host's among them
+    # Then the skewed host's heartbeats are on the server's clock, not 30 s ahead
+    client = producer.broker.client
+    seconds, micros = client.time()
+    skewed_ids = {run.broker_id for run in runs if run.host == "worker3"}
+    beats = [client.zscore(keys.DEFAULT.broker_heartbeats(), broker_id) for broker_id in skewed_ids]
+    ahead = max((beat or 0) / 1000 - (seconds + micros / 1e6) for beat in beats) if beats else None
+    figures.extra["skewed host's heartbeat ahead s"] = None if ahead is None else round(ahead, 2)
+    assert ahead is not None and ahead < 2, f"the skewed host's heartbeat is {ahead} s ahead of the server"
+    # ... so no host was taken for dead: every task ran once, the skewed host's among them
     tally = Tally.of(every, runs)
     figures.add(tally)
     hosts_used = {run.host for run in runs}

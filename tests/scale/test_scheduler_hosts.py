@@ -52,9 +52,8 @@ def test_the_other_scheduler_takes_over_within_the_lease_and_no_tick_is_lost_or_
     worker.wait_for_line("Worker process is ready for action", timeout=60)
     client = producer.broker.client
     wait_for(lambda: len(planned_ticks(client)) >= 3, timeout=30, what="three ticks")
-    leader = wait_for(
-        lambda: client.get(keys.DEFAULT.scheduler_leader()), timeout=10, what="a leader"
-    ).decode()
+    leader = wait_for(lambda: client.get(keys.DEFAULT.scheduler_leader()), timeout=10, what="a leader")
+    leader = leader.decode()
     leading = next(n for n, s in enumerate(schedulers) if f":{s.process.pid}:" in leader)
 
     # When the leader's host is cut off for 20 s

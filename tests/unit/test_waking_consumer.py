@@ -7,6 +7,7 @@ the wake subscription is active, and ``wake`` is what a wake message does.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import dramatiq
@@ -17,6 +18,7 @@ from aury_tasks.broker.redis import dramatiq_internals
 from aury_tasks.broker.redis.dramatiq_internals import WakingRedisConsumer
 from aury_tasks.broker.redis.wakeup import Waker
 from aury_tasks.core.keys import DEFAULT
+from aury_tasks.redis.clock import ServerClock
 
 QUEUE = "q"
 #: The worker timeout (ms) the consumers get: how long one call waits at most.
@@ -29,7 +31,10 @@ class MemoryBroker:
     heartbeat_timeout = 15_000
     keys = DEFAULT
 
-    def __init__(self) -> None:
+    def __init__(self, server_ahead: float = 0.0) -> None:
+        #: The server's clock: ``server_ahead`` seconds ahead of this process's (its ``time`` below).
+        self.server_ahead = server_ahead
+        self.clock = ServerClock(self)
         self.waiting: list[bytes] = []
         self.fetches: list[int] = []
         self.acked: list[str] = []
@@ -41,6 +46,11 @@ class MemoryBroker:
                 queue_name=QUEUE, actor_name="noop", args=(), kwargs={}, options=options
             )
             self.waiting.append(message.copy(options={"redis_message_id": message.message_id}).encode())
+
+    def time(self) -> tuple[int, int]:
+        """What Redis's ``TIME`` answers: seconds and microseconds on the server's clock."""
+        now = time.time() + self.server_ahead
+        return int(now), int(now % 1 * 1_000_000)
 
     def do_fetch(self, queue_name: str, count: int) -> list[bytes]:
         self.fetches.append(count)
@@ -185,3 +195,19 @@ def test_a_consumer_holding_a_delayed_message_waits_no_longer_than_its_eta(broke
     # ... and once the message went to its queue (acknowledged here), the worker timeout again
     consumer.ack(delayed)
     assert consumer._wait_seconds() == 1.0
+
+
+def test_a_delayed_message_s_eta_is_handed_to_the_worker_on_this_host_s_clock() -> None:
+    # Given a host whose clock is 30 s behind the Redis server's, and a message due in 10 s by
+    # the server's clock (as every sender writes it)
+    broker = MemoryBroker(server_ahead=30.0)
+    broker.waker.ready.set()
+    due = broker.clock.millis() + 10_000
+    broker.send(1, eta=due)
+
+    # When the consumer hands it to the worker
+    delayed = next(WakingRedisConsumer(broker, QUEUE, 4, 1000))  # type: ignore[arg-type]
+
+    # Then its eta is the moment this host's clock reads then: 10 s from now here, not 40 s
+    assert delayed is not None
+    assert delayed.options["eta"] == pytest.approx(due - 30_000, abs=1_000)

@@ -82,14 +82,21 @@ def wake_write(keys: KeySpace, queue_name: str) -> Write:
 
 
 def prepare_for_enqueue(
-    message: dramatiq.Message[Any], delay: int | None, *, owned: bool = False, broker_id: str | None = None
+    message: dramatiq.Message[Any],
+    delay: int | None,
+    *,
+    owned: bool = False,
+    broker_id: str | None = None,
+    now_ms: int | None = None,
 ) -> dramatiq.Message[Any]:
     """The message Dramatiq's ``RedisBroker.enqueue`` sends: a copy with a fresh broker id
     (``redis_message_id``), and the delay queue and eta when delayed.
 
     ``owned``: the message was made for this send and nothing else holds it; undelayed, it gets
     its broker id in its own options instead of in a copy (a copy is about a tenth of a send's
-    CPU). ``broker_id``: the id to give (default: a new one).
+    CPU). ``broker_id``: the id to give (default: a new one). ``now_ms``: the moment the delay
+    counts from (the broker's :attr:`~aury_tasks.broker.redis.dramatiq_internals.RoutedRedisBroker.clock`;
+    default: this host's clock).
     """
     broker_id = broker_id or new_id()
     if delay is None:
@@ -97,7 +104,7 @@ def prepare_for_enqueue(
             message.options["redis_message_id"] = broker_id
             return message
         return message.copy(options={"redis_message_id": broker_id})
-    options = {"redis_message_id": broker_id, "eta": current_millis() + delay}
+    options = {"redis_message_id": broker_id, "eta": (current_millis() if now_ms is None else now_ms) + delay}
     return message.copy(queue_name=dq_name(message.queue_name), options=options)
 
 
@@ -189,7 +196,7 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
                  keys.broker_fetched(self.broker_id, queue_name), keys.priority_queue(queue_name),
                  keys.suspects(queue_name), keys.idle_marker(queue_name)]  # fmt: skip
         promote = 0 if queue_name.endswith(".DQ") else 1
-        fetch = Write(FETCH, keys_, [current_millis(), self.broker_id, count, promote, IDLE_MARKER_TTL_MS])
+        fetch = Write(FETCH, keys_, [self.clock.millis(), self.broker_id, count, promote, IDLE_MARKER_TTL_MS])
         calls = [*self._maintenance_writes("fetch", queue_name), fetch]
         self._load_scripts_once()
         *_, (fetched, suspects) = run_calls(self.client, calls)
@@ -201,7 +208,7 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
         keys = self.keys
         keys_ = [keys.broker_heartbeats(), keys.broker_messages(queue_name), keys.broker_queue(queue_name),
                  keys.idle_marker(queue_name)]  # fmt: skip
-        args = [current_millis(), self.broker_id, redis_message_id, data, keys.wake_channel(queue_name)]
+        args = [self.clock.millis(), self.broker_id, redis_message_id, data, keys.wake_channel(queue_name)]
         return Write(ENQUEUE, keys_, args)
 
     def send_encoded(self, queue_name: str, redis_message_id: str, data: bytes, priority: int = 0) -> None:
@@ -249,7 +256,7 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
         """:meth:`send_calls` with the ledger writes parked for the message already taken."""
         if priority:
             send = priority_enqueue_write(self.keys, queue_name, redis_message_id, data, priority,
-                                          broker_id=self.broker_id, now_ms=current_millis())  # fmt: skip
+                                          broker_id=self.broker_id, now_ms=self.clock.millis())  # fmt: skip
         else:
             send = self.enqueue_write(queue_name, redis_message_id, data)
             if riders and len(riders) == 1 and not before:
@@ -268,7 +275,7 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
         keys_ = [keys.broker_heartbeats(), keys.broker_messages(queue_name), keys.broker_queue(queue_name),
                  keys.idle_marker(queue_name)]  # fmt: skip
         args: list[Any] = [
-            current_millis(),
+            self.clock.millis(),
             self.broker_id,
             self.keys.wake_channel(queue_name),
             self.keys.ledger_prefix,
@@ -281,7 +288,7 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
         """The script calls that acknowledge a message with the ledger writes parked for it."""
         keys_ = [self.keys.broker_heartbeats(), self.keys.broker_fetched(self.broker_id, queue_name),
                  self.keys.broker_messages(queue_name)]  # fmt: skip
-        ack = Write(ACK, keys_, [current_millis(), self.broker_id, redis_message_id])
+        ack = Write(ACK, keys_, [self.clock.millis(), self.broker_id, redis_message_id])
         riders = self.riders.take(redis_message_id) if self.riders is not None else None
         if not riders:
             return [ack]
@@ -307,7 +314,8 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
         :mod:`aury_tasks.broker.redis.priority`); a delayed one waits in the delay queue as usual. ``owned``:
         see :func:`prepare_for_enqueue`.
         """
-        message = prepare_for_enqueue(message, delay, owned=owned)
+        now_ms = None if delay is None else self.clock.millis()
+        message = prepare_for_enqueue(message, delay, owned=owned, now_ms=now_ms)
         self.emit_before("enqueue", message, delay)
         priority = message_priority(message) if delay is None else 0
         data = encode_message(message)

@@ -129,8 +129,12 @@ class AuryRedisBroker(FastRedisBroker):
         ``(message, delay)`` and ``(body, priority)`` each. Nothing is sent; when one fails, the
         ledger writes parked for them all are dropped."""
         broker_ids = new_ids(len(messages))
-        prepared = [(prepare_for_enqueue(message, delay, owned=owned, broker_id=broker_id), delay)
-                    for (message, delay), broker_id in zip(messages, broker_ids, strict=True)]  # fmt: skip
+        # (the server's clock only for an eta: reading it may take a round trip, the first time)
+        now_ms = self.clock.millis() if any(delay is not None for _, delay in messages) else None
+        prepared = [
+            (prepare_for_enqueue(message, delay, owned=owned, broker_id=broker_id, now_ms=now_ms), delay)
+            for (message, delay), broker_id in zip(messages, broker_ids, strict=True)
+        ]
         if self.ledger_writes_at_once:  # before_enqueue would write to the ledger: check all first
             for message, _ in prepared:
                 _check_encodable(message)

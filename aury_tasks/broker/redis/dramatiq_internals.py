@@ -51,6 +51,7 @@ from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.rate_limits import WindowRateLimiter
 from dramatiq.worker import ConsumerThread, Worker, WorkerThread
 
+from ...redis.clock import ServerClock
 from ...redis.scripts import LuaScript, Write
 from .wakeup import IDLE_FETCH_INTERVAL
 
@@ -76,6 +77,12 @@ class RoutedRedisBroker(RedisBroker):
     (Dramatiq's own unless overridden), and any other command to Dramatiq's dispatch script
     through :meth:`dispatch_call` (no maintenance).
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: The Redis server's clock: every time written for other processes to compare (heartbeats,
+        #: etas, the "now" of recovery) is read on it, not on this host's (see :mod:`aury_tasks.redis.clock`).
+        self.clock = ServerClock(self.client)
 
     def _dispatch(self, command: str) -> Callable[..., Any]:
         if command == "fetch":
@@ -120,7 +127,7 @@ class RoutedRedisBroker(RedisBroker):
         ``maintenance``: run Dramatiq's queue maintenance first (with the command ``maintain``,
         which the script does not know, that is all it runs besides the heartbeat).
         """
-        arguments = [command, current_millis(), queue_name, self.broker_id, self.heartbeat_timeout,
+        arguments = [command, self.clock.millis(), queue_name, self.broker_id, self.heartbeat_timeout,
                      self.dead_message_ttl, int(maintenance), self.max_unpack_size(), *args]  # fmt: skip
         return Write(DISPATCH, [self.namespace], arguments)
 
@@ -170,7 +177,11 @@ class WakingRedisConsumer(_RedisConsumer):  # type: ignore[misc]  # Dramatiq's c
                     self.queued_message_ids.add(message.message_id)
                     eta = message.options.get("eta")
                     if isinstance(eta, int | float):
-                        self._etas[message.message_id] = int(eta)
+                        # The eta is on the server's clock; Dramatiq's worker compares it with this
+                        # host's: it gets the moment of this host's clock instead.
+                        message.options["eta"] = self._etas[message.message_id] = (
+                            self.broker.clock.local_millis(eta)
+                        )
                     return MessageProxy(message)
                 now = time.monotonic()
                 self._waker.check_in(self.queue_name, self._wake)

@@ -35,7 +35,7 @@ import threading
 from typing import TYPE_CHECKING, Any, cast
 
 import dramatiq
-from dramatiq.common import current_millis, q_name
+from dramatiq.common import q_name
 
 from ...redis.scripts import load_script
 
@@ -67,7 +67,7 @@ def recover_dead_workers_messages(broker: AuryRedisBroker, queue_name: str) -> l
              keys.broker_messages(queue_name), keys.dead_letters(canonical),
              keys.dead_letter_messages(canonical), keys.suspects(queue_name),
              keys.running_suspects(queue_name), keys.idle_marker(queue_name)]  # fmt: skip
-    args = [current_millis(), broker.heartbeat_timeout, keys.broker_fetched_prefix(), queue_name,
+    args = [broker.clock.millis(), broker.heartbeat_timeout, keys.broker_fetched_prefix(), queue_name,
             broker.max_deliveries, broker.broker_id, keys.wake_channel(queue_name)]  # fmt: skip
     stalled, *buried = _RECOVER(broker.client, keys_, args)
     if stalled:

@@ -32,7 +32,6 @@ import uuid
 from typing import TYPE_CHECKING
 
 import redis
-from dramatiq.common import current_millis
 from loguru import logger
 
 from ...redis.outage import redis_back, redis_lost
@@ -185,7 +184,7 @@ class Waker(threading.Thread):
         with self._lock:
             queues = sorted(name for name, events in self._events.items() if events)
         dead = _BEAT(broker.client, [broker.keys.broker_heartbeats()],
-                     [current_millis(), broker.broker_id, broker.heartbeat_timeout,
+                     [broker.clock.millis(), broker.broker_id, broker.heartbeat_timeout,
                       int(STALE_WINDOW_BEATS * self.beat_interval * 1000),
                       broker.keys.broker_fetched_prefix(), *queues])  # fmt: skip
         dead_ids = {item.decode() if isinstance(item, bytes) else str(item) for item in dead}
