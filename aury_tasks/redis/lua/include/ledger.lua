@@ -2,8 +2,8 @@
 -- own key and arguments (transition.lua is this function called on the script's).
 -- Moves the record forward or does nothing, in one atomic step: compare (attempt, phase) with
 -- the record's, write the fields, move the record between the status indexes, count a task that
--- ended in the minute and hour statistics buckets (all tasks, its queue, its task name) and
--- announce the change on the task's event channel.
+-- ended in the minute and hour statistics buckets (all tasks, its queue, its task name) unless
+-- the caller counts it itself, and announce the change on the task's event channel.
 -- KEYS[1] the task's record hash
 -- ARGV[1] task id
 -- ARGV[2] status
@@ -19,7 +19,8 @@
 -- ARGV[12] duration bucket
 -- ARGV[13] error JSON to append to 'errors', or ''
 -- ARGV[14] 'cancel' to announce a cancel, or ''
--- ARGV[15] minute bucket ttl in s (keys.MINUTE_BUCKET_TTL; read only by a final write)
+-- ARGV[15] minute bucket ttl in s (keys.MINUTE_BUCKET_TTL; read only by a final write), or ''
+--           when the caller counts the task itself (a worker's StatsTally, flushed once a second)
 -- ARGV[16…] field, value, …
 -- Returns 1 (written) or 0 (refused: the record is final, or already further on).
 -- (A send's write of a new record is send_record's, not this: it leaves the index entries to
@@ -69,7 +70,7 @@ local function ledger(KEYS, ARGV)
     redis.call('ZADD', idx .. 'status:' .. status, score, id)
     redis.call('ZADD', idx .. 'status:' .. status .. ':queue:' .. queue, score, id)
     redis.call('ZADD', idx .. 'status:' .. status .. ':task:' .. task, score, id)
-    if final == '1' then
+    if final == '1' and ARGV[15] ~= '' then
         local buckets = {
             {'m:' .. math.floor(now / 60000), tonumber(ARGV[15])},
             {'h:' .. math.floor(now / 3600000), math.floor(tonumber(ARGV[6]) / 1000) + 3600},
