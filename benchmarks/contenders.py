@@ -125,14 +125,14 @@ def _aury_settled(client: redis.Redis) -> bool:
     heartbeat) and written their statistics counts (once a second): every task a final status
     index holds is counted in the minute buckets. One command at a time, so the harness's
     client counts them all."""
-    if client.llen(keys.unindexed()):
+    if client.llen(keys.DEFAULT.unindexed()):
         return False
     finals = [status.value for status in TaskStatus if status.is_final]
-    ended = sum(int(client.zcard(keys.status_index(status))) for status in finals)
+    ended = sum(int(client.zcard(keys.DEFAULT.status_index(status))) for status in finals)
     minute = int(time.time() // 60)
     counted = 0
     for bucket in range(minute - SETTLE_MINUTES, minute + 1):
-        counts = client.hgetall(keys.stats_bucket("m", bucket))
+        counts = client.hgetall(keys.DEFAULT.stats_bucket("m", bucket))
         counted += sum(int(counts.get(status.encode(), 0)) for status in finals)
     return counted >= ended
 

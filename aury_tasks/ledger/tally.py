@@ -23,7 +23,7 @@ from collections.abc import Callable
 import redis
 from loguru import logger
 
-from ..core import keys
+from ..core.keys import MINUTE_BUCKET_TTL, KeySpace
 from ..core.redaction import redact_text
 
 #: Seconds between two flushes.
@@ -35,13 +35,17 @@ class StatsTally:
 
     Parameters:
       client: the ledger's Redis client.
+      keys: the ledger's keys (its prefix).
       hour_ttl: seconds an hour bucket lives (the ledger's record lifetime plus an hour, as the
         script gives it).
       interval: seconds between flushes.
     """
 
-    def __init__(self, client: redis.Redis, *, hour_ttl: int, interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: KeySpace, *, hour_ttl: int, interval: float = FLUSH_INTERVAL
+    ) -> None:
         self.client = client
+        self.keys = keys
         self.hour_ttl = hour_ttl
         self.interval = interval
         #: Per bucket key: its lifetime in seconds and the counts not yet sent.
@@ -83,11 +87,11 @@ class StatsTally:
         if duration_us:
             fields += ["dsum", f"d{bucket}"]
         minute, hour = math.floor(now_ms / 60_000), math.floor(now_ms / 3_600_000)
-        buckets = (("m", minute, keys.MINUTE_BUCKET_TTL), ("h", hour, self.hour_ttl))
+        buckets = (("m", minute, MINUTE_BUCKET_TTL), ("h", hour, self.hour_ttl))
         with self._lock:
             for dimension in ("", f"q:{queue_name}", f"t:{task_name}"):
                 for granularity, number, ttl in buckets:
-                    key = keys.stats_bucket(granularity, number, dimension)
+                    key = self.keys.stats_bucket(granularity, number, dimension)
                     counter = self._counts.setdefault(key, (ttl, Counter()))[1]
                     for field in fields:
                         counter[field] += int(duration_us) if field == "dsum" else 1

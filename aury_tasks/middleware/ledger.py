@@ -103,7 +103,9 @@ class LedgerWriter(DeliveryMiddleware):
         if self.store is None:
             return
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
-        self.store.tally = StatsTally(self.store.client, hour_ttl=self.store.ttl_ms // 1000 + 3600)
+        self.store.tally = StatsTally(
+            self.store.client, self.store.keys, hour_ttl=self.store.ttl_ms // 1000 + 3600
+        )
         self.store.tally.start()
         self.start_writer = StartWriter(self.store, self.start_delay, self.worker_name)
         self.start_writer.start()

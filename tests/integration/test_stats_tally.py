@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from aury_tasks.core import keys
 from aury_tasks.core.status import TaskStatus
 from aury_tasks.ledger import RedisLedger
 from aury_tasks.ledger.tally import StatsTally
@@ -42,7 +43,7 @@ def test_a_tally_writes_the_same_buckets_as_the_script(redis_url: str, redis_cli
     redis_client.flushdb()
 
     # When the same tasks end in a worker whose tally counts them, and the tally flushes
-    store.tally = StatsTally(store.client, hour_ttl=600 + 3600)
+    store.tally = StatsTally(store.client, store.keys, hour_ttl=600 + 3600)
     _end_tasks(store)
     assert _buckets(redis_client) == {}  # nothing written before the flush
     assert store.tally.flush()
@@ -54,7 +55,7 @@ def test_a_tally_writes_the_same_buckets_as_the_script(redis_url: str, redis_cli
 def test_counts_wait_out_a_redis_that_cannot_be_reached(private: Restartable) -> None:
     # Given a tally with a count, and its Redis stopped
     client = redis.Redis.from_url(private.url, decode_responses=True)
-    tally = StatsTally(client, hour_ttl=3600)
+    tally = StatsTally(client, keys.DEFAULT, hour_ttl=3600)
     tally.count(int(NOW * 1000), "q1", "m.t", "success", "", "")
     private.stop()
 
@@ -71,7 +72,9 @@ def test_counts_wait_out_a_redis_that_cannot_be_reached(private: Restartable) ->
 
 def test_a_closed_tally_writes_late_counts_at_once(redis_url: str, redis_client: redis.Redis) -> None:
     # Given a tally whose worker shut down (its thread stopped)
-    tally = StatsTally(redis.Redis.from_url(redis_url, decode_responses=True), hour_ttl=3600, interval=60)
+    tally = StatsTally(
+        redis.Redis.from_url(redis_url, decode_responses=True), keys.DEFAULT, hour_ttl=3600, interval=60
+    )
     tally.start()
     tally.close()
 
