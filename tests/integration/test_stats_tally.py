@@ -36,7 +36,7 @@ def _end_tasks(store: RedisLedger) -> None:
 
 def test_a_tally_writes_the_same_buckets_as_the_script(redis_url: str, redis_client: redis.Redis) -> None:
     # Given the buckets the final writes' script counts, for three tasks (and one write refused)
-    store = RedisLedger(redis.Redis.from_url(redis_url, decode_responses=True), ttl=600)
+    store = RedisLedger(redis.Redis.from_url(redis_url, decode_responses=True), keys.DEFAULT, ttl=600)
     _end_tasks(store)
     counted_by_script = _buckets(redis_client)
     assert len(counted_by_script) == 6

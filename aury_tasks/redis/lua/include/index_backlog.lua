@@ -6,7 +6,8 @@
 -- now     the time (ms), the score of a record without enqueued_at
 -- Pops up to `count` ids; for each record still there, adds the id to every index it belongs in
 -- *now* (its current status, which may have moved on since the send), with one variadic ZADD per
--- index key, and gives the record its lifetime. Returns how many ids it popped.
+-- index key, takes the record's 'unindexed' mark (its status writes move it between the status
+-- indexes from then on) and gives it its lifetime. Returns how many ids it popped.
 local function index_backlog(prefix, count, ttl, now)
     local ids = redis.call('LPOP', prefix .. 'unindexed', count)
     if not ids then return 0 end
@@ -44,6 +45,7 @@ local function index_backlog(prefix, count, ttl, now)
                 seen['t' .. task] = true
                 tasks[#tasks + 1] = task
             end
+            redis.call('HDEL', rec, 'unindexed')
             if redis.call('PTTL', rec) == -1 then redis.call('PEXPIRE', rec, ttl) end
         end
     end
