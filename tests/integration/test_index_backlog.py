@@ -95,10 +95,12 @@ def test_status_writes_before_the_catch_up_touch_no_index_and_move_it_after(
     for status in ("pending", "started"):
         assert _indexed(redis_client, keys.DEFAULT.status_index(status)) == [], status
     assert redis_client.hget(keys.DEFAULT.task_record("s4"), "unindexed") == "1"
+    assert redis_client.pttl(keys.DEFAULT.task_record("s4")) == -1  # its lifetime comes with its indexing
 
     # When the indexes catch up, and then the task succeeds
     assert store.catch_up() == 1
     assert redis_client.hget(keys.DEFAULT.task_record("s4"), "unindexed") is None
+    assert 0 < redis_client.pttl(keys.DEFAULT.task_record("s4")) <= 60_000
     assert _indexed(redis_client, keys.DEFAULT.status_index("started", queue_name="q")) == ["s4"]
     assert store.transition("s4", TaskStatus.SUCCESS, finished_at=time.time())
 

@@ -1,11 +1,11 @@
 -- ledger(KEYS, ARGV): a status write (TRANSITION), as a function a composite script calls on its
 -- own key and arguments (transition.lua is this function called on the script's).
 -- Moves the record forward or does nothing, in one atomic step: compare (attempt, phase) with
--- the record's, write the fields, move the record between the status indexes (unless it is in
--- none yet: a send's record marked 'unindexed', which index_backlog indexes later under the
--- status it has then), count a task that ended in the minute and hour statistics buckets (all
--- tasks, its queue, its task name) unless the caller counts it itself, and announce the change
--- on the task's event channel.
+-- the record's, write the fields, give it its lifetime and move it between the status indexes
+-- (unless it is in none yet: a send's record marked 'unindexed', which index_backlog indexes
+-- later under the status it has then, and gives its lifetime), count a task that ended in the
+-- minute and hour statistics buckets (all tasks, its queue, its task name) unless the caller
+-- counts it itself, and announce the change on the task's event channel.
 -- KEYS[1] the task's record hash
 -- ARGV[1] task id
 -- ARGV[2] status
@@ -73,8 +73,8 @@ local function ledger(KEYS, ARGV)
         fields[#fields + 1] = errors
     end
     redis.call('HSET', rec, unpack(fields))
-    redis.call('PEXPIRE', rec, ARGV[6])
     if indexed then
+        redis.call('PEXPIRE', rec, ARGV[6])
         redis.call('ZADD', idx .. 'status:' .. status, score, id)
         redis.call('ZADD', idx .. 'status:' .. status .. ':queue:' .. queue, score, id)
         redis.call('ZADD', idx .. 'status:' .. status .. ':task:' .. task, score, id)
