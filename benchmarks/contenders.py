@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from dramatiq.middleware import AsyncIO, default_middleware
 
 from aury_tasks import TaskManager, TaskSettings
 from aury_tasks.core import keys
+from aury_tasks.core.status import TaskStatus
 
 #: The queue every contender uses, and the names every contender registers its two tasks under.
 QUEUE = "bench"
@@ -113,6 +115,28 @@ def _always_settled(client: redis.Redis) -> bool:
     return True
 
 
+#: Minutes back that :func:`_aury_settled` reads statistics buckets (a round's drain and latency
+#: phases end well within them).
+SETTLE_MINUTES = 10
+
+
+def _aury_settled(client: redis.Redis) -> bool:
+    """Whether aury-tasks' worker has added the index entries of the tasks it ran (at its next
+    heartbeat) and written their statistics counts (once a second): every task a final status
+    index holds is counted in the minute buckets. One command at a time, so the harness's
+    client counts them all."""
+    if client.llen(keys.DEFAULT.unindexed()):
+        return False
+    finals = [status.value for status in TaskStatus if status.is_final]
+    ended = sum(int(client.zcard(keys.DEFAULT.status_index(status))) for status in finals)
+    minute = int(time.time() // 60)
+    counted = 0
+    for bucket in range(minute - SETTLE_MINUTES, minute + 1):
+        counts = client.hgetall(keys.DEFAULT.stats_bucket("m", bucket))
+        counted += sum(int(counts.get(status.encode(), 0)) for status in finals)
+    return counted >= ended
+
+
 @dataclass
 class Side:
     """One contender: how the harness sends to it, starts its worker and sees its progress."""
@@ -149,7 +173,8 @@ class Side:
     reaped_cpu: bool = False
     #: Whether the worker has finished the deferred work of the tasks it ran (read before its
     #: idle commands are counted): aury-tasks' ledger index entries, added at the worker's next
-    #: heartbeat after it ran tasks (see ``RedisLedger.catch_up``).
+    #: heartbeat after it ran tasks (see ``RedisLedger.catch_up``), and its statistics counts,
+    #: written once a second (``aury_tasks/ledger/tally.py``).
     settled: Callable[[redis.Redis], bool] = _always_settled
 
     def __post_init__(self) -> None:
@@ -265,5 +290,5 @@ def make_aury_side(
         worker_env={**env, "BENCH_REDIS_URL": url, "TASK_BROKER_URL": url, "TASK_DATA_DIR": data_dir},
         worker_processes=args.processes,
         close=tm.close,
-        settled=lambda client: client.llen(keys.DEFAULT.unindexed()) == 0,
+        settled=_aury_settled,
     )

@@ -38,6 +38,7 @@ from ..redis.scripts import CLEANUP, PROGRESS, SEND_RECORD, TRANSITION, TRIM_IND
 from . import pages, reads, stats
 from .pages import PageQuery
 from .records import Progress, Statistics, TaskPage, TaskRecord, WorkerInfo
+from .tally import StatsTally
 
 #: Fields stored as JSON.
 _JSON_FIELDS = frozenset({"result", "metadata", "errors"})
@@ -65,6 +66,8 @@ class RedisLedger:
         self.url = url
         self.ttl = ttl
         self.ttl_ms = int(ttl * 1000)
+        #: Where a worker adds up the statistics of its final writes (``None``: the script counts).
+        self.tally: StatsTally | None = None
 
     # Writes
 
@@ -97,6 +100,8 @@ class RedisLedger:
         if duration is not None:
             micros = max(1, int(duration * 1_000_000))
             duration_us, bucket = str(micros), str(stats.duration_bucket(micros))
+        now_ms = int((now or time.time()) * 1000)
+        tally = self.tally if status.is_final and queue_name and task_name else None
         return Write(
             TRANSITION,
             [self.keys.task_record(task_id)],
@@ -107,7 +112,7 @@ class RedisLedger:
                 status.phase,
                 int(status.is_final),
                 self.ttl_ms,
-                int((now or time.time()) * 1000),
+                now_ms,
                 self.keys.ledger_prefix,
                 queue_name,
                 task_name,
@@ -115,9 +120,12 @@ class RedisLedger:
                 bucket,
                 json.dumps(error, separators=(",", ":")) if error else "",
                 "cancel" if cancel else "",
-                MINUTE_BUCKET_TTL,
+                "" if tally is not None else MINUTE_BUCKET_TTL,
                 *pairs,
             ],
+            on_reply=None
+            if tally is None
+            else tally.on_written(now_ms, queue_name, task_name, status.value, duration_us, bucket),
         )
 
     def send_write(

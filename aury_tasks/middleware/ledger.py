@@ -41,6 +41,7 @@ from ..core.errors import TaskInterrupted
 from ..core.keys import TIME_LIMIT_COUNTS_TTL
 from ..core.status import TaskStatus
 from ..ledger.redis_ledger import RedisLedger
+from ..ledger.tally import StatsTally
 from ..redis.outage import patiently
 from ..redis.scripts import Write, run_pipelined
 from .context import context_of
@@ -102,6 +103,10 @@ class LedgerWriter(DeliveryMiddleware):
         if self.store is None:
             return
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self.store.tally = StatsTally(
+            self.store.client, self.store.keys, hour_ttl=self.store.ttl_ms // 1000 + 3600
+        )
+        self.store.tally.start()
         self.start_writer = StartWriter(self.store, self.start_delay, self.worker_name)
         self.start_writer.start()
         self.cancels = CancelWatcher(self.store, self.running)
@@ -120,6 +125,8 @@ class LedgerWriter(DeliveryMiddleware):
             if thread is not None:
                 thread.stop()
         self.upkeep = self.cancels = self.start_writer = None
+        if self.store is not None and self.store.tally is not None:
+            self.store.tally.close()  # (acknowledgements still being sent count as they come)
 
     # Enqueue
 
@@ -232,6 +239,8 @@ class LedgerWriter(DeliveryMiddleware):
             "finished_at": finished,
             "duration": finished - run.started_at,
             "worker": self.worker_name,
+            "queue_name": q_name(message.queue_name),
+            "task_name": message.actor_name,
         }
         if isinstance(exception, TimeLimitExceeded):  # rare: a write of its own, for the alerts
             _count_time_limit(store, q_name(message.queue_name), message.actor_name, finished)

@@ -184,7 +184,10 @@ class Upkeep(_LoopThread):
 
     def run(self) -> None:
         next_trim = time.monotonic() + 10.0
-        next_catch_up, started = 0.0, self.running.started
+        # The first catch-up waits for the tasks a worker runs (then it follows their beat) or a
+        # whole idle interval: the records of a backlog it drains at start mostly end before they
+        # are indexed, and their status writes then touch no index (see index_backlog.lua).
+        next_catch_up, started = time.monotonic() + IDLE_CATCH_UP_INTERVAL, self.running.started
         while not self._stopping.is_set():
             try:
                 self.info.queues[:] = self._queues()

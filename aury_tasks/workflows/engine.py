@@ -22,7 +22,7 @@ from ..core.encoding import NOT_JSON, StrictJSONEncoder, unserializable_argument
 from ..core.errors import LedgerUnavailable, PayloadTooLarge, SerializationError
 from ..core.run_mode import RunMode
 from ..core.status import TaskStatus
-from ..redis.scripts import run_calls
+from ..redis.scripts import run_pipelined
 from .canvas import Canvas, Group
 from .eager import run_eagerly
 from .handle import GroupHandle, WorkflowHandle
@@ -180,7 +180,7 @@ def _cancel_never_run(manager: TaskManager, node: Node, why: str) -> None:
         for task in tasks(node)
     ]  # fmt: skip
     for start in range(0, len(writes), 500):
-        run_calls(store.client, writes[start : start + 500])
+        run_pipelined(store.client, writes[start : start + 500])
 
 
 def workflow_state(manager: TaskManager) -> WorkflowState:

@@ -10,7 +10,7 @@ from ..core.errors import TaskRecordNotFound
 from ..core.instances import task_managers
 from ..core.status import TaskStatus
 from ..ledger.records import Progress
-from ..redis.scripts import run_calls
+from ..redis.scripts import run_pipelined
 from .spec import Node, tasks
 from .state import WorkflowState
 from .tree import WorkflowTree, load_tree
@@ -109,7 +109,7 @@ class WorkflowHandle:
             if final != "1"
         ]  # fmt: skip
         for start in range(0, len(writes), 500):
-            run_calls(store.client, writes[start : start + 500])
+            run_pipelined(store.client, writes[start : start + 500])
         return not ended
 
     def _root(self) -> Node:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from conftest import WorkerProcess
 from fastapi.testclient import TestClient
+from integration.events import STATS_FLUSH_TIMEOUT, wait_until
 
 from .conftest import Send, error_of, wait_until_ended
 
@@ -113,6 +114,8 @@ def test_lists_filter_and_page_and_statistics_count(
     failed = send("permanent", args=["f"])
     for task in [*done, failed]:
         wait_until_ended(api, task["id"])
+    wait_until(lambda: api.get("/api/v1/tasks/statistics").json()["total"] == 6, timeout=STATS_FLUSH_TIMEOUT,
+               what="the worker's statistics")  # fmt: skip
 
     # When they are listed by status and page, and counted
     page1 = api.get("/api/v1/tasks", params={"status": "success", "page_size": 2}).json()

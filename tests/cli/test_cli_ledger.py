@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from integration.events import wait_until
+from integration.events import STATS_FLUSH_TIMEOUT, wait_until
 
 from aury_tasks import TaskFailed, TaskHandle, TaskManager
 from aury_tasks.cli.times import format_moment
@@ -51,6 +51,13 @@ def worker(start_worker: StartWorker) -> Iterator[StartWorker]:
     yield start
     for process in started:
         process.signal_group(signal.SIGKILL)
+
+
+def counted(producer: TaskManager, total: int) -> None:
+    """Wait until the worker's statistics of the last day count ``total`` tasks (it writes them
+    once a second)."""
+    wait_until(lambda: producer.statistics().total == total, timeout=STATS_FLUSH_TIMEOUT,
+               what="the worker's statistics")  # fmt: skip
 
 
 def fail(producer: TaskManager, task: str, *args: object) -> TaskHandle:
@@ -445,6 +452,7 @@ def test_stats_count_successes_and_failures(
     for i in range(2):
         assert producer.get_task("echo").send(i).get_result(timeout=20) == i
     fail(producer, "permanent", "stats")
+    counted(producer, 3)
 
     # When the statistics are shown
     result = invoke("stats")
@@ -466,6 +474,7 @@ def test_stats_json(worker: StartWorker, producer: TaskManager, invoke: Invoke) 
     worker()
     assert producer.get_task("echo").send(1).get_result(timeout=20) == 1
     fail(producer, "permanent", "stats")
+    counted(producer, 2)
 
     # When the statistics are asked for as JSON
     result = invoke("stats", "--json")

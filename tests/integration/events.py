@@ -21,6 +21,10 @@ T = TypeVar("T")
 #: How often a bounded wait looks again.
 POLL_INTERVAL = 0.02
 
+#: How long a worker may hold the statistics of its ended tasks before they are in Redis (its
+#: StatsTally flushes once a second), with room for a loaded machine.
+STATS_FLUSH_TIMEOUT = 10.0
+
 
 def wait_until(check: Callable[[], T], *, timeout: float, what: str) -> T:
     """Return ``check()``'s first truthy value, polling until ``timeout`` seconds have passed.

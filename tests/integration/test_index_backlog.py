@@ -84,6 +84,35 @@ def test_a_record_that_moved_on_before_its_catch_up_is_indexed_under_its_current
     }
 
 
+def test_status_writes_before_the_catch_up_touch_no_index_and_move_it_after(
+    store: RedisLedger, redis_client: redis.Redis
+) -> None:
+    # Given a sent task that started before its catch-up
+    _send_write(store, "s4").run(store.client)
+    assert store.transition("s4", TaskStatus.STARTED)
+
+    # Then no status index holds it yet: the write moved it in none (the catch-up will)
+    for status in ("pending", "started"):
+        assert _indexed(redis_client, keys.DEFAULT.status_index(status)) == [], status
+    assert redis_client.hget(keys.DEFAULT.task_record("s4"), "unindexed") == "1"
+    assert redis_client.pttl(keys.DEFAULT.task_record("s4")) == -1  # its lifetime comes with its indexing
+
+    # When the indexes catch up, and then the task succeeds
+    assert store.catch_up() == 1
+    assert redis_client.hget(keys.DEFAULT.task_record("s4"), "unindexed") is None
+    assert 0 < redis_client.pttl(keys.DEFAULT.task_record("s4")) <= 60_000
+    assert _indexed(redis_client, keys.DEFAULT.status_index("started", queue_name="q")) == ["s4"]
+    assert store.transition("s4", TaskStatus.SUCCESS, finished_at=time.time())
+
+    # Then that write moves it between the status indexes as any indexed record
+    for key in (keys.DEFAULT.status_index("started"), keys.DEFAULT.status_index("started", queue_name="q"),
+                keys.DEFAULT.status_index("started", task_name="m.t")):  # fmt: skip
+        assert _indexed(redis_client, key) == [], key
+    for key in (keys.DEFAULT.status_index("success"), keys.DEFAULT.status_index("success", queue_name="q"),
+                keys.DEFAULT.status_index("success", task_name="m.t")):  # fmt: skip
+        assert _indexed(redis_client, key) == ["s4"], key
+
+
 def test_a_send_to_an_existing_record_is_an_ordinary_status_write(store: RedisLedger) -> None:
     # Given a record already further on (the worker's write arrived first)
     store.transition("s3", TaskStatus.STARTED, queue_name="q", task_name="m.t")

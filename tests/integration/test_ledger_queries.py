@@ -10,7 +10,7 @@ import pytest
 
 from aury_tasks import TaskFailed, TaskHandle, TaskManager, TaskRecordNotFound, TaskStateError, TaskStatus
 
-from .events import wait_until
+from .events import STATS_FLUSH_TIMEOUT, wait_until
 
 ECHO = "sample_modules.jobs.tasks.echo"
 
@@ -94,8 +94,10 @@ def test_statistics_count_what_ended_in_the_window(start_worker, producer: TaskM
         assert producer.get_task("echo").send(i).get_result(timeout=30) == i
     _fail(producer, "stats")
 
-    # Then the default window (the last 24 hours) counts them all, with durations
-    stats = producer.statistics()
+    # Then the default window (the last 24 hours) counts them all (once the worker wrote its
+    # counts: at most a second later), with durations
+    stats = wait_until(lambda: (s := producer.statistics()).total == 4 and s, timeout=STATS_FLUSH_TIMEOUT,
+                       what="the worker's statistics")  # fmt: skip
     assert (stats.total, stats.succeeded, stats.failed, stats.cancelled, stats.dead) == (4, 3, 1, 0, 0)
     assert stats.success_rate == pytest.approx(0.75)
     assert stats.average_duration is not None and 0 < stats.average_duration < 5

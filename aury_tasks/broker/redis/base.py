@@ -214,11 +214,11 @@ class FastRedisBroker(HandledSignals, RoutedRedisBroker):
     def send_encoded(self, queue_name: str, redis_message_id: str, data: bytes, priority: int = 0) -> None:
         """Send one encoded message, its parked ledger writes and any due maintenance in one round trip."""
         maintenance = self._maintenance_writes("enqueue", queue_name)
-        calls = self.send_calls(queue_name, redis_message_id, data, priority, before=maintenance)
-        if len(calls) == 1:
-            run_calls(self.client, calls, wait=self.replica_wait)
-        else:
-            run_pipelined(self.client, calls, wait=self.replica_wait)
+        run_pipelined(
+            self.client,
+            self.send_calls(queue_name, redis_message_id, data, priority, before=maintenance),
+            wait=self.replica_wait,
+        )
 
     def send_calls(
         self,
@@ -348,13 +348,14 @@ def send_record_args(riders: list[Write] | None) -> list[Any] | None:
 
 
 def _tracked(call: Write, ledger_write: Write) -> Write | None:
-    """An ENQUEUE or ACK ``call`` and a ``ledger_write`` as one script call, or ``None`` if it cannot be."""
-    if ledger_write.on_reply is not None:
-        return None
+    """An ENQUEUE or ACK ``call`` and a ``ledger_write`` as one script call, or ``None`` if it cannot be.
+
+    A :data:`TRANSITION` write keeps its ``on_reply``: the tracked scripts answer with its reply.
+    """
     args = ledger_write.args
     if ledger_write.script is SEND_RECORD:  # a send's write: its message goes last, as a stand-in
         record_args = send_record_args([ledger_write])
-        if call.script is not ENQUEUE or record_args is None:
+        if call.script is not ENQUEUE or record_args is None:  # (None too when it needs its reply)
             return None
         return Write(TRACKED_SEND, [*call.keys, *ledger_write.keys], [*call.args, *record_args])
     if ledger_write.script is not TRANSITION:
@@ -365,7 +366,7 @@ def _tracked(call: Write, ledger_write: Write) -> Write | None:
         if script is not TRACKED_ENQUEUE:  # only a send has the message to put in
             return None
         args = [*args[:at], "", *args[at + 1 :]]
-    return Write(script, [*call.keys, *ledger_write.keys], [*call.args, at + 1, *args])
+    return Write(script, [*call.keys, *ledger_write.keys], [*call.args, at + 1, *args], ledger_write.on_reply)
 
 
 def load_scripts(client: redis.Redis, scripts: set[LuaScript]) -> None:

@@ -11,8 +11,9 @@
 -- ARGV[4] 0 (the message's place among the ledger's arguments, as in tracked_enqueue.lua: an
 --         ack has no message to put in)
 -- ARGV[5…] TRANSITION's arguments (transition.lua's ARGV[1…])
--- Returns nothing.
+-- Returns the ledger write's reply (1: written, 0: refused).
 --- @include "include/full_ledger_write.lua"
 --- @include "include/ack.lua"
-full_ledger_write(KEYS[4], 4, nil)
+local written = full_ledger_write(KEYS[4], 4, nil)
 ack(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+return written

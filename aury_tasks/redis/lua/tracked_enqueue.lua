@@ -14,8 +14,9 @@
 -- ARGV[6] where the message (ARGV[4]) goes among the ledger's arguments (0: nowhere), so that it
 --         crosses the network once
 -- ARGV[7…] TRANSITION's arguments (transition.lua's ARGV[1…]), the message's place left ''
--- Returns nothing.
+-- Returns the ledger write's reply (1: written, 0: refused).
 --- @include "include/full_ledger_write.lua"
 --- @include "include/enqueue.lua"
-full_ledger_write(KEYS[5], 6, ARGV[4])
+local written = full_ledger_write(KEYS[5], 6, ARGV[4])
 enqueue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+return written

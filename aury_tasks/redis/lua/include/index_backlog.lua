@@ -2,11 +2,13 @@
 -- at a time (a send leaves them to this: see send_record.lua).
 -- prefix  the ledger prefix (KeySpace.ledger_prefix); the keys are built with keys.py's suffixes
 -- count   how many ids to pop from the backlog list (<prefix>unindexed) at most
--- ttl     the records' lifetime (ms), given to each record that has none yet
+-- ttl     the records' lifetime (ms), given to each record (counted from now: its status writes
+--         until now gave it none)
 -- now     the time (ms), the score of a record without enqueued_at
 -- Pops up to `count` ids; for each record still there, adds the id to every index it belongs in
 -- *now* (its current status, which may have moved on since the send), with one variadic ZADD per
--- index key, and gives the record its lifetime. Returns how many ids it popped.
+-- index key, takes the record's 'unindexed' mark (its status writes move it between the status
+-- indexes from then on) and gives it its lifetime from now. Returns how many ids it popped.
 local function index_backlog(prefix, count, ttl, now)
     local ids = redis.call('LPOP', prefix .. 'unindexed', count)
     if not ids then return 0 end
@@ -44,7 +46,8 @@ local function index_backlog(prefix, count, ttl, now)
                 seen['t' .. task] = true
                 tasks[#tasks + 1] = task
             end
-            if redis.call('PTTL', rec) == -1 then redis.call('PEXPIRE', rec, ttl) end
+            redis.call('HDEL', rec, 'unindexed')
+            redis.call('PEXPIRE', rec, ttl)
         end
     end
     for _, key in ipairs(order) do redis.call('ZADD', key, unpack(members[key])) end

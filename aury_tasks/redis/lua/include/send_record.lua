@@ -12,11 +12,11 @@
 -- prefix   the ledger prefix (KeySpace.ledger_prefix)
 -- message  the encoded message when it is not among the fields (stored as 'message'), or nil
 -- The rest of TRANSITION's arguments are the same for every send (attempt 1, not final, indexed
--- later) and are not sent. A new record (the common case) is written here with one HSET, its id
--- queued for its index entries (index_backlog: the send's round trip stays short; whoever reads
--- an index, a worker that ran tasks, or a send finding the backlog over its limit adds them in
--- batches, and the record gets its lifetime then, or with its next status write); an existing
--- one goes through ledger (TRANSITION).
+-- later) and are not sent. A new record (the common case) is written here with one HSET
+-- (marked 'unindexed'), its id queued for its index entries (index_backlog: the send's round
+-- trip stays short; whoever reads an index, a worker that ran tasks, or a send finding the
+-- backlog over its limit adds them in batches, and the record gets its lifetime then, or with
+-- its next status write); an existing one goes through ledger (TRANSITION).
 -- Returns 1 (written) or ledger's reply (1: written, 0: refused).
 --
 -- The backlog's limit and the batch a send indexes past it are constants here, not arguments: a
@@ -41,11 +41,12 @@ local function send_record(rec, prefix, first, last, message)
     if redis.call('EXISTS', rec) == 0 then
         if message then
             redis.call('HSET', rec, 'status', status, 'attempt', '1', 'phase', phase, 'final', '0',
-                       'queue_name', queue, 'task_name', task, 'message', message,
+                       'queue_name', queue, 'task_name', task, 'unindexed', '1', 'message', message,
                        unpack(ARGV, first + 7, last))
         else
             redis.call('HSET', rec, 'status', status, 'attempt', '1', 'phase', phase, 'final', '0',
-                       'queue_name', queue, 'task_name', task, unpack(ARGV, first + 7, last))
+                       'queue_name', queue, 'task_name', task, 'unindexed', '1',
+                       unpack(ARGV, first + 7, last))
         end
         if redis.call('RPUSH', prefix .. 'unindexed', id) > INDEX_BACKLOG_LIMIT then
             index_backlog(prefix, SEND_INDEX_BATCH, ttl, tonumber(now))
