@@ -77,8 +77,15 @@ def test_metrics_show_queues_dead_letters_workers_and_ended_tasks(
         assert answer.headers["content-type"].startswith("text/plain")
         return parse(answer.text)
 
-    # When /metrics is scraped (once the dead letter has landed)
-    samples = scrape_until(read, lambda s: value(s, "aury_tasks_queue_dead_letters", queue="fixture") == 1)
+    # When /metrics is scraped (once the dead letter has landed and the worker wrote its
+    # statistics, once a second)
+    samples = scrape_until(
+        read,
+        lambda s: (
+            value(s, "aury_tasks_queue_dead_letters", queue="fixture") == 1
+            and value(s, "aury_tasks_queue_ended_last_hour", queue="fixture", status="failure") == 1
+        ),
+    )
 
     # Then the queues, the ledger, the worker and the last hour's tasks are there
     assert value(samples, "aury_tasks_queue_pending", queue="other") == 2

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integration.events import wait_until
+from integration.events import STATS_FLUSH_TIMEOUT, wait_until
 
 from aury_tasks import TaskHandle, TaskManager
 from aury_tasks.cli.times import format_moment
@@ -146,8 +146,11 @@ def running_task(start_worker: StartWorker, producer: TaskManager) -> Iterator[T
 def test_once_shows_the_queues_counts_and_the_running_task_with_its_progress(
     running_task: TaskHandle, producer: TaskManager, invoke: Invoke
 ) -> None:
-    # Given a running task (see the fixture)
+    # Given a running task (see the fixture), and the statistics of the two that ended (the
+    # worker writes them once a second)
     record = running_task.record()
+    wait_until(lambda: (s := producer.statistics(queue="fixture")).succeeded == 1 and s.failed == 1,
+               timeout=STATS_FLUSH_TIMEOUT, what="the ended tasks' statistics")  # fmt: skip
 
     # When aum top prints one frame
     result = invoke("top", "--once", "--interval", "0.2")

@@ -18,6 +18,8 @@ from conftest import FIXTURE_MODULES, WorkerProcess, import_fixture_modules
 from aury_tasks import SchedulerManager, TaskHandle, TaskManager, TaskRecordNotFound, TaskStatus
 from aury_tasks.config.settings import get_settings
 
+from .events import STATS_FLUSH_TIMEOUT, wait_until
+
 PREFIXES = ("alpha", "beta")
 #: Tasks each side sends (different counts, so that a count of the other side's shows).
 SENT = {"alpha": 3, "beta": 2}
@@ -72,7 +74,8 @@ def test_two_prefixes_on_one_redis_see_only_their_own_tasks_schedules_workers_an
         assert {record.id for record in page.items} == ids
         assert page.total == SENT[prefix]
         assert tm.list_tasks(status=TaskStatus.SUCCESS).total == SENT[prefix]
-        assert tm.statistics().succeeded == SENT[prefix]
+        wait_until(lambda tm=tm, n=SENT[prefix]: tm.statistics().succeeded == n, timeout=STATS_FLUSH_TIMEOUT,
+                   what="the statistics the worker writes once a second")  # fmt: skip
         assert tm.queue_stats("fixture").succeeded == SENT[prefix]
         assert tm.store.queues() == {"fixture"}
         assert [job.job.id for job in SchedulerManager.get_instance().list_jobs()] == [f"{prefix}-job"]
