@@ -5,7 +5,8 @@ Every scheduler process runs a :class:`SchedulerRunner`. It renews or takes the 
 (its in-memory job store) and fires them, the others keep APScheduler paused and empty. A
 change announced on the changes channel is applied by the leader at once. A fire claims its
 (job, planned time) with ``SET NX`` before it sends, so no tick is sent twice, even by two
-processes that both believe they lead.
+processes that both believe they lead; a send tried again across a failover carries the tick's
+idempotency key, so a tick whose first send was stored after all still runs once.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from loguru import logger
 
-from ..core.errors import AuryTasksError, BrokerUnavailable, ReplicationTimeout, SchedulerError
+from ..core.errors import AuryTasksError, BrokerUnavailable, SchedulerError
 from ..redis.channels import follow_channel
 from ..redis.outage import patiently, redis_back, redis_lost
 from .jobs import JobDefinition
@@ -321,23 +322,25 @@ class SchedulerRunner:
         if not patiently("scheduler", lambda: self.store.claim_fire(job_id, planned.timestamp(), ttl)):
             logger.debug("tick {} of {} was sent already", planned.isoformat(), job_id)
             return
-        handle = self._send(job, planned.timestamp() + job.options.misfire_grace_time)
+        handle = self._send(job, planned.timestamp(), planned.timestamp() + job.options.misfire_grace_time)
         if handle is None:
             return
         run = LastRun(planned_at=planned.timestamp(), fired_at=time.time(), task_id=handle.id)
         patiently("scheduler", lambda: self.store.record_run(job_id, run))
         logger.info("scheduled job {} sent {} as task {}", job_id, job.task_name, handle.id)
 
-    def _send(self, job: JobDefinition, give_up_at: float) -> TaskHandle | None:
+    def _send(self, job: JobDefinition, planned_at: float, give_up_at: float) -> TaskHandle | None:
         """Send the tick's task, trying again while the broker cannot be reached (a failover), until
-        ``give_up_at`` (its misfire grace time); ``None`` when it was not sent (logged)."""
+        ``give_up_at`` (its misfire grace time); ``None`` when it was not sent (logged).
+
+        A send that failed may have been stored all the same (its reply lost, or the replicas of
+        ``TASK_BROKER_MIN_REPLICAS`` late: a ``ReplicationTimeout``). Every send of the tick carries
+        the tick's idempotency key, so trying again never runs the tick twice.
+        """
         while True:
             try:
-                handle = self.manager.send(job)
-            except ReplicationTimeout as exc:  # kept or not: sending again could send it twice
-                logger.error("scheduled job {} may not have sent {}: {}", job.id, job.task_name, exc)
-                return None
-            except BrokerUnavailable as exc:
+                handle = self.manager.send(job, planned_at)
+            except BrokerUnavailable as exc:  # ReplicationTimeout too: kept or not, the key dedupes
                 if time.time() >= give_up_at or self._stopping.is_set():
                     logger.error("scheduled job {} could not send {}: {}", job.id, job.task_name, exc)
                     return None
