@@ -11,7 +11,9 @@ from typing import Any
 
 import dramatiq
 import pytest
+import redis
 from dramatiq.common import current_millis
+from loguru import logger
 
 from aury_tasks.broker.redis import dramatiq_internals
 from aury_tasks.broker.redis.dramatiq_internals import WakingRedisConsumer
@@ -185,3 +187,37 @@ def test_a_consumer_holding_a_delayed_message_waits_no_longer_than_its_eta(broke
     # ... and once the message went to its queue (acknowledged here), the worker timeout again
     consumer.ack(delayed)
     assert consumer._wait_seconds() == 1.0
+
+
+def test_a_fetch_that_cannot_reach_redis_is_reported_once_and_tried_again(
+    broker: MemoryBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a consumer whose Redis is gone (a failover) for three fetches, with a message waiting
+    monkeypatch.setattr(dramatiq_internals, "FETCH_RETRY_PAUSE", 0)
+    logged: list[str] = []
+    sink = logger.add(lambda line: logged.append(line.record["message"]), level="INFO")
+    broker.send(1)
+    fetch, failures = broker.do_fetch, [redis.ConnectionError("Connection refused")] * 3
+
+    def unreachable(queue_name: str, count: int) -> list[bytes]:
+        if failures:
+            raise failures.pop()
+        return fetch(queue_name, count)
+
+    monkeypatch.setattr(broker, "do_fetch", unreachable)
+    consumer = consumer_of(broker)
+    try:
+        # When the worker's consumer thread calls it meanwhile
+        calls = [next(consumer) for _ in range(3)]
+        # Then it raises nothing (Dramatiq's consumer thread would log a critical line and start a
+        # new consumer 3 s later), logs one warning, and gets the message once Redis answers
+        assert calls == [None] * 3
+        message = next(consumer)
+    finally:
+        logger.remove(sink)
+    assert message is not None
+    assert [line for line in logged if "Redis" in line] == [
+        "lost Redis (consumer of q), retrying until it answers: Connection refused",
+        logged[-1],
+    ]
+    assert logged[-1].startswith("Redis answers again, after ")
