@@ -154,7 +154,8 @@ def test_sigkill_of_the_master_under_a_stream_of_10000_tasks(
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     producer = _producer()
-    worker = start_worker("-c", "8", env=env)
+    # (the default heartbeat timeout, 15 s, longer than the failover: the worker is not taken for dead)
+    worker = start_worker("-c", "8", env={**env, "TASK_HEARTBEAT_TIMEOUT": None})
     scheduler, api, api_url = _scheduler_and_api(producer, server, tmp_path, processes, env)
 
     # When the master is SIGKILLed mid-stream, and started again as a replica once the sentinels
