@@ -91,3 +91,12 @@ class JobDefinition:
             return cls(**data)
         except (ValueError, KeyError, TypeError) as exc:
             raise SchedulerError(f"not a job definition ({type(exc).__name__}: {exc})") from None
+
+
+def tick_idempotency_key(job_id: str, planned_at: float) -> str:
+    """The idempotency key of the tick of ``job_id`` planned for ``planned_at`` (epoch seconds).
+
+    The same for every send of that tick, from any scheduler process: once one of its messages
+    ran, another (a send tried again because its reply was lost) is acknowledged without running.
+    """
+    return f"tick:{job_id}@{round(planned_at * 1000)}"

@@ -29,7 +29,7 @@ from ..tasks.handle import TaskHandle
 from ..tasks.manager import TaskManager
 from ..tasks.task import Task, enqueue
 from .dst import dst_warnings
-from .jobs import JobDefinition, JobOptions
+from .jobs import JobDefinition, JobOptions, tick_idempotency_key
 from .store import LastRun, ScheduleStore
 from .triggers import CronCheck, TriggerSpec, next_fire_times, trigger_spec, validate_cron
 
@@ -336,14 +336,22 @@ class SchedulerManager:
         self.store.record_run(job.id, LastRun(planned_at=now, fired_at=now, task_id=handle.id))
         return handle
 
-    def send(self, job: JobDefinition) -> TaskHandle:
-        """Enqueue one message of ``job``'s task: by name, with the job's arguments."""
+    def send(self, job: JobDefinition, planned_at: float | None = None) -> TaskHandle:
+        """Enqueue one message of ``job``'s task: by name, with the job's arguments.
+
+        ``planned_at``: the time (epoch seconds) of the tick this send is; the message then
+        carries the tick's idempotency key (:func:`tick_idempotency_key`), so that the same tick
+        sent again (a send tried again after its reply was lost in a failover) does not run twice.
+        """
+        options: dict[str, Any] = {"metadata": {"scheduled_job": job.id}}
+        if planned_at is not None:
+            options["idempotency_key"] = tick_idempotency_key(job.id, planned_at)
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=q_name(job.queue_name),
             actor_name=job.task_name,
             args=tuple(job.args),
             kwargs=dict(job.kwargs),
-            options={"metadata": {"scheduled_job": job.id}},
+            options=options,
         )
         return enqueue(self.task_manager, message)
 

@@ -5,7 +5,8 @@ Every scheduler process runs a :class:`SchedulerRunner`. It renews or takes the 
 (its in-memory job store) and fires them, the others keep APScheduler paused and empty. A
 change announced on the changes channel is applied by the leader at once. A fire claims its
 (job, planned time) with ``SET NX`` before it sends, so no tick is sent twice, even by two
-processes that both believe they lead.
+processes that both believe they lead; a send tried again across a failover carries the tick's
+idempotency key, so a tick whose first send was stored after all still runs once.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from loguru import logger
 
-from ..core.errors import AuryTasksError, BrokerUnavailable, ReplicationTimeout, SchedulerError
+from ..core.errors import AuryTasksError, BrokerUnavailable, SchedulerError
 from ..redis.channels import follow_channel
 from ..redis.outage import patiently, redis_back, redis_lost
 from .jobs import JobDefinition
@@ -47,6 +48,11 @@ if TYPE_CHECKING:
 MIN_CLAIM_TTL = 3600.0
 #: Seconds between two tries of a tick's send while the broker cannot be reached (a failover).
 SEND_RETRY_PAUSE = 0.5
+
+#: The parts of a scheduler process that report a lost Redis (:mod:`aury_tasks.redis.outage`),
+#: each on its own, so that one reaching Redis does not say it is back while another still fails
+#: (the sends, waiting for replicas, after a failover).
+LEASE, RECORDS, SENDS = "scheduler lease", "scheduler fire records", "scheduler sends"
 
 #: Work only the leader does: called with ``is_leader()`` and the event set when the runner stops.
 LeaderWork = Callable[[Callable[[], bool], threading.Event], None]
@@ -199,17 +205,21 @@ class SchedulerRunner:
         while not self._stopping.is_set():
             try:
                 held = self.store.acquire_lease(self.holder, self.lease_ttl)
-                redis_back("scheduler")
+                redis_back(LEASE)
             except redis.RedisError as exc:
-                redis_lost("scheduler", exc)
+                redis_lost(LEASE, exc)
                 held = False
             with self._lock:
-                if held and not self.is_leader:
-                    self._lead()
-                elif not held and self.is_leader:
+                try:
+                    if held and not self.is_leader:
+                        self._lead()
+                    elif not held and self.is_leader:
+                        self._follow()
+                    elif not held and not announced:
+                        logger.info("scheduler {} stands by: {} leads", self.holder, self._current_leader())
+                except redis.RedisError as exc:  # lost again while loading the jobs: lead next time
+                    redis_lost(LEASE, exc)
                     self._follow()
-                elif not held and not announced:
-                    logger.info("scheduler {} stands by: {} leads", self.holder, self._current_leader())
             announced = True
             self._stopping.wait(self.renew_interval)
 
@@ -318,36 +328,38 @@ class SchedulerRunner:
         if not self.is_leader or planned is None or job is None:
             return
         ttl = max(MIN_CLAIM_TTL, 2 * job.options.misfire_grace_time)
-        if not patiently("scheduler", lambda: self.store.claim_fire(job_id, planned.timestamp(), ttl)):
+        if not patiently(RECORDS, lambda: self.store.claim_fire(job_id, planned.timestamp(), ttl)):
             logger.debug("tick {} of {} was sent already", planned.isoformat(), job_id)
             return
-        handle = self._send(job, planned.timestamp() + job.options.misfire_grace_time)
+        handle = self._send(job, planned.timestamp(), planned.timestamp() + job.options.misfire_grace_time)
         if handle is None:
             return
         run = LastRun(planned_at=planned.timestamp(), fired_at=time.time(), task_id=handle.id)
-        patiently("scheduler", lambda: self.store.record_run(job_id, run))
+        patiently(RECORDS, lambda: self.store.record_run(job_id, run))
         logger.info("scheduled job {} sent {} as task {}", job_id, job.task_name, handle.id)
 
-    def _send(self, job: JobDefinition, give_up_at: float) -> TaskHandle | None:
+    def _send(self, job: JobDefinition, planned_at: float, give_up_at: float) -> TaskHandle | None:
         """Send the tick's task, trying again while the broker cannot be reached (a failover), until
-        ``give_up_at`` (its misfire grace time); ``None`` when it was not sent (logged)."""
+        ``give_up_at`` (its misfire grace time); ``None`` when it was not sent (logged).
+
+        A send that failed may have been stored all the same (its reply lost, or the replicas of
+        ``TASK_BROKER_MIN_REPLICAS`` late: a ``ReplicationTimeout``). Every send of the tick carries
+        the tick's idempotency key, so trying again never runs the tick twice.
+        """
         while True:
             try:
-                handle = self.manager.send(job)
-            except ReplicationTimeout as exc:  # kept or not: sending again could send it twice
-                logger.error("scheduled job {} may not have sent {}: {}", job.id, job.task_name, exc)
-                return None
-            except BrokerUnavailable as exc:
+                handle = self.manager.send(job, planned_at)
+            except BrokerUnavailable as exc:  # ReplicationTimeout too: kept or not, the key dedupes
                 if time.time() >= give_up_at or self._stopping.is_set():
                     logger.error("scheduled job {} could not send {}: {}", job.id, job.task_name, exc)
                     return None
-                redis_lost("scheduler", exc)
+                redis_lost(SENDS, exc)
                 time.sleep(SEND_RETRY_PAUSE)
                 continue
             except AuryTasksError as exc:
                 logger.error("scheduled job {} could not send {}: {}", job.id, job.task_name, exc)
                 return None
-            redis_back("scheduler")
+            redis_back(SENDS)
             return handle
 
 

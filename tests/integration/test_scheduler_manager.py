@@ -10,9 +10,11 @@ import pytest
 
 from aury_tasks import TaskManager, TaskStatus
 from aury_tasks.core.errors import SchedulerError, TaskNotFound
-from aury_tasks.scheduler.jobs import JobOptions
+from aury_tasks.scheduler.jobs import JobOptions, tick_idempotency_key
 from aury_tasks.scheduler.manager import SchedulerManager
 from aury_tasks.scheduler.triggers import TriggerSpec
+
+from .events import EventLog, wait_until
 
 ECHO = "sample_modules.jobs.tasks.echo"
 
@@ -106,6 +108,33 @@ def test_run_now_sends_the_task_and_the_list_shows_how_it_went(
     [info] = scheduler.list_jobs()
     assert info.last_run is not None and info.last_run.task_id == handle.id
     assert info.last_status is TaskStatus.SUCCESS
+
+
+def test_a_tick_sent_again_runs_once(
+    scheduler: SchedulerManager, producer: TaskManager, start_worker, events: EventLog
+) -> None:
+    # Given a scheduled job, one of its ticks sent and run
+    start_worker()
+    scheduler.add_job(producer.get_task("runs"), cron="0 0 1 1 *", id="yearly-runs", args=["tick"])
+    job = scheduler.get_job("yearly-runs")
+    planned = datetime(2030, 1, 1, tzinfo=timezone.utc).timestamp()
+    first = scheduler.send(job, planned)
+    assert first.get_result(timeout=20) == "tick"
+
+    # When the same tick is sent again (as the runner does when a send's reply was lost)
+    second = scheduler.send(job, planned)
+
+    # Then the second message is acknowledged without running; its record says which task ran
+    wait_until(lambda: second.status() is TaskStatus.SUCCESS, timeout=10, what="the second send to end")
+    assert len(events.all("runs", tag="tick")) == 1
+    key = tick_idempotency_key("yearly-runs", planned)
+    assert (
+        producer.task_record(second.id).reason
+        == f"not run: idempotency key {key!r} was done by task {first.id}"
+    )
+    # And the next tick is other work
+    assert scheduler.send(job, planned + 365 * 86400).get_result(timeout=20) == "tick"
+    assert len(events.all("runs", tag="tick")) == 2
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -81,17 +82,47 @@ class Stream(threading.Thread):
                 time.sleep(ahead)
 
 
-def longest_gap(stamps: list[float]) -> float:
-    """The longest time between two consecutive stamps."""
+def pause_across(stamps: list[float], moment: float) -> float:
+    """The longest time between two consecutive stamps from the last one before ``moment`` on:
+    from the last task done before the kill to the first done after it (a task that was running
+    at the kill and ended just after it does not shorten the pause)."""
     ordered = sorted(stamps)
-    return max((later - earlier for earlier, later in itertools.pairwise(ordered)), default=0.0)
+    before = [stamp for stamp in ordered if stamp <= moment]
+    window = [before[-1] if before else moment, *(stamp for stamp in ordered if stamp > moment)]
+    return max((later - earlier for earlier, later in itertools.pairwise(window)), default=0.0)
 
 
-def outage_lines(process: WorkerProcess) -> tuple[int, int]:
-    """Warning and error lines the process logged, and tracebacks."""
-    lines = process.output().splitlines()
-    logged = sum(1 for line in lines if " WARNING " in line or " ERROR " in line)
-    return logged, sum(1 for line in lines if line.startswith("Traceback"))
+@dataclass
+class LogLines:
+    """What one ``aum`` process logged about the outage."""
+
+    #: "lost Redis ..." warnings (one per process that lost it, at most one per outage).
+    lost: int
+    #: "Redis answers again ..." lines.
+    back: int
+    #: Every WARNING, ERROR or CRITICAL line, and lines starting a traceback.
+    warnings: int
+    tracebacks: int
+
+    @classmethod
+    def of(cls, process: WorkerProcess) -> LogLines:
+        lines = process.output().splitlines()
+        return cls(
+            lost=sum(1 for line in lines if "lost Redis" in line),
+            back=sum(1 for line in lines if "Redis answers again" in line),
+            warnings=sum(1 for line in lines if any(f" {level} " in line for level in LEVELS)),
+            tracebacks=sum(1 for line in lines if "Traceback" in line),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.lost} lost/{self.back} back/{self.warnings} warn/{self.tracebacks} tb"
+
+
+#: The log levels counted as warnings.
+LEVELS = ("WARNING", "ERROR", "CRITICAL")
+#: Warning lines a process may log across one failover: the outage warning, and the few lines of
+#: parts that say what they did about it (the scheduler giving up the lease and taking it back).
+MAX_WARNINGS = 4
 
 
 @pytest.mark.slow
@@ -123,7 +154,8 @@ def test_sigkill_of_the_master_under_a_stream_of_10000_tasks(
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     producer = _producer()
-    worker = start_worker("-c", "8", env=env)
+    # (the default heartbeat timeout, 15 s, longer than the failover: the worker is not taken for dead)
+    worker = start_worker("-c", "8", env={**env, "TASK_HEARTBEAT_TIMEOUT": None})
     scheduler, api, api_url = _scheduler_and_api(producer, server, tmp_path, processes, env)
 
     # When the master is SIGKILLed mid-stream, and started again as a replica once the sentinels
@@ -131,14 +163,16 @@ def test_sigkill_of_the_master_under_a_stream_of_10000_tasks(
     stream = Stream(producer)
     stream.start()
     wait_for(lambda: len(stream.acknowledged) >= KILL_AFTER, timeout=60, what="the first sends")
+    killed_at, killed = time.time(), time.monotonic()
     sentinels.kill_master()
-    killed = time.monotonic()
+    sent_before_kill = len(stream.acknowledged)
     promoted = sentinels.wait_for_failover()
+    promoted_at = time.time()
     sentinels.restart_old_master_as_replica()
     stream.join(180)
     assert not stream.is_alive(), "the producer did not get its 10,000 sends through"
 
-    # Then every acknowledged send completes (with MIN_REPLICAS 1), within a short pause
+    # Then the sent tasks complete, within a pause
     sent = stream.acknowledged
     with contextlib.suppress(AssertionError):  # the lost ones never complete: counted below
         wait_for(lambda: done_count(client) >= len(sent), timeout=60, what="every sent task", every=0.2)
@@ -147,27 +181,43 @@ def test_sigkill_of_the_master_under_a_stream_of_10000_tasks(
     wait_for(lambda: new_master.llen(queue) == 0, timeout=30, what="the queue drained")
     tally = Tally.read(client, sent)
     figures.add(tally)
-    pause = longest_gap([float(stamp) for stamp in client.lrange("rel:done_at", 0, -1)])
+    pause = pause_across([float(stamp) for stamp in client.lrange("rel:done_at", 0, -1)], killed_at)
     figures.recovery_s = round(pause, 1)
-    figures.extra.update(failover_s=round(promoted - killed, 1), send_errors=stream.errors)
+    runs = dict(zip(sent, (int(value or 0) for value in client.hmget("rel:done", sent)), strict=True))
+    doubled = [tag for tag, count in runs.items() if count > 1]
+    started_at = dict(zip(doubled, client.hmget("rel:started_at", doubled), strict=True)) if doubled else {}
 
     # And the scheduler fired every tick once, the API answers, each process logged a few lines
-    ticks, seconds = _ticks(scheduler, client)
+    ticks, planned, seconds = _ticks(scheduler, client)
     answer = httpx.get(f"{api_url}/api/v1/queues", timeout=10)
-    for name, process in (("worker", worker), ("scheduler", scheduler), ("serve", api)):
-        logged, tracebacks = outage_lines(process)
+    logs = {"worker": worker, "scheduler": scheduler, "serve": api}
+    lines = {name: LogLines.of(process) for name, process in logs.items()}
+    for name, process in logs.items():
         (tmp_path / f"{name}.log").write_text(process.output())
-        figures.extra[f"{name}_lines"] = f"{logged}/{tracebacks} tb"
-    figures.extra.update(ticks=f"{ticks} in {seconds} s", api=answer.status_code)
-    figures.note = f"first send error: {stream.first_error[:90]}" if stream.first_error else ""
-    if min_replicas:
+    figures.extra.update(failover_s=round(promoted - killed, 1), send_errors=stream.errors,
+                         api=answer.status_code)  # fmt: skip
+    figures.extra["ticks"] = f"{ticks} runs/{planned} ticks/{seconds} s"
+    figures.extra.update({f"{name} log": str(counted) for name, counted in lines.items()})
+
+    # Guaranteed whatever the setting: a task ran twice only if it had started before the
+    # failover (its ack, or its fetch, did not reach the replica); a task lost was sent before the
+    # kill (what the new master acknowledged it keeps); the worker carried on; no tick doubled
+    started_late = {
+        tag: stamp for tag, stamp in started_at.items() if stamp is None or float(stamp) > promoted_at
+    }
+    assert not started_late, f"run twice though first started after the failover: {started_late}"
+    late = [tag for tag in tally.lost_tags if int(tag.removeprefix("fo-")) >= sent_before_kill + 8]
+    assert not late, f"lost though sent after the kill: {late[:20]}"
+    assert ticks == planned, scheduler.output()[-3000:]
+    if min_replicas:  # the target: nothing acknowledged is lost, no tick lost, a short pause
         assert tally.lost == 0, tally.lost_tags[:20]
+        assert planned == seconds, scheduler.output()[-3000:]
         assert pause < PAUSE_TARGET
-    assert ticks == seconds, scheduler.output()
-    assert answer.status_code == 200, api.output()
-    assert all(outage_lines(process)[1] == 0 for process in (worker, scheduler, api)), [
-        process.output()[-3000:] for process in (worker, scheduler, api)
-    ]
+    assert answer.status_code == 200, api.output()[-3000:]
+    for name, counted in lines.items():
+        assert counted.tracebacks == 0, logs[name].output()[-5000:]
+        assert counted.lost <= 1 and counted.warnings <= MAX_WARNINGS, (name, logs[name].output()[-5000:])
+    assert lines["worker"].lost == 1 and lines["worker"].back >= 1, worker.output()[-5000:]
 
 
 def _producer() -> TaskManager:
@@ -197,10 +247,13 @@ def _scheduler_and_api(
     return scheduler, api, f"http://127.0.0.1:{port}"
 
 
-def _ticks(scheduler: WorkerProcess, client: redis.Redis) -> tuple[int, int]:
-    """Stop the scheduler; the job's runs, and the seconds from its first run to its last, plus one."""
+def _ticks(scheduler: WorkerProcess, client: redis.Redis) -> tuple[int, int, int]:
+    """Stop the scheduler; the job's runs, the ticks they were planned for (each counted once), and
+    the seconds from the first planned tick to the last, plus one (the ticks there should be)."""
     os.killpg(scheduler.process.pid, signal.SIGTERM)
     scheduler.process.wait(20)
     time.sleep(2)  # the last tick's task runs
-    beats = [float(stamp) for stamp in client.lrange("rel:beats:beat", 0, -1)]
-    return len(beats), round(max(beats) - min(beats)) + 1 if beats else 0
+    runs = client.llen("rel:beats:beat")
+    planned = [int(stamp) for stamp in client.lrange("rel:ticks:beat", 0, -1)]
+    seconds = round((max(planned) - min(planned)) / 1000) + 1 if planned else 0
+    return runs, len(set(planned)), seconds

@@ -12,7 +12,9 @@ from typing import Any
 
 import dramatiq
 import pytest
+import redis
 from dramatiq.common import current_millis
+from loguru import logger
 
 from aury_tasks.broker.redis import dramatiq_internals
 from aury_tasks.broker.redis.dramatiq_internals import WakingRedisConsumer
@@ -211,3 +213,37 @@ def test_a_delayed_message_s_eta_is_handed_to_the_worker_on_this_host_s_clock() 
     # Then its eta is the moment this host's clock reads then: 10 s from now here, not 40 s
     assert delayed is not None
     assert delayed.options["eta"] == pytest.approx(due - 30_000, abs=1_000)
+
+
+def test_a_fetch_that_cannot_reach_redis_is_reported_once_and_tried_again(
+    broker: MemoryBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a consumer whose Redis is gone (a failover) for three fetches, with a message waiting
+    monkeypatch.setattr(dramatiq_internals, "FETCH_RETRY_PAUSE", 0)
+    logged: list[str] = []
+    sink = logger.add(lambda line: logged.append(line.record["message"]), level="INFO")
+    broker.send(1)
+    fetch, failures = broker.do_fetch, [redis.ConnectionError("Connection refused")] * 3
+
+    def unreachable(queue_name: str, count: int) -> list[bytes]:
+        if failures:
+            raise failures.pop()
+        return fetch(queue_name, count)
+
+    monkeypatch.setattr(broker, "do_fetch", unreachable)
+    consumer = consumer_of(broker)
+    try:
+        # When the worker's consumer thread calls it meanwhile
+        calls = [next(consumer) for _ in range(3)]
+        # Then it raises nothing (Dramatiq's consumer thread would log a critical line and start a
+        # new consumer 3 s later), logs one warning, and gets the message once Redis answers
+        assert calls == [None] * 3
+        message = next(consumer)
+    finally:
+        logger.remove(sink)
+    assert message is not None
+    assert [line for line in logged if "Redis" in line] == [
+        "lost Redis (consumer of q), retrying until it answers: Connection refused",
+        logged[-1],
+    ]
+    assert logged[-1].startswith("Redis answers again, after ")

@@ -12,7 +12,8 @@ fetched that the worker never saw, and a consumer that loses its connection make
 the delayed messages it held. Both stay in the fetched set of a worker whose heartbeat is fresh,
 so no maintenance gives them back while it lives (Dramatiq issue #527). Each consumer therefore
 keeps, per queue and process, the delivery ids it handed to the worker until they are settled;
-a new consumer (one is made at start and after each connection error) requeues the rest.
+a new consumer (one is made at start), and a consumer whose fetch lost its connection once Redis
+answers again, requeue the rest.
 """
 
 from __future__ import annotations
@@ -49,10 +50,17 @@ class PoisonSafeRedisConsumer(WakingRedisConsumer):
         super().__init__(*args, **kwargs)
         self._held_key = (self.broker.broker_id, self.queue_name)
         self._gave_back = False
+        if self.queue_name.endswith(".DQ"):  # Dramatiq keeps no delayed message across consumers
+            with _held_lock:
+                _held.pop(self._held_key, None)
 
     def __next__(self) -> Any:
         if not self._gave_back:
-            self._give_back_forgotten()
+            try:
+                self._give_back_forgotten()
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                self.connection_lost(error)
+                return None
         while True:
             try:
                 proxy = super().__next__()
@@ -63,6 +71,12 @@ class PoisonSafeRedisConsumer(WakingRedisConsumer):
                 with _held_lock:
                     _held.setdefault(self._held_key, set()).add(proxy.options["redis_message_id"])
             return proxy
+
+    def connection_lost(self, error: Exception) -> None:
+        """As the consumer's, and give back, once Redis answers, what a fetch whose reply was lost
+        took (as a new consumer would: Dramatiq starts one after a lost connection)."""
+        self._gave_back = False
+        super().connection_lost(error)
 
     def _ack_sent(self, message: Any) -> None:
         self._settle([message])
@@ -85,19 +99,13 @@ class PoisonSafeRedisConsumer(WakingRedisConsumer):
     def _give_back_forgotten(self) -> None:
         """Requeue the messages of this queue fetched by this worker that it does not hold."""
         with _held_lock:
-            if self.queue_name.endswith(".DQ"):  # Dramatiq keeps no delayed message across consumers
-                _held.pop(self._held_key, None)
             held = set(_held.get(self._held_key, ()))
-        client = self.broker.client
-        try:  # (an id acked since `held` was read is no longer fetched either)
-            fetched = {
-                item.decode() for item in client.smembers(self.broker.keys.broker_fetched(*self._held_key))
-            }
-            forgotten = sorted(fetched - held)
-            if forgotten:
-                self.broker.do_requeue(self.queue_name, *forgotten)
-        except redis.ConnectionError as error:
-            raise ConnectionClosed(error) from None
+        # (an id acked since `held` was read is no longer fetched either)
+        members = self.broker.client.smembers(self.broker.keys.broker_fetched(*self._held_key))
+        fetched = {item.decode() for item in members}
+        forgotten = sorted(fetched - held)
+        if forgotten:
+            self.broker.do_requeue(self.queue_name, *forgotten)
         self._gave_back = True
         if forgotten:
             logger.warning("gave back {} message(s) of queue {} fetched before a connection loss",

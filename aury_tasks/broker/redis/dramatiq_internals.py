@@ -52,6 +52,7 @@ from dramatiq.rate_limits import WindowRateLimiter
 from dramatiq.worker import ConsumerThread, Worker, WorkerThread
 
 from ...redis.clock import ServerClock
+from ...redis.outage import redis_back, redis_lost
 from ...redis.scripts import LuaScript, Write
 from .wakeup import IDLE_FETCH_INTERVAL
 
@@ -60,6 +61,9 @@ if TYPE_CHECKING:
 
 #: Dramatiq's own dispatch script (its ``maintain``, ``ack``, ``nack``, ``requeue`` and the rest).
 DISPATCH = LuaScript(_scripts["dispatch"].decode())
+
+#: Seconds a consumer waits before it fetches again after a fetch that could not reach Redis.
+FETCH_RETRY_PAUSE = 0.5
 
 #: The logger of Dramatiq's worker threads (where "Message … was skipped." goes, the message its
 #: one argument).
@@ -190,6 +194,7 @@ class WakingRedisConsumer(_RedisConsumer):  # type: ignore[misc]  # Dramatiq's c
                 if free > 0 and (now >= self._fetch_due or (woken if self._idle else free >= self._refill)):
                     self._wake.clear()
                     self.message_cache = self.broker.do_fetch(self.queue_name, free)
+                    redis_back(f"consumer of {self.queue_name}")
                     # Fewer than asked: the queue is drained and the fetch left its idle marker.
                     self._idle = len(self.message_cache) < free
                     ready = self._waker.ready.is_set()
@@ -201,8 +206,23 @@ class WakingRedisConsumer(_RedisConsumer):  # type: ignore[misc]  # Dramatiq's c
                     continue
                 self._wake.wait(self._wait_seconds())
                 return None
-        except redis.ConnectionError as error:
-            raise ConnectionClosed(error) from None
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            self.connection_lost(error)
+            return None
+
+    def connection_lost(self, error: Exception) -> None:
+        """A fetch could not reach Redis: report it, wait :data:`FETCH_RETRY_PAUSE`, fetch again.
+
+        Dramatiq's consumer raises ``ConnectionClosed`` here: its consumer thread then logs a
+        critical line, drops its delayed messages and starts a new consumer 3 s later, at every
+        failed try, for every queue. Here the consumer stays, its part reported to
+        :mod:`aury_tasks.redis.outage` (one warning per process for the whole outage), and tries
+        again soon: the outage costs what it lasts (a Sentinel failover: a few seconds), not a
+        line and 3 s per queue per try. Its next fetch reports Redis back.
+        """
+        redis_lost(f"consumer of {self.queue_name}", error)
+        self._fetch_due = 0.0
+        time.sleep(FETCH_RETRY_PAUSE)
 
     def _wait_seconds(self) -> float:
         """How long to wait for a signal: the worker timeout, cut at the earliest eta held."""
