@@ -44,7 +44,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 from loguru import logger
 
 from ..core.errors import BrokerFeatureUnsupported, ConfigError
-from .redis.dramatiq_internals import RabbitmqQueueArguments, counting_rabbitmq_consumer, delivery_count_of
+from .rabbitmq_internals import RabbitmqQueueArguments, counting_rabbitmq_consumer, delivery_count_of
 from .redis.recovery import REDELIVERY_LIMIT
 
 #: The queue types a RabbitMQ broker declares.

@@ -31,6 +31,11 @@ from aury_tasks.middleware.context import context_of, existing_context
 
 #: Where every use of a private part of Dramatiq is (and nowhere else in aury_tasks).
 INTERNALS = "aury_tasks/broker/redis/dramatiq_internals.py"
+#: Its RabbitMQ twin (apart: pika is imported only where a RabbitMQ broker is built).
+RABBITMQ_INTERNALS = "aury_tasks/broker/rabbitmq_internals.py"
+#: The only modules that may use a private part of Dramatiq.
+INTERNALS_MODULES = (INTERNALS, RABBITMQ_INTERNALS)
+RABBIT = RABBITMQ_INTERNALS
 
 #: (what, object, digest of its source, what of ours depends on it)
 RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
@@ -119,21 +124,21 @@ RELIED_ON: list[tuple[str, Callable[..., Any], str, str]] = [
      "with the hook"),
     ("RabbitmqBroker._build_queue_arguments", rabbitmq_broker.RabbitmqBroker._build_queue_arguments,
      "7551172b30346a65",
-     f"{INTERNALS} RabbitmqQueueArguments: the queue's arguments, as a dict, go through queue_arguments"),
+     f"{RABBIT} RabbitmqQueueArguments: the queue's arguments, as a dict, go through queue_arguments"),
     ("RabbitmqBroker._declare_queue", rabbitmq_broker.RabbitmqBroker._declare_queue, "9ebebb7082f01042",
-     f"{INTERNALS} RabbitmqQueueArguments: a queue is declared with _build_queue_arguments"),
+     f"{RABBIT} RabbitmqQueueArguments: a queue is declared with _build_queue_arguments"),
     ("RabbitmqBroker._declare_dq_queue", rabbitmq_broker.RabbitmqBroker._declare_dq_queue, "8771e365f249ab5d",
-     f"{INTERNALS} RabbitmqQueueArguments._declare_dq_queue replaces it (the same declare, Dramatiq's "
+     f"{RABBIT} RabbitmqQueueArguments._declare_dq_queue replaces it (the same declare, Dramatiq's "
      "_build_queue_arguments through delay_queue_arguments)"),
     ("RabbitmqBroker.consumer_class", rabbitmq_broker.RabbitmqBroker.consumer_class.fget, "28a72bd330e935f6",
      "aury_tasks/broker/rabbitmq.py AuryRabbitmqBroker.consumer_class (Dramatiq's on classic queues)"),
     ("_RabbitmqConsumer.__init__", rabbitmq_broker._RabbitmqConsumer.__init__, "df5dd7aa8bf4dcd6",
-     f"{INTERNALS} counting_rabbitmq_consumer: self.iterator is the pika consume() iterator"),
+     f"{RABBIT} counting_rabbitmq_consumer: self.iterator is the pika consume() iterator"),
     ("_RabbitmqConsumer.__next__", rabbitmq_broker._RabbitmqConsumer.__next__, "75ac0236fc2754b8",
-     f"{INTERNALS} counting_rabbitmq_consumer: one next(self.iterator) per call, (method, properties, "
+     f"{RABBIT} counting_rabbitmq_consumer: one next(self.iterator) per call, (method, properties, "
      "body) triples, and the message proxy it returns"),
     ("RabbitmqBroker._declare_xq_queue", rabbitmq_broker.RabbitmqBroker._declare_xq_queue, "435cb6fafa76ca3d",
-     f"{INTERNALS} RabbitmqQueueArguments._declare_xq_queue replaces it (the same declare, its "
+     f"{RABBIT} RabbitmqQueueArguments._declare_xq_queue replaces it (the same declare, its "
      "arguments through dead_letter_queue_arguments)"),
     ("EventLoopThread.run_coroutine", dramatiq_asyncio.EventLoopThread.run_coroutine, "a34785a24449bbc8",
      "aury_tasks/middleware/upkeep.py: an Interrupt cancels the running coroutine"),
@@ -203,7 +208,11 @@ def _private_names_defined_in(files: list[Path]) -> set[str]:
 
 
 def _our_modules() -> list[Path]:
-    return [path for path in sorted(PACKAGE.rglob("*.py")) if path.relative_to(ROOT).as_posix() != INTERNALS]
+    return [
+        path
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.relative_to(ROOT).as_posix() not in INTERNALS_MODULES
+    ]
 
 
 def _private_uses(path: Path, dramatiq_private: set[str]) -> list[str]:
@@ -246,15 +255,15 @@ def test_no_module_but_the_internals_one_uses_a_private_name_of_dramatiq() -> No
     uses = [use for path in ours for use in _private_uses(path, dramatiq_private)]
 
     # Then none imports or reads one: it belongs behind a name in the internals module
-    assert not uses, f"private parts of Dramatiq used outside {INTERNALS}: {uses}"
+    assert not uses, f"private parts of Dramatiq used outside {INTERNALS_MODULES}: {uses}"
 
 
 def test_no_class_but_those_of_the_internals_module_overrides_a_private_member_of_dramatiq() -> None:
     # Given every class of aury_tasks outside the internals module
-    internals = INTERNALS.removesuffix(".py").replace("/", ".")
+    internals = {module.removesuffix(".py").replace("/", ".") for module in INTERNALS_MODULES}
     overrides = []
     for module_info in pkgutil.walk_packages(aury_tasks.__path__, "aury_tasks."):
-        if module_info.name.endswith("__main__") or module_info.name == internals:
+        if module_info.name.endswith("__main__") or module_info.name in internals:
             continue
         module = importlib.import_module(module_info.name)
         classes = [c for c in vars(module).values() if inspect.isclass(c) and c.__module__ == module.__name__]
@@ -263,7 +272,7 @@ def test_no_class_but_those_of_the_internals_module_overrides_a_private_member_o
         overrides += [override for cls in classes for override in _private_overrides(cls)]
 
     # Then none replaces one (the override goes in the internals module, behind a public method)
-    assert not overrides, f"private members of Dramatiq overridden outside {INTERNALS}: {overrides}"
+    assert not overrides, f"private members of Dramatiq overridden outside {INTERNALS_MODULES}: {overrides}"
 
 
 #: Class attributes Dramatiq itself writes on the class of the instance at run time, so that a

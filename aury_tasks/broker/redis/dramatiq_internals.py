@@ -1,4 +1,5 @@
-"""Every use of a private part of Dramatiq, in one module: a Dramatiq upgrade is this file's work.
+"""Every use of a private part of Dramatiq (but its RabbitMQ broker's), in one module: a Dramatiq
+upgrade is this file's work.
 
 aury-tasks is built on Dramatiq (pinned to its minor version in ``pyproject.toml``) and reaches
 below its public API in the places gathered here, each behind a name of ours:
@@ -22,10 +23,8 @@ below its public API in the places gathered here, each behind a name of ours:
 - **A message**: :func:`stuffed_exception`, the error Dramatiq stuffed into a message proxy.
 - **The window rate limiter**: :class:`WindowRateLimiterBase`, whose private ``_acquire`` is
   :meth:`~WindowRateLimiterBase.try_acquire`.
-- **The RabbitMQ broker**: :class:`RabbitmqQueueArguments` makes the arguments of its queues
-  overridable (:mod:`aury_tasks.broker.rabbitmq`: quorum queues, their delivery limit);
-  :func:`counting_rabbitmq_consumer`, its private ``_RabbitmqConsumer`` whose messages carry the
-  delivery count RabbitMQ gave them (:func:`delivery_count_of`).
+- **The RabbitMQ broker**: in :mod:`aury_tasks.broker.rabbitmq_internals`, the other module of
+  its kind (apart, as pika is imported only where a RabbitMQ broker is built).
 
 ``tests/unit/test_dramatiq_internals.py`` pins each Dramatiq part relied on by a digest of its
 source, naming what here depends on it, and fails when a private name of Dramatiq is used in
@@ -34,7 +33,6 @@ any other module of ``aury_tasks``.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable
@@ -46,7 +44,7 @@ import dramatiq
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer, _scripts
-from dramatiq.common import current_millis, dq_name, xq_name
+from dramatiq.common import current_millis
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.rate_limits import WindowRateLimiter
 from dramatiq.worker import ConsumerThread, Worker, WorkerThread
@@ -405,77 +403,3 @@ class WindowRateLimiterBase(WindowRateLimiter):  # type: ignore[misc]  # Dramati
     def try_acquire(self, now: float | None = None) -> bool:
         """Count one run if the window has room; return whether it had (Dramatiq's count)."""
         return bool(super()._acquire())
-
-
-# The RabbitMQ broker (pika is imported only where a RabbitMQ broker is built)
-
-
-class RabbitmqQueueArguments:
-    """A mixin for Dramatiq's ``RabbitmqBroker``: the arguments of the queues it declares, public.
-
-    Dramatiq's private ``_build_queue_arguments`` (a queue's and its delay queue's) and
-    ``_declare_xq_queue`` (``x-message-ttl`` only) go through the three methods below.
-    """
-
-    channel: Any
-
-    def queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The arguments of ``queue_name``, from Dramatiq's ``arguments``."""
-        return arguments
-
-    def delay_queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The arguments of the delay queue (``.DQ``) of ``queue_name``, from Dramatiq's ``arguments``."""
-        return arguments
-
-    def dead_letter_queue_arguments(self, queue_name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The arguments of the dead-letter queue of ``queue_name``, from Dramatiq's ``arguments``."""
-        return arguments
-
-    def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
-        arguments = super()._build_queue_arguments(queue_name)  # type: ignore[misc]
-        return self.queue_arguments(queue_name, dict(arguments))
-
-    def _declare_dq_queue(self, queue_name: str) -> Any:
-        dramatiqs = super()._build_queue_arguments(queue_name)  # type: ignore[misc]
-        arguments = self.delay_queue_arguments(queue_name, dict(dramatiqs))
-        return self.channel.queue_declare(queue=dq_name(queue_name), durable=True, arguments=arguments)
-
-    def _declare_xq_queue(self, queue_name: str) -> Any:
-        from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
-
-        arguments = self.dead_letter_queue_arguments(queue_name, {"x-message-ttl": DEAD_MESSAGE_TTL})
-        return self.channel.queue_declare(queue=xq_name(queue_name), durable=True, arguments=arguments)
-
-
-_DELIVERY_COUNT = "aury_delivery_count"  # the attribute of a delivery's proxy holding its count
-
-
-def delivery_count_of(message: MessageProxy) -> int:
-    """RabbitMQ's ``x-delivery-count`` of ``message`` (quorum queues: its deliveries before, unacked)."""
-    return int(vars(message).get(_DELIVERY_COUNT, 0))
-
-
-@functools.cache
-def counting_rabbitmq_consumer() -> type[dramatiq.Consumer]:
-    """Dramatiq's RabbitMQ consumer whose pika iterator is wrapped to note the ``x-delivery-count``
-    header Dramatiq drops; put on the proxy ``__next__`` returns (pika is imported on first call)."""
-    from dramatiq.brokers.rabbitmq import _RabbitmqConsumer
-
-    class CountingRabbitmqConsumer(_RabbitmqConsumer):  # type: ignore[misc]  # untyped base
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.last_delivery_count = 0
-            self.iterator = map(self._note_count, self.iterator)  # (method, properties, body)
-
-        def _note_count(self, delivery: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
-            headers = getattr(delivery[1], "headers", None) or {}  # properties: None when idle
-            self.last_delivery_count = int(headers.get("x-delivery-count", 0))
-            return delivery
-
-        def __next__(self) -> MessageProxy | None:
-            message = super().__next__()
-            if message is not None:
-                vars(message)[_DELIVERY_COUNT] = self.last_delivery_count
-            return message  # type: ignore[no-any-return]
-
-    return CountingRabbitmqConsumer
