@@ -6,6 +6,7 @@ import signal
 import time
 
 import dramatiq
+import pytest
 import redis
 from brokers import on_both_brokers
 
@@ -164,6 +165,8 @@ def test_a_message_only_prefetched_by_a_worker_that_died_is_not_blamed_again(
     survivor.close()
 
 
+# Flaky under load: once in four full runs it hung until the timeout (note of 2026-12-08).
+@pytest.mark.slow
 def test_a_task_that_kills_its_worker_is_dead_lettered_after_max_deliveries(
     start_worker, producer: TaskManager, events: EventLog
 ) -> None:
