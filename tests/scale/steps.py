@@ -6,27 +6,15 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
 
 import redis
+from reliability.harness import wait_for
 
 from aury_tasks import TaskManager
 from aury_tasks.core import keys
 
 from .cluster import QUEUE, Cluster
 from .evidence import Run
-
-
-def wait_for(check: Any, *, timeout: float, what: str, every: float = 0.1) -> Any:
-    """``check()``'s first truthy value within ``timeout`` seconds, or an AssertionError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 def send_work(producer: TaskManager, prefix: str, count: int, seconds: float = 0.0,
